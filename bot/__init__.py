@@ -1,0 +1,1 @@
+"""Conversations: internal message types, the dialogue engine, channel adapters and the CLI."""

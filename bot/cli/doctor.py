@@ -1,0 +1,178 @@
+"""`yxby doctor`: checks that configuration, knowledge base, calendar and database are sound.
+
+A check is a :class:`Check`: a Chinese name and a callable that takes the
+:class:`DoctorContext` and returns a :class:`CheckResult` (status and message) or raises.
+``default_checks`` lists them in the order they run; add new checks there.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from handoff.calendar import WorkCalendar
+
+__all__ = [
+    "TODAY_ENV",
+    "Check",
+    "CheckOutcome",
+    "CheckResult",
+    "DoctorContext",
+    "Status",
+    "default_checks",
+    "register",
+    "run_checks",
+]
+
+TODAY_ENV = "YXBY_TODAY"
+"""Environment variable that fixes "today" (YYYY-MM-DD), like the hidden ``--today``."""
+
+
+class Status(enum.Enum):
+    """Outcome of one check; only ``FAIL`` makes ``yxby doctor`` exit non-zero."""
+
+    OK = "✓"
+    WARN = "!"
+    FAIL = "✗"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """What a check found."""
+
+    status: Status
+    message: str
+
+
+@dataclass
+class DoctorContext:
+    """What checks share: the injected date and objects loaded once for several checks."""
+
+    today: date
+    _calendar: WorkCalendar | None = field(default=None, repr=False)
+    _calendar_error: Exception | None = field(default=None, repr=False)
+
+    def calendar(self) -> WorkCalendar:
+        """The working-day calendar, loaded once; re-raises its load error for every caller."""
+        if self._calendar_error is not None:
+            raise self._calendar_error
+        if self._calendar is None:
+            from handoff.calendar import load_calendar
+
+            try:
+                self._calendar = load_calendar()
+            except Exception as exc:
+                self._calendar_error = exc
+                raise
+        return self._calendar
+
+
+@dataclass(frozen=True)
+class Check:
+    """A named check; *run* returns a result or raises (an exception counts as a failure)."""
+
+    name: str
+    run: Callable[[DoctorContext], CheckResult]
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    """A check together with its result."""
+
+    check: Check
+    result: CheckResult
+
+    def line(self) -> str:
+        """The line ``yxby doctor`` prints for this check."""
+        return f"{self.result.status.value} {self.check.name}：{self.result.message}"
+
+
+def _departments(ctx: DoctorContext) -> CheckResult:
+    from routing.departments import load_departments
+    from yxby.paths import config_dir
+
+    directory = load_departments()
+    path = config_dir() / "departments.yaml"
+    return CheckResult(Status.OK, f"{len(directory)} 个部门（{path}）")
+
+
+def _holidays(ctx: DoctorContext) -> CheckResult:
+    calendar = ctx.calendar()
+    return CheckResult(Status.OK, f"已加载（{calendar.source}）")
+
+
+def _coverage(offset: int) -> Callable[[DoctorContext], CheckResult]:
+    def run(ctx: DoctorContext) -> CheckResult:
+        year = ctx.today.year + offset
+        calendar = ctx.calendar()
+        status = Status.WARN if calendar.coverage(year) == "fallback" else Status.OK
+        return CheckResult(status, calendar.coverage_note(year))
+
+    return run
+
+
+def default_checks() -> list[Check]:
+    """Every check ``yxby doctor`` runs, in order."""
+    return [
+        Check("部门配置", _departments),
+        Check("节假日配置", _holidays),
+        Check("今年工作日历", _coverage(0)),
+        Check("明年工作日历", _coverage(1)),
+    ]
+
+
+def run_checks(checks: list[Check], ctx: DoctorContext) -> list[CheckOutcome]:
+    """Run every check; one that raises becomes a ``FAIL`` naming the error."""
+    from yxby.errors import YxbyError
+
+    outcomes = []
+    for check in checks:
+        try:
+            result = check.run(ctx)
+        except YxbyError as exc:
+            result = CheckResult(Status.FAIL, str(exc))
+        except Exception as exc:  # a doctor reports what broke instead of crashing
+            result = CheckResult(Status.FAIL, f"{type(exc).__name__}: {exc}")
+        outcomes.append(CheckOutcome(check, result))
+    return outcomes
+
+
+class _Day(click.ParamType):
+    name = "日期"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> date:
+        if isinstance(value, date):
+            return value
+        try:
+            return date.fromisoformat(str(value).strip())
+        except ValueError:
+            self.fail(f"无法识别的日期“{value}”，应为 YYYY-MM-DD", param, ctx)
+
+
+def _today() -> date:
+    from handoff.calendar import SHANGHAI
+
+    return datetime.now(SHANGHAI).date()
+
+
+@click.command("doctor")
+@click.option("--today", type=_Day(), envvar=TODAY_ENV, hidden=True)
+def doctor_command(today: date | None) -> None:
+    """检查配置文件、工作日历（今明两年的节假日数据）等是否可用；有失败项时退出码为 1。"""
+    ctx = DoctorContext(today=today or _today())
+    outcomes = run_checks(default_checks(), ctx)
+    for outcome in outcomes:
+        click.echo(outcome.line())
+    if any(o.result.status is Status.FAIL for o in outcomes):
+        raise click.exceptions.Exit(1)
+
+
+def register(group: click.Group) -> None:
+    """Add ``doctor`` to *group*."""
+    group.add_command(doctor_command)

@@ -1,0 +1,149 @@
+"""`yxby ask` and `yxby kb …`: the knowledge base from the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from knowledge import Decision, KnowledgeBase
+
+__all__ = ["print_decision", "register"]
+
+
+def _kb(path: Path | None = None) -> KnowledgeBase:
+    import knowledge
+
+    return knowledge.load(path)
+
+
+def _dump(obj: object) -> str:
+    return json.dumps(obj, ensure_ascii=False)
+
+
+def print_decision(d: Decision, prefix: str = "") -> None:
+    """Print a decision as readable Chinese text."""
+    top = d.top
+    if d.action == "answer" and top is not None:
+        click.echo(prefix + top.entry.answer)
+        click.echo(f"（来源：{top.entry.source.document}"
+                   f"{' ' + top.entry.source.section if top.entry.source.section else ''}；"
+                   f"责任部门：{top.entry.department}）")
+        if d.suggestions:
+            click.echo("相关问题：" + "；".join(h.entry.title for h in d.suggestions))
+    elif d.action == "suggest":
+        click.echo(prefix + "您是不是想问：")
+        for i, h in enumerate(d.suggestions, 1):
+            click.echo(f"  {i}. {h.entry.title}")
+    elif d.action == "handoff":
+        click.echo(prefix + "好的，正在为您转接企业服务专员。")
+    else:
+        click.echo(prefix + "抱歉，知识库中暂时没有找到答案，可以为您转交企业服务专员处理。")
+
+
+@click.command("ask")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.argument("text", nargs=-1, required=True)
+def ask(text: tuple[str, ...], as_json: bool) -> None:
+    """Ask the knowledge base a question, as the bot would."""
+    from yxby.errors import InputError
+
+    kb = _kb()
+    query = " ".join(text)
+    try:
+        decision = kb.decide(query)
+    except InputError as exc:
+        if as_json:
+            click.echo(_dump({"error": str(exc)}))
+        raise click.exceptions.Exit(_input_error(str(exc))) from None
+    if as_json:
+        click.echo(_dump(decision.as_dict()))
+    else:
+        print_decision(decision)
+
+
+def _input_error(message: str) -> int:
+    click.echo(f"错误：{message}", err=True)
+    return 2
+
+
+@click.group("kb")
+def kb_group() -> None:
+    """Maintain the 企业服务知识库 (lint, hit-test, evaluate)."""
+
+
+@kb_group.command("lint")
+@click.argument("path", required=False, type=click.Path(path_type=Path))
+def kb_lint(path: Path | None) -> None:
+    """Check entries: schema, duplicates, departments, expiry, answer size, YAML."""
+    from knowledge.lint import Severity, lint
+    from routing import load_departments
+    from yxby.paths import entries_dir
+
+    target = path or entries_dir()
+    issues = lint(target, departments=load_departments().alias_map())
+    for issue in issues:
+        click.echo(str(issue), err=issue.severity is Severity.ERROR)
+    errors = sum(1 for i in issues if i.severity is Severity.ERROR)
+    warnings = len(issues) - errors
+    click.echo(f"{target}: {errors} error(s), {warnings} warning(s)")
+    if errors:
+        raise click.exceptions.Exit(1)
+
+
+@kb_group.command("test")
+@click.option("--limit", default=5, show_default=True, type=click.IntRange(1, 50))
+@click.option("--json", "as_json", is_flag=True)
+@click.argument("text", nargs=-1, required=True)
+def kb_test(text: tuple[str, ...], limit: int, as_json: bool) -> None:
+    """Show the top hits for TEXT with scores and matched terms."""
+    from yxby.errors import InputError
+
+    kb = _kb()
+    query = " ".join(text)
+    try:
+        decision = kb.decide(query, limit=limit)
+    except InputError as exc:
+        raise click.exceptions.Exit(_input_error(str(exc))) from None
+    if as_json:
+        payload: dict[str, Any] = decision.as_dict()
+        payload["tokens"] = list(decision.tokens)
+        payload["hits"] = [
+            {**h.as_dict(), "coverage": round(h.coverage, 3), "matched_terms": list(h.matched_terms)}
+            for h in decision.hits
+        ]
+        click.echo(_dump(payload))
+        return
+    click.echo(f"分词：{' / '.join(decision.tokens) or '（无）'}")
+    click.echo(f"决定：{decision.action.value}（{decision.reason}）")
+    for rank, h in enumerate(decision.hits, 1):
+        click.echo(
+            f"{rank:>2}. {h.score:7.3f}  覆盖 {h.coverage:.2f}  {h.entry.id}  {h.entry.title}"
+        )
+        click.echo(f"      命中：{'、'.join(h.matched_terms)}")
+
+
+@kb_group.command("eval")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--fail-under", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+              help="Exit 1 when the pass rate is below this.")
+def kb_eval(file: Path, fail_under: float) -> None:
+    """Run the `ask:` cases of an evaluation file (format of shared/eval/dev.yaml)."""
+    from knowledge.evaluate import evaluate_file
+
+    kb = _kb()
+    report = evaluate_file(kb, file)
+    for failure in report.failures:
+        click.echo(f"✗ {failure}")
+    click.echo(f"通过 {report.passed}/{report.total}（{report.rate:.1%}）")
+    if report.rate < fail_under:
+        raise click.exceptions.Exit(1)
+
+
+def register(group: click.Group) -> None:
+    """Add ``ask`` and ``kb`` to *group*."""
+    group.add_command(ask)
+    group.add_command(kb_group)

@@ -1,0 +1,439 @@
+"""SQLAlchemy models of the ticket loop: enterprises, commissioners, tickets and their trail.
+
+Every timestamp is timezone-aware (:class:`UTCDateTime` stores UTC and always returns an
+aware value, also on SQLite). Nothing is deleted: ticket events are append-only (the ORM
+refuses to update or delete them), clocks are superseded rather than overwritten.
+The first Alembic migration creates exactly these tables.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    event,
+)
+from sqlalchemy import Enum as SAEnum
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+from yxby.errors import TicketError
+
+__all__ = [
+    "Base",
+    "ChannelIdentity",
+    "ClockKind",
+    "Commissioner",
+    "CommissionerBinding",
+    "CommissionerRole",
+    "Direction",
+    "Enterprise",
+    "EnterpriseKind",
+    "OutboxMessage",
+    "OutboxStatus",
+    "SlaClock",
+    "Survey",
+    "SurveyResult",
+    "Ticket",
+    "TicketCounter",
+    "TicketDepartment",
+    "TicketEvent",
+    "TicketState",
+    "TranscriptLine",
+    "UTCDateTime",
+    "utcnow",
+]
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    """The current time, aware, in UTC."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """An aware datetime stored as UTC; naive values are refused."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime cannot be stored: {value!r}")
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            value = value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class EnterpriseKind(StrEnum):
+    """市场主体类型."""
+
+    ENTERPRISE = "企业"
+    INDIVIDUAL = "个体工商户"
+
+
+class CommissionerRole(StrEnum):
+    """What a commissioner is in the loop: handles tickets, leads a department, oversees all."""
+
+    COMMISSIONER = "专员"
+    HEAD = "负责人"
+    OVERSIGHT = "政务办"
+
+
+class TicketState(StrEnum):
+    """States of a ticket (see ``handoff.tickets`` for the allowed moves)."""
+
+    NEW = "new"
+    ACCEPTED = "accepted"
+    IN_PROGRESS = "in_progress"
+    ESCALATED = "escalated"
+    RESOLVED = "resolved"
+    FEEDBACK_SENT = "feedback_sent"
+    SURVEYED = "surveyed"
+    CLOSED = "closed"
+
+    @property
+    def label(self) -> str:
+        """Chinese name of the state."""
+        return _STATE_LABELS[self]
+
+
+_STATE_LABELS = {
+    TicketState.NEW: "待签收",
+    TicketState.ACCEPTED: "已签收",
+    TicketState.IN_PROGRESS: "办理中",
+    TicketState.ESCALATED: "已提请联席会议",
+    TicketState.RESOLVED: "已办结",
+    TicketState.FEEDBACK_SENT: "已反馈",
+    TicketState.SURVEYED: "已回访",
+    TicketState.CLOSED: "已关闭",
+}
+
+
+class ClockKind(StrEnum):
+    """The deadlines a ticket runs against."""
+
+    CONTACT = "contact"
+    DONE = "done"
+    FEEDBACK = "feedback"
+    ESCALATION = "escalation"
+
+    @property
+    def label(self) -> str:
+        """Chinese name of the clock."""
+        return _CLOCK_LABELS[self]
+
+
+_CLOCK_LABELS = {
+    ClockKind.CONTACT: "对接企业",
+    ClockKind.DONE: "办结",
+    ClockKind.FEEDBACK: "反馈结果",
+    ClockKind.ESCALATION: "联席会议限期",
+}
+
+
+class Direction(StrEnum):
+    """Direction of a transcript line, seen from the bot."""
+
+    IN = "in"
+    OUT = "out"
+
+
+class SurveyResult(StrEnum):
+    """满意度回访 results."""
+
+    SATISFIED = "满意"
+    MOSTLY_SATISFIED = "基本满意"
+    UNSATISFIED = "不满意"
+
+
+class OutboxStatus(StrEnum):
+    """Delivery state of an outbox message."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+    HELD = "held"
+
+
+def _enum(cls: type[StrEnum], name: str) -> SAEnum:
+    return SAEnum(
+        cls,
+        name=name,
+        native_enum=False,
+        create_constraint=True,
+        length=20,
+        validate_strings=True,
+        values_callable=lambda members: [m.value for m in members],
+    )
+
+
+class Base(DeclarativeBase):
+    """Declarative base with a naming convention, so migrations have stable names."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON(), list[str]: JSON()}
+
+
+class Commissioner(Base):
+    """企业服务专员, a department head (负责人) or a 政务办 overseer."""
+
+    __tablename__ = "commissioner"
+    __table_args__ = (UniqueConstraint("name", "department"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    department: Mapped[str] = mapped_column(String(64), index=True)
+    role: Mapped[CommissionerRole] = mapped_column(_enum(CommissionerRole, "commissioner_role"))
+    phone: Mapped[str | None] = mapped_column(String(32))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    bindings: Mapped[list[CommissionerBinding]] = relationship(
+        back_populates="commissioner", order_by="CommissionerBinding.id"
+    )
+
+
+class CommissionerBinding(Base):
+    """A channel account of a commissioner (where notices and relays reach them)."""
+
+    __tablename__ = "commissioner_binding"
+    __table_args__ = (UniqueConstraint("channel", "user_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    commissioner_id: Mapped[int] = mapped_column(ForeignKey("commissioner.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    user_key: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    commissioner: Mapped[Commissioner] = relationship(back_populates="bindings")
+
+
+class Enterprise(Base):
+    """One market entity (一企一档)."""
+
+    __tablename__ = "enterprise"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    uscc: Mapped[str] = mapped_column(String(18), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[EnterpriseKind] = mapped_column(_enum(EnterpriseKind, "enterprise_kind"))
+    industry: Mapped[str | None] = mapped_column(String(100))
+    tags: Mapped[list[str]] = mapped_column(default=list)
+    commissioner_id: Mapped[int | None] = mapped_column(ForeignKey("commissioner.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    commissioner: Mapped[Commissioner | None] = relationship()
+
+
+class ChannelIdentity(Base):
+    """A user as one channel knows them (WeChat openid, Telegram chat id, …)."""
+
+    __tablename__ = "channel_identity"
+    __table_args__ = (UniqueConstraint("channel", "user_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    user_key: Mapped[str] = mapped_column(String(128))
+    enterprise_id: Mapped[int | None] = mapped_column(ForeignKey("enterprise.id"), index=True)
+    contact_phone: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    enterprise: Mapped[Enterprise | None] = relationship()
+
+
+class TicketCounter(Base):
+    """Last ticket sequence number issued on a (Shanghai) calendar day."""
+
+    __tablename__ = "ticket_counter"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    last: Mapped[int] = mapped_column(Integer)
+
+
+class Ticket(Base):
+    """A need the bot could not settle, handled by a lead department."""
+
+    __tablename__ = "ticket"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    number: Mapped[str] = mapped_column(String(32), unique=True)
+    enterprise_id: Mapped[int | None] = mapped_column(ForeignKey("enterprise.id"), index=True)
+    channel_identity_id: Mapped[int | None] = mapped_column(
+        ForeignKey("channel_identity.id"), index=True
+    )
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text)
+    department: Mapped[str] = mapped_column(String(64), index=True)
+    route_rule: Mapped[str] = mapped_column(String(20))
+    route_reason: Mapped[str] = mapped_column(Text)
+    commissioner_id: Mapped[int | None] = mapped_column(ForeignKey("commissioner.id"), index=True)
+    state: Mapped[TicketState] = mapped_column(_enum(TicketState, "ticket_state"), index=True)
+    reopen_count: Mapped[int] = mapped_column(Integer, default=0)
+    escalation_lead_department: Mapped[str | None] = mapped_column(String(64))
+    escalation_deadline: Mapped[datetime | None] = mapped_column()
+    result: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column()
+
+    enterprise: Mapped[Enterprise | None] = relationship()
+    channel_identity: Mapped[ChannelIdentity | None] = relationship()
+    commissioner: Mapped[Commissioner | None] = relationship()
+    events: Mapped[list[TicketEvent]] = relationship(
+        back_populates="ticket", order_by="(TicketEvent.at, TicketEvent.id)"
+    )
+    clocks: Mapped[list[SlaClock]] = relationship(back_populates="ticket", order_by="SlaClock.id")
+    helpers: Mapped[list[TicketDepartment]] = relationship(
+        back_populates="ticket", order_by="TicketDepartment.id"
+    )
+    surveys: Mapped[list[Survey]] = relationship(back_populates="ticket", order_by="Survey.id")
+
+
+class TicketDepartment(Base):
+    """A helper department of a co-handled (协同) ticket, with its acknowledgement."""
+
+    __tablename__ = "ticket_department"
+    __table_args__ = (UniqueConstraint("ticket_id", "department"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"), index=True)
+    department: Mapped[str] = mapped_column(String(64), index=True)
+    added_at: Mapped[datetime] = mapped_column()
+    added_by: Mapped[str] = mapped_column(String(64))
+    acknowledged_at: Mapped[datetime | None] = mapped_column()
+    acknowledged_by: Mapped[str | None] = mapped_column(String(64))
+
+    ticket: Mapped[Ticket] = relationship(back_populates="helpers")
+
+
+class TicketEvent(Base):
+    """One change of a ticket: who, when, from, to, why. Append-only."""
+
+    __tablename__ = "ticket_event"
+    __table_args__ = (Index(None, "ticket_id", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"))
+    at: Mapped[datetime] = mapped_column()
+    actor: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32))
+    from_state: Mapped[TicketState | None] = mapped_column(_enum(TicketState, "from_state"))
+    to_state: Mapped[TicketState | None] = mapped_column(_enum(TicketState, "to_state"))
+    reason: Mapped[str | None] = mapped_column(Text)
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    ticket: Mapped[Ticket] = relationship(back_populates="events")
+
+
+@event.listens_for(TicketEvent, "before_update")
+@event.listens_for(TicketEvent, "before_delete")
+def _events_are_append_only(_mapper: Any, _conn: Any, target: TicketEvent) -> None:
+    raise TicketError(f"工单事件不可修改或删除（事件 {target.id}）")
+
+
+class SlaClock(Base):
+    """One deadline of a ticket; due, met and breach are stored when they happen."""
+
+    __tablename__ = "sla_clock"
+    __table_args__ = (Index(None, "active", "due_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"), index=True)
+    kind: Mapped[ClockKind] = mapped_column(_enum(ClockKind, "clock_kind"))
+    department: Mapped[str] = mapped_column(String(64), index=True)
+    workdays: Mapped[int | None] = mapped_column(Integer)
+    calendar_fallback: Mapped[bool] = mapped_column(Boolean, default=False)
+    started_at: Mapped[datetime] = mapped_column()
+    due_at: Mapped[datetime] = mapped_column()
+    remind_at: Mapped[datetime | None] = mapped_column()
+    met_at: Mapped[datetime | None] = mapped_column()
+    breached_at: Mapped[datetime | None] = mapped_column()
+    reminded_at: Mapped[datetime | None] = mapped_column()
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    superseded_at: Mapped[datetime | None] = mapped_column()
+
+    ticket: Mapped[Ticket] = relationship(back_populates="clocks")
+
+
+class TranscriptLine(Base):
+    """One line of a conversation, kept for the enterprise's file and the ticket."""
+
+    __tablename__ = "transcript_line"
+    __table_args__ = (Index(None, "channel_identity_id", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel_identity_id: Mapped[int] = mapped_column(ForeignKey("channel_identity.id"))
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"), index=True)
+    at: Mapped[datetime] = mapped_column()
+    direction: Mapped[Direction] = mapped_column(_enum(Direction, "direction"))
+    text: Mapped[str] = mapped_column(Text)
+
+
+class Survey(Base):
+    """A satisfaction callback (满意度回访) for one round of a ticket."""
+
+    __tablename__ = "survey"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"), index=True)
+    round: Mapped[int] = mapped_column(Integer)
+    result: Mapped[SurveyResult] = mapped_column(_enum(SurveyResult, "survey_result"))
+    comment: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column()
+
+    ticket: Mapped[Ticket] = relationship(back_populates="surveys")
+
+
+class OutboxMessage(Base):
+    """A push that must survive a crash or a channel outage; sent by a worker."""
+
+    __tablename__ = "outbox_message"
+    __table_args__ = (Index(None, "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    recipient: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column()
+    dedupe_key: Mapped[str] = mapped_column(String(200), unique=True)
+    status: Mapped[OutboxStatus] = mapped_column(
+        _enum(OutboxStatus, "outbox_status"), default=OutboxStatus.PENDING
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column()
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column()
+    sent_at: Mapped[datetime | None] = mapped_column()

@@ -1,0 +1,82 @@
+"""The schema of a knowledge entry, as editors write it in ``knowledge/entries/*.yaml``.
+
+A file holds one or more YAML documents; each document is either a single entry (a
+mapping) or a list of entries. Unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+from pydantic import Field, field_validator, model_validator
+
+from yxby.yamlconf import StrictModel
+
+__all__ = ["ENTRY_ID_PATTERN", "Entry", "Source"]
+
+ENTRY_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{1,79}$")
+
+
+class Source(StrictModel):
+    """Where an entry's facts come from."""
+
+    document: str = Field(min_length=1)
+    section: str | None = None
+    url: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://\S+$", value):
+            raise ValueError("expected an http(s) URL")
+        return value
+
+
+class Entry(StrictModel):
+    """One question-and-answer entry of the 企业服务知识库."""
+
+    id: str
+    title: str = Field(min_length=1, max_length=80)
+    questions: tuple[str, ...] = Field(min_length=1)
+    answer: str
+    department: str = Field(min_length=1)
+    keywords: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    source: Source
+    updated: dt.date
+    effective: dt.date | None = None
+    expires: dt.date | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if not ENTRY_ID_PATTERN.match(value):
+            raise ValueError(
+                "expected a stable id of lower-case letters, digits, '.', '_' or '-' "
+                "(2–80 characters), e.g. 'seed-time-limit'"
+            )
+        return value
+
+    @field_validator("questions", "keywords", "tags")
+    @classmethod
+    def _no_blank_items(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        cleaned = tuple(v.strip() for v in value)
+        if any(not v for v in cleaned):
+            raise ValueError("items must not be empty")
+        return cleaned
+
+    @model_validator(mode="after")
+    def _dates(self) -> Entry:
+        if self.effective and self.expires and self.expires < self.effective:
+            raise ValueError("'expires' is before 'effective'")
+        return self
+
+    def is_expired(self, today: dt.date) -> bool:
+        """True when the entry's ``expires`` date has passed."""
+        return self.expires is not None and self.expires < today
+
+    def is_effective(self, today: dt.date) -> bool:
+        """True when the entry is in force on *today* (started and not expired)."""
+        started = self.effective is None or self.effective <= today
+        return started and not self.is_expired(today)

@@ -1,0 +1,185 @@
+"""Chinese tokenization for the knowledge base: jieba with a domain lexicon.
+
+The same pipeline runs on entries and on queries: NFKC full/half-width folding and lower
+case, jieba segmentation with the domain user dictionary, synonym rewriting to one
+canonical term, stop-word removal and, optionally, jieba's search-mode sub-words (so
+统一社会信用代码 also yields 信用, 代码 …).
+
+jieba's own logging is silenced and its dictionary cache is written under the project's
+data directory (``YXBY_DATA_DIR``), never to /tmp.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from yxby.errors import KnowledgeError
+from yxby.paths import config_dir, data_dir
+
+__all__ = ["Lexicon", "Tokenizer", "load_lexicon", "normalize"]
+
+LEXICON_DIR = Path(__file__).resolve().parent / "lexicon"
+
+# A token is kept when it has a CJK ideograph, a letter or a digit.
+_MEANINGFUL = re.compile(r"[\u3400-\u9fff\uf900-\ufaffA-Za-z0-9]")
+_SPACES = re.compile(r"\s+")
+
+
+def normalize(text: str) -> str:
+    """NFKC-fold (full-width → half-width), lower-case and collapse white space."""
+    return _SPACES.sub(" ", unicodedata.normalize("NFKC", text)).strip().lower()
+
+
+@dataclass(frozen=True)
+class Lexicon:
+    """Domain words, synonym map (term → canonical) and stop words."""
+
+    words: tuple[str, ...] = ()
+    synonyms: dict[str, str] = field(default_factory=dict)
+    stopwords: frozenset[str] = frozenset()
+    userdict: Path | None = None
+
+    def fingerprint(self) -> str:
+        """A stable digest input describing this lexicon (for index caches)."""
+        parts = [
+            "|".join(self.words),
+            "|".join(f"{k}>{v}" for k, v in sorted(self.synonyms.items())),
+            "|".join(sorted(self.stopwords)),
+            self.userdict.read_text(encoding="utf-8") if self.userdict else "",
+        ]
+        return "\n".join(parts)
+
+
+def _read_lines(path: Path) -> list[str]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise KnowledgeError(f"{path}: cannot read ({exc.strerror})") from None
+    return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+
+
+def _synonym_groups(path: Path) -> list[list[str]]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise KnowledgeError(f"{path}: cannot read synonyms ({exc})") from None
+    groups = data.get("groups", []) if isinstance(data, dict) else None
+    if not isinstance(groups, list) or not all(
+        isinstance(g, list) and len(g) >= 2 and all(isinstance(t, str) for t in g) for g in groups
+    ):
+        raise KnowledgeError(f"{path}: 'groups' must be a list of lists of two or more words")
+    return [[normalize(t) for t in g] for g in groups]
+
+
+def _department_groups(path: Path) -> list[list[str]]:
+    """Names and aliases of each department, read as plain words (no routing import)."""
+    if not path.exists():
+        return []
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise KnowledgeError(f"{path}: cannot read departments ({exc})") from None
+    groups = []
+    for dept in data.get("departments", []) if isinstance(data, dict) else []:
+        if isinstance(dept, dict) and isinstance(dept.get("name"), str):
+            names = [dept["name"], dept.get("full_name") or "", *(dept.get("aliases") or [])]
+            groups.append([normalize(n) for n in names if isinstance(n, str) and n])
+    return groups
+
+
+def load_lexicon(
+    lexicon_dir: Path | None = None, departments_file: Path | None = None
+) -> Lexicon:
+    """Read the user dictionary, synonym groups and stop words (plus department aliases)."""
+    base = lexicon_dir or LEXICON_DIR
+    groups = _synonym_groups(base / "synonyms.yaml")
+    groups += _department_groups(departments_file or config_dir() / "departments.yaml")
+    synonyms: dict[str, str] = {}
+    words: list[str] = []
+    for group in groups:
+        head = group[0]
+        for term in group:
+            words.append(term)
+            if term != head:
+                synonyms.setdefault(term, head)
+    stop = frozenset(normalize(w) for w in _read_lines(base / "stopwords.txt"))
+    return Lexicon(
+        words=tuple(dict.fromkeys(words)),
+        synonyms=synonyms,
+        stopwords=stop,
+        userdict=base / "userdict.txt",
+    )
+
+
+_JIEBA_LOCK = threading.Lock()
+
+
+class Tokenizer:
+    """jieba-based tokenizer; one instance per knowledge base, safe to share between threads."""
+
+    def __init__(
+        self,
+        lexicon: Lexicon | None = None,
+        *,
+        search_mode: bool = True,
+        extra_words: Iterable[str] = (),
+        cache_dir: Path | None = None,
+    ) -> None:
+        import jieba
+
+        jieba.setLogLevel(logging.WARNING)
+        self.lexicon = lexicon or load_lexicon()
+        self.search_mode = search_mode
+        tk = jieba.Tokenizer()
+        cache = cache_dir or data_dir() / "jieba"
+        cache.mkdir(parents=True, exist_ok=True)
+        tk.tmp_dir = str(cache)
+        with _JIEBA_LOCK:
+            tk.initialize()
+            if self.lexicon.userdict is not None:
+                tk.load_userdict(str(self.lexicon.userdict))
+            for word in (*self.lexicon.words, *extra_words):
+                if len(word) > 1 and " " not in word:
+                    tk.add_word(word, freq=None)
+        self._tk = tk
+        self._cache: dict[str, tuple[str, ...]] = {}
+
+    def _keep(self, token: str) -> str | None:
+        token = token.strip()
+        if not token or not _MEANINGFUL.search(token):
+            return None
+        token = self.lexicon.synonyms.get(token, token)
+        if token in self.lexicon.stopwords:
+            return None
+        return token
+
+    def tokenize(self, text: str) -> list[str]:
+        """Tokens of *text* in order (duplicates kept: they count for BM25)."""
+        norm = normalize(text)
+        if not norm:
+            return []
+        cut = self._tk.cut_for_search(norm) if self.search_mode else self._tk.cut(norm)
+        out = []
+        for raw in cut:
+            tok = self._keep(raw)
+            if tok is not None:
+                out.append(tok)
+        return out
+
+    def tokenize_query(self, text: str) -> tuple[str, ...]:
+        """Like :meth:`tokenize`, memoised for short repeated queries."""
+        hit = self._cache.get(text)
+        if hit is None:
+            hit = tuple(self.tokenize(text))
+            if len(self._cache) > 4096:
+                self._cache.clear()
+            self._cache[text] = hit
+        return hit

@@ -44,7 +44,16 @@ _BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 class _Loader(_BaseLoader):  # type: ignore[misc]
     """A private safe-loader subclass (libyaml-backed when available, so loading is fast);
-    the global ``yaml.SafeLoader`` is never mutated."""
+    the global ``yaml.SafeLoader`` is never mutated.
+
+    Timestamps are left as strings: the typed models parse dates themselves, so a bad date
+    becomes a validation error with its key and line instead of a bare ``ValueError``.
+    """
+
+    yaml_implicit_resolvers = {
+        first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
 
 
 @dataclass(frozen=True)
@@ -96,7 +105,12 @@ def _iter_documents(text: str, src: str) -> Iterator[Located]:
                 break
             lines: dict[KeyPath, int] = {(): node.start_mark.line + 1}
             _walk(node, (), lines, src)
-            data = loader.construct_document(node)
+            try:
+                data = loader.construct_document(node)
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(
+                    f"cannot read value: {exc}", path=src, line=node.start_mark.line + 1
+                ) from None
             yield Located(data=data, lines=lines, start_line=node.start_mark.line + 1)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark

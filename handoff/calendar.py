@@ -54,6 +54,8 @@ log = logging.getLogger("yxby.calendar")
 
 # ---------------------------------------------------------------------------- config
 
+_DATE_LITERAL = re.compile(r"\b(\d{4})-(\d{1,2})-(\d{1,2})\b")
+
 
 def _as_date(value: object, what: str) -> date:
     if isinstance(value, datetime):
@@ -63,8 +65,9 @@ def _as_date(value: object, what: str) -> date:
     if isinstance(value, str):
         try:
             return date.fromisoformat(value.strip())
-        except ValueError:
-            pass
+        except ValueError as exc:
+            if _DATE_LITERAL.fullmatch(value.strip()):
+                raise ValueError(f"{what}: '{value.strip()}' is not a valid date ({exc})") from None
     raise ValueError(f"{what}: expected a date like 2027-01-01, got {value!r}")
 
 
@@ -342,31 +345,8 @@ class WorkCalendar:
 
 # --------------------------------------------------------------------------- loading
 
-_DATE_LITERAL = re.compile(r"\b(\d{4})-(\d{1,2})-(\d{1,2})\b")
-
-
-def _impossible_date(path: Path, exc: ValueError) -> ConfigError:
-    """PyYAML rejects e.g. ``2027-02-30`` with a bare ValueError; find its line."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError:  # pragma: no cover - the file was just read by the YAML loader
-        lines = []
-    for number, text in enumerate(lines, start=1):
-        for match in _DATE_LITERAL.finditer(text.split("#", 1)[0]):
-            try:
-                date(*(int(part) for part in match.groups()))
-            except ValueError:
-                return ConfigError(
-                    f"'{match.group(0)}' is not a valid date ({exc})", path=str(path), line=number
-                )
-    return ConfigError(f"invalid value: {exc}", path=str(path))
-
 
 def load_calendar(path: Path | None = None) -> WorkCalendar:
     """A calendar using ``config/holidays.yaml`` (or *path*); ``ConfigError`` if it is bad."""
     p = path or config_dir() / "holidays.yaml"
-    try:
-        config = load_model(p, HolidaysConfig)
-    except ValueError as exc:  # only PyYAML's timestamp constructor raises this
-        raise _impossible_date(p, exc) from None
-    return WorkCalendar(config, source=str(p))
+    return WorkCalendar(load_model(p, HolidaysConfig), source=str(p))

@@ -76,7 +76,9 @@ class Decision:
             "title": top.entry.title if top else None,
             "answer": top.entry.answer if top else None,
             "department": top.entry.department if top else None,
-            "score": round(top.score, 4) if top else (round(self.hits[0].score, 4) if self.hits else 0.0),
+            "score": round(top.score, 4)
+            if top
+            else (round(self.hits[0].score, 4) if self.hits else 0.0),
             "matched_terms": list(top.matched_terms) if top else [],
             "suggestions": [h.as_dict() for h in self.suggestions],
             "reason": self.reason,
@@ -181,14 +183,23 @@ class KnowledgeBase:
         runner_up = hits[1].score if len(hits) > 1 else 0.0
         clear_lead = runner_up == 0.0 or top.score >= d.answer_margin * runner_up
         choices = tuple(h for h in hits if h.coverage >= d.suggest_coverage)[: d.suggest_limit]
+        lead = top.score / runner_up if runner_up else float("inf")
         if top.coverage >= d.answer_coverage and clear_lead:
             return Decision(
-                Action.ANSWER, text, tokens, hits, choices[1:],
-                reason=f"覆盖率 {top.coverage:.2f}，领先第二名 {top.score / (runner_up or 1):.2f} 倍",
+                Action.ANSWER,
+                text,
+                tokens,
+                hits,
+                choices[1:],
+                reason=f"覆盖率 {top.coverage:.2f}，得分为第二名的 {lead:.2f} 倍",
             )
         if choices:
             return Decision(
-                Action.SUGGEST, text, tokens, hits, choices,
+                Action.SUGGEST,
+                text,
+                tokens,
+                hits,
+                choices,
                 reason=f"最佳覆盖率 {top.coverage:.2f}，不够确定，给出选项",
             )
         return Decision(

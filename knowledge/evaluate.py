@@ -54,7 +54,9 @@ def load_cases(path: Path) -> list[AskCase]:
         action = item.get("action")
         if action not in _ACTIONS:
             raise ConfigError(
-                f"action must be one of {sorted(_ACTIONS)}", path=str(path), line=line,
+                f"action must be one of {sorted(_ACTIONS)}",
+                path=str(path),
+                line=line,
                 key=f"ask.{i}.action",
             )
         must: list[str | tuple[str, ...]] = []
@@ -72,7 +74,8 @@ def _check(kb: KnowledgeBase, case: AskCase) -> str | None:
     got = d.action.value
     if case.action == "not_answer":
         if d.action is Action.ANSWER:
-            return f"{case.text!r}: expected not an answer, got answer {d.top.entry.id if d.top else ''}"
+            got_id = d.top.entry.id if d.top else ""
+            return f"{case.text!r}: expected not an answer, got answer {got_id}"
         return None
     if got != case.action:
         top = f" (top: {d.top.entry.id} {d.top.coverage:.2f})" if d.top else ""

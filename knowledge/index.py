@@ -126,10 +126,7 @@ class BM25Index:
             return []
         scores = self._scores_for(cols, counts)
         n = scores.shape[0]
-        if n > limit:
-            cand = np.argpartition(scores, n - limit)[n - limit :]
-        else:
-            cand = np.arange(n)
+        cand = np.argpartition(scores, n - limit)[n - limit :] if n > limit else np.arange(n)
         cand_scores = scores[cand]
         keep = cand_scores > 0
         cand, cand_scores = cand[keep], cand_scores[keep]
@@ -150,4 +147,4 @@ class BM25Index:
                     for i, c in zip(cols, counts, strict=True)
                 ]
             )
-        return np.bincount(ids, weights=wts, minlength=self.n_docs)
+        return np.bincount(ids, weights=wts, minlength=self.n_docs).astype(np.float64, copy=False)

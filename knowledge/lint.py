@@ -110,13 +110,9 @@ def lint(
 _Key = str | tuple[str | int, ...]
 
 
-def _adder(
-    issues: list[LintIssue], le: LocatedEntry
-) -> Callable[[_Key, Severity, str], None]:
+def _adder(issues: list[LintIssue], le: LocatedEntry) -> Callable[[_Key, Severity, str], None]:
     def add(key: _Key, severity: Severity, message: str) -> None:
         path = key if isinstance(key, tuple) else (key,)
-        issues.append(
-            LintIssue(le.path, le.line_of(*path), severity, f"[{le.entry.id}] {message}")
-        )
+        issues.append(LintIssue(le.path, le.line_of(*path), severity, f"[{le.entry.id}] {message}"))
 
     return add

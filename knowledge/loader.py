@@ -67,6 +67,8 @@ def read_entries(directory: Path) -> tuple[list[LocatedEntry], list[YamlIssue]]:
                 except ValidationError as exc:
                     issues.extend(validation_issues(exc, src, doc.lines, prefix))
                     continue
-                sub = {k[len(prefix) :]: v for k, v in doc.lines.items() if k[: len(prefix)] == prefix}
+                sub = {
+                    k[len(prefix) :]: v for k, v in doc.lines.items() if k[: len(prefix)] == prefix
+                }
                 entries.append(LocatedEntry(entry, src, line, sub))
     return entries, issues

@@ -95,9 +95,7 @@ def _department_groups(path: Path) -> list[list[str]]:
     return groups
 
 
-def load_lexicon(
-    lexicon_dir: Path | None = None, departments_file: Path | None = None
-) -> Lexicon:
+def load_lexicon(lexicon_dir: Path | None = None, departments_file: Path | None = None) -> Lexicon:
     """Read the user dictionary, synonym groups and stop words (plus department aliases)."""
     base = lexicon_dir or LEXICON_DIR
     groups = _synonym_groups(base / "synonyms.yaml")

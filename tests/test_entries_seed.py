@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+import unicodedata
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,7 @@ EVAL = [
     ("诉求一般几个工作日能办结", ("7个工作日",)),
     ("需要多个部门协同办理的诉求，承办单位多久和企业对接", ("2个工作日",)),
     ("办完事以后几天内反馈结果", ("2个工作日",)),
+    ("办结以后几天内反馈结果", ("2个工作日",)),
     ("企业可以打什么热线反映问题", ("12345",)),
     ("个体工商户的服务由哪个部门负责", ("市场监管局", "市场局")),
     ("产业园区里的企业谁来服务", ("科技局", "天保控股", "临港控股")),
@@ -59,7 +61,7 @@ EVAL = [
 ]
 
 _CJK = r"[\u3400-\u9fff]"
-_PUNCT = re.compile(r"[\s，。？！、：；,.?!:;“”\"'（）()·—\-]+")
+_PUNCT = re.compile(r"[\s\W_]+")
 
 
 @dataclass(frozen=True)
@@ -86,8 +88,7 @@ def _load(paths: list[Path]) -> tuple[list[Loaded], list[str]]:
                     loaded.append(Loaded(path, Entry.model_validate(item)))
                 except ValidationError as exc:
                     problems.extend(
-                        str(issue)
-                        for issue in validation_issues(exc, str(path), doc.lines, prefix)
+                        str(issue) for issue in validation_issues(exc, str(path), doc.lines, prefix)
                     )
     return loaded, problems
 
@@ -104,8 +105,9 @@ def entries(seed: list[Loaded]) -> list[Entry]:
     return [item.entry for item in seed]
 
 
-def _norm(question: str) -> str:
-    return _PUNCT.sub("", question)
+def _norm(text: str) -> str:
+    """Compare questions as ``yxby kb lint`` does: NFKC, no punctuation, lower case."""
+    return _PUNCT.sub("", unicodedata.normalize("NFKC", text)).lower()
 
 
 def _bigrams(text: str) -> set[str]:
@@ -116,16 +118,17 @@ def _bigrams(text: str) -> set[str]:
 def _rank(query: str, entries: list[Entry]) -> list[tuple[float, Entry]]:
     """A deliberately crude stand-in for the search engine: IDF-weighted bigram overlap.
 
-    Its point is to catch evaluation questions whose wording no entry covers, not to
-    predict the real engine's (jieba + BM25) ranking.
+    Its point is to catch evaluation questions whose wording no entry covers (the answer
+    must be among the top two), not to predict the real engine's (jieba + BM25) ranking.
     """
     docs = [[_bigrams(f) for f in (e.title, *e.questions)] for e in entries]
     df = Counter(b for fields in docs for b in set().union(*fields))
     idf = {b: math.log((1 + len(entries)) / (1 + n)) + 1 for b, n in df.items()}
+    unseen = max(idf.values())
     q = _bigrams(query)
 
     def weight(grams: set[str]) -> float:
-        return sum(idf.get(b, idf and max(idf.values())) for b in grams)
+        return sum(idf.get(b, unseen) for b in grams)
 
     scored = []
     for entry, fields in zip(entries, docs, strict=True):
@@ -237,6 +240,7 @@ def test_investment_entry_lists_every_investment_department(entries: list[Entry]
 def test_eval_question_finds_an_answering_entry(
     entries: list[Entry], question: str, expected: tuple[str, ...]
 ) -> None:
-    (score, top), *_ = _rank(question, entries)
-    assert score > 0.1, (question, top.id, score)
-    assert any(s in top.answer for s in expected), (question, top.id)
+    ranked = _rank(question, entries)
+    assert ranked[0][0] > 0.1, (question, ranked[0][1].id)
+    top2 = [entry for _, entry in ranked[:2]]
+    assert any(s in e.answer for e in top2 for s in expected), (question, [e.id for e in top2])

@@ -24,8 +24,11 @@ ENTRY = """\
 def write_entries(tmp_path: Path, *entries: dict[str, str]) -> Path:
     text = "".join(
         ENTRY.format(
-            id=e["id"], title=e.get("title", e["id"]), q=e.get("q", "问题" + e["id"]),
-            answer=e.get("answer", "答案"), extra=e.get("extra", ""),
+            id=e["id"],
+            title=e.get("title", e["id"]),
+            q=e.get("q", "问题" + e["id"]),
+            answer=e.get("answer", "答案"),
+            extra=e.get("extra", ""),
         )
         for e in entries
     )
@@ -69,7 +72,15 @@ def test_chit_chat_and_gibberish_never_get_a_policy_answer(kb: KnowledgeBase, te
 
 
 @pytest.mark.parametrize(
-    "text", ["转人工", "人工客服", "我要找工作人员", "我想和工作人员直接沟通", "我要投诉", "ＲＥＡＬ人工服务"]
+    "text",
+    [
+        "转人工",
+        "人工客服",
+        "我要找工作人员",
+        "我想和工作人员直接沟通",
+        "我要投诉",
+        "ＲＥＡＬ人工服务",
+    ],
 )
 def test_requests_for_a_person_are_handoff(kb: KnowledgeBase, text: str) -> None:
     assert kb.decide(text).action is Action.HANDOFF

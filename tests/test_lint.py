@@ -21,9 +21,7 @@ GOOD = """\
 
 def run_lint(tmp_path: Path, text: str, name: str = "entries.yaml") -> list[str]:
     (tmp_path / name).write_text(text, encoding="utf-8")
-    issues = lint(
-        tmp_path, departments=load_departments().alias_map(), today=dt.date(2026, 11, 26)
-    )
+    issues = lint(tmp_path, departments=load_departments().alias_map(), today=dt.date(2026, 11, 26))
     return [str(i) for i in issues]
 
 

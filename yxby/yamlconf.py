@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -42,7 +42,7 @@ class StrictModel(BaseModel):
 _BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class _Loader(_BaseLoader):  # type: ignore[misc]
+class _Loader(_BaseLoader):
     """A private safe-loader subclass (libyaml-backed when available, so loading is fast);
     the global ``yaml.SafeLoader`` is never mutated.
 
@@ -50,7 +50,7 @@ class _Loader(_BaseLoader):  # type: ignore[misc]
     becomes a validation error with its key and line instead of a bare ``ValueError``.
     """
 
-    yaml_implicit_resolvers = {
+    yaml_implicit_resolvers: ClassVar[dict[Any, list[tuple[str, Any]]]] = {
         first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
         for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
     }
@@ -180,9 +180,7 @@ def format_validation_error(
     if len(issues) == 1:
         return ConfigError(_describe(first), path=src, line=issues[0].line, key=key)
     body = "\n".join(f"  {i}" for i in issues)
-    return ConfigError(
-        f"{len(issues)} problems:\n{body}", path=src, line=issues[0].line, key=key
-    )
+    return ConfigError(f"{len(issues)} problems:\n{body}", path=src, line=issues[0].line, key=key)
 
 
 def load_model(path: Path | str, model: type[M]) -> M:

@@ -89,8 +89,9 @@ class CheckOutcome:
     result: CheckResult
 
     def line(self) -> str:
-        """The line ``yxby doctor`` prints for this check."""
-        return f"{self.result.status.value} {self.check.name}：{self.result.message}"
+        """The line ``yxby doctor`` prints for this check (a multi-line message is joined)."""
+        message = "；".join(part.strip() for part in self.result.message.splitlines() if part)
+        return f"{self.result.status.value} {self.check.name}：{message}"
 
 
 def _departments(ctx: DoctorContext) -> CheckResult:

@@ -29,9 +29,11 @@ def print_decision(d: Decision, prefix: str = "") -> None:
     top = d.top
     if d.action == "answer" and top is not None:
         click.echo(prefix + top.entry.answer)
-        click.echo(f"（来源：{top.entry.source.document}"
-                   f"{' ' + top.entry.source.section if top.entry.source.section else ''}；"
-                   f"责任部门：{top.entry.department}）")
+        click.echo(
+            f"（来源：{top.entry.source.document}"
+            f"{' ' + top.entry.source.section if top.entry.source.section else ''}；"
+            f"责任部门：{top.entry.department}）"
+        )
         if d.suggestions:
             click.echo("相关问题：" + "；".join(h.entry.title for h in d.suggestions))
     elif d.action == "suggest":
@@ -112,7 +114,11 @@ def kb_test(text: tuple[str, ...], limit: int, as_json: bool) -> None:
         payload: dict[str, Any] = decision.as_dict()
         payload["tokens"] = list(decision.tokens)
         payload["hits"] = [
-            {**h.as_dict(), "coverage": round(h.coverage, 3), "matched_terms": list(h.matched_terms)}
+            {
+                **h.as_dict(),
+                "coverage": round(h.coverage, 3),
+                "matched_terms": list(h.matched_terms),
+            }
             for h in decision.hits
         ]
         click.echo(_dump(payload))
@@ -128,8 +134,13 @@ def kb_test(text: tuple[str, ...], limit: int, as_json: bool) -> None:
 
 @kb_group.command("eval")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--fail-under", type=click.FloatRange(0, 1), default=0.0, show_default=True,
-              help="Exit 1 when the pass rate is below this.")
+@click.option(
+    "--fail-under",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Exit 1 when the pass rate is below this.",
+)
 def kb_eval(file: Path, fail_under: float) -> None:
     """Run the `ask:` cases of an evaluation file (format of shared/eval/dev.yaml)."""
     from knowledge.evaluate import evaluate_file

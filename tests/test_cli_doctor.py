@@ -1,0 +1,159 @@
+"""Tests for `yxby doctor`: one line per check, warnings for uncovered years, exit status."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import date
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from bot.cli.doctor import (
+    TODAY_ENV,
+    Check,
+    CheckResult,
+    DoctorContext,
+    Status,
+    default_checks,
+    doctor_command,
+    run_checks,
+)
+from yxby.errors import ConfigError
+from yxby.paths import PROJECT_ROOT
+
+
+@pytest.fixture
+def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A config dir holding copies of the shipped files."""
+    for name in ("departments.yaml", "holidays.yaml"):
+        shutil.copy(PROJECT_ROOT / "config" / name, tmp_path / name)
+    monkeypatch.setenv("YXBY_CONFIG_DIR", str(tmp_path))
+    monkeypatch.delenv(TODAY_ENV, raising=False)
+    return tmp_path
+
+
+def doctor(*args: str) -> Result:
+    return CliRunner().invoke(doctor_command, list(args))
+
+
+def lines(result: Result) -> list[str]:
+    return result.stdout.splitlines()
+
+
+def test_all_good_in_a_year_chinesecalendar_covers(config: Path) -> None:
+    result = doctor("--today", "2025-06-01")
+    assert result.exit_code == 0, result.output
+    out = lines(result)
+    assert len(out) == len(default_checks()) == 4
+    assert all(line.startswith("✓ ") for line in out), out
+    assert out[0].startswith("✓ 部门配置：")
+    assert "2025 年按 chinesecalendar" in out[2]
+    assert "2026 年按 chinesecalendar" in out[3]
+
+
+def test_an_uncovered_year_is_a_warning_not_a_failure(config: Path) -> None:
+    result = doctor("--today", "2198-03-01")
+    assert result.exit_code == 0, result.output
+    out = lines(result)
+    assert out[2] == (
+        "! 今年工作日历：2198 年无法定节假日数据，按周末计算工作日；请在 config/holidays.yaml 补充"
+    )
+    assert out[3] == (
+        "! 明年工作日历：2199 年无法定节假日数据，按周末计算工作日；请在 config/holidays.yaml 补充"
+    )
+
+
+def test_today_comes_from_the_environment(config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(TODAY_ENV, "2198-03-01")
+    assert "2199 年无法定节假日数据" in doctor().stdout
+
+
+def test_a_declared_year_is_covered(config: Path) -> None:
+    (config / "holidays.yaml").write_text(
+        "years:\n  - year: 2199\n    complete: true\n    holidays: [2199-01-01]\n",
+        encoding="utf-8",
+    )
+    out = lines(doctor("--today", "2198-03-01"))
+    assert out[2].startswith("! 今年工作日历：2198 年")
+    assert out[3].startswith("✓ 明年工作日历：2199 年按")
+    assert "完整安排" in out[3]
+
+
+def test_a_broken_departments_file_fails(config: Path) -> None:
+    (config / "departments.yaml").write_text(
+        "departments:\n  - name: 政务办\n    kind: 职能部门\n", encoding="utf-8"
+    )
+    result = doctor("--today", "2025-06-01")
+    assert result.exit_code == 1
+    out = lines(result)
+    assert out[0].startswith("✗ 部门配置：")
+    assert "departments.yaml:2" in out[0]
+    assert "'departments.0.full_name': required key is missing" in out[0]
+    assert len(out) == 4  # a multi-line error still makes one line
+    assert out[1].startswith("✓ 节假日配置")
+
+
+def test_a_broken_holidays_file_fails_and_the_calendar_checks_say_why(config: Path) -> None:
+    (config / "holidays.yaml").write_text(
+        "years:\n  - year: 2026\n    holidays: [2026-02-30]\n", encoding="utf-8"
+    )
+    result = doctor("--today", "2025-06-01")
+    assert result.exit_code == 1
+    out = lines(result)
+    assert out[0].startswith("✓ 部门配置")
+    for line in out[1:]:
+        assert line.startswith("✗ ")
+        assert "holidays.yaml:3" in line
+        assert "2026-02-30" in line
+
+
+def test_a_bad_today_is_rejected(config: Path) -> None:
+    result = doctor("--today", "2025-13-01")
+    assert result.exit_code == 2
+    assert "无法识别的日期" in result.stderr
+
+
+def test_doctor_is_registered_on_the_main_command(config: Path) -> None:
+    from bot.cli import main
+
+    result = CliRunner().invoke(main, ["doctor", "--today", "2025-06-01"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("✓ 部门配置")
+
+
+def test_run_checks_is_extensible_and_turns_exceptions_into_failures() -> None:
+    def ok(ctx: DoctorContext) -> CheckResult:
+        return CheckResult(Status.OK, f"今天是 {ctx.today}")
+
+    def config_broken(ctx: DoctorContext) -> CheckResult:
+        raise ConfigError("broken", path="x.yaml", line=3)
+
+    def crashed(ctx: DoctorContext) -> CheckResult:
+        raise RuntimeError("boom")
+
+    outcomes = run_checks(
+        [Check("甲", ok), Check("乙", config_broken), Check("丙", crashed)],
+        DoctorContext(today=date(2026, 5, 1)),
+    )
+    assert [o.line() for o in outcomes] == [
+        "✓ 甲：今天是 2026-05-01",
+        "✗ 乙：x.yaml:3: broken",
+        "✗ 丙：RuntimeError: boom",
+    ]
+
+
+def test_the_calendar_is_loaded_once_per_run(config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import handoff.calendar
+
+    calls: list[object] = []
+    real = handoff.calendar.load_calendar
+
+    def counting(path: Path | None = None) -> handoff.calendar.WorkCalendar:
+        calls.append(path)
+        return real(path)
+
+    monkeypatch.setattr(handoff.calendar, "load_calendar", counting)
+    outcomes = run_checks(default_checks(), DoctorContext(today=date(2025, 6, 1)))
+    assert all(o.result.status is Status.OK for o in outcomes)
+    assert len(calls) == 1

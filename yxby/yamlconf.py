@@ -25,6 +25,7 @@ __all__ = [
     "format_validation_error",
     "line_for",
     "load_documents",
+    "load_located",
     "load_model",
     "validation_issues",
 ]
@@ -183,8 +184,14 @@ def format_validation_error(
     return ConfigError(f"{len(issues)} problems:\n{body}", path=src, line=issues[0].line, key=key)
 
 
-def load_model(path: Path | str, model: type[M]) -> M:
-    """Load a single-document YAML config file into *model*, or raise ``ConfigError``."""
+def load_located(
+    path: Path | str, model: type[M], *, context: dict[str, Any] | None = None
+) -> tuple[M, Located]:
+    """Load a single-document YAML file into *model* and also return the located document.
+
+    *context* is passed to the model's validators (pydantic ``ValidationInfo.context``).
+    Raises ``ConfigError`` naming file, line, key and what was expected.
+    """
     docs = load_documents(path)
     src = str(path)
     if len(docs) != 1:
@@ -193,6 +200,11 @@ def load_model(path: Path | str, model: type[M]) -> M:
     if not isinstance(doc.data, dict):
         raise ConfigError("expected a mapping at the top level", path=src, line=doc.start_line)
     try:
-        return model.model_validate(doc.data)
+        return model.model_validate(doc.data, context=context), doc
     except ValidationError as exc:
         raise format_validation_error(exc, src, doc.lines) from None
+
+
+def load_model(path: Path | str, model: type[M]) -> M:
+    """Load a single-document YAML config file into *model*, or raise ``ConfigError``."""
+    return load_located(path, model)[0]

@@ -1,11 +1,57 @@
-"""`yxby` commands for route (filled in by its own issue)."""
+"""`yxby route`: which department handles a need, the rule that decided it, and why."""
 
 from __future__ import annotations
 
+import json
+
 import click
 
-__all__ = ["register"]
+__all__ = ["knowledge_match", "register"]
+
+
+def knowledge_match(text: str) -> tuple[str | None, str | None]:
+    """Rule 2 input: ``(entry id, department)`` of the entry that confidently answers *text*.
+
+    Only an ``answer`` decision counts, and never an entry tagged ``programme`` (entries about
+    how the programme works do not say who owns a need). ``(None, None)`` otherwise.
+    """
+    from knowledge import load
+    from yxby.paths import entries_dir
+
+    decision = load(entries_dir()).decide(text)
+    top = decision.top
+    if decision.action != "answer" or top is None or "programme" in top.entry.tags:
+        return None, None
+    return top.entry.id, top.entry.department
+
+
+@click.command("route")
+@click.option("--json", "as_json", is_flag=True, help="输出 JSON：department、rule、reason。")
+@click.option("--no-knowledge", is_flag=True, help="不查知识库（跳过第2条规则）。")
+@click.argument("text", nargs=-1)
+@click.pass_context
+def route(ctx: click.Context, as_json: bool, no_knowledge: bool, text: tuple[str, ...]) -> None:
+    """判断诉求 TEXT 由哪个部门办理，并说明依据。"""
+    words = " ".join(text).strip()
+    if not words:
+        click.echo(
+            "错误：请提供诉求文本，例如：yxby route 我们经营一家宾馆，想了解扶持政策", err=True
+        )
+        ctx.exit(2)
+
+    from routing.router import RouteFacts, load_router
+
+    router = load_router()
+    entry_id, department = (None, None) if no_knowledge else knowledge_match(words)
+    decision = router.route(
+        RouteFacts(text=words, matched_entry_id=entry_id, matched_department=department)
+    )
+    if as_json:
+        click.echo(json.dumps(decision.as_dict(), ensure_ascii=False))
+    else:
+        click.echo(f"{decision.department}（{decision.rule.label}）：{decision.reason}")
 
 
 def register(group: click.Group) -> None:
     """Add this module's commands to *group*."""
+    group.add_command(route)

@@ -1,0 +1,153 @@
+"""`yxby route`: output formats, the knowledge rule's input, and the empty-text error."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from dataclasses import dataclass, field
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from bot.cli import route as route_cli
+
+
+@pytest.fixture
+def cli() -> click.Group:
+    group = click.Group("yxby")
+    route_cli.register(group)
+    return group
+
+
+def run(cli: click.Group, *args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, ["route", *args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_registered_on_the_yxby_group() -> None:
+    from bot.cli import main
+
+    assert "route" in main.commands
+
+
+def test_json_output(cli: click.Group) -> None:
+    code, out, _ = run(cli, "--json", "--no-knowledge", "我们经营一家宾馆，想了解行业主管部门")
+    assert code == 0
+    assert json.loads(out) == {
+        "department": "商务局",
+        "rule": "industry",
+        "reason": "文本提及“宾馆”，属住宿餐饮业（附件3第5项“贸易业、住宿餐饮业”），由商务局主管",
+    }
+    assert "宾馆" in out  # ensure_ascii=False: Chinese stays readable
+
+
+def test_readable_line(cli: click.Group) -> None:
+    code, out, _ = run(cli, "--no-knowledge", "营业执照怎么变更")
+    assert code == 0
+    assert (
+        out == "市场监管局（事项规则）：诉求涉及“营业执照”，属市场主体登记事项，由市场监管局办理\n"
+    )
+
+
+def test_words_are_joined(cli: click.Group) -> None:
+    code, out, _ = run(cli, "--json", "--no-knowledge", "我是", "个体户")
+    assert code == 0
+    assert json.loads(out)["rule"] == "individual"
+
+
+@pytest.mark.parametrize("args", [(), ("",), ("   ",), ("--json", "")])
+def test_empty_text_is_a_chinese_error_with_exit_code_2(
+    cli: click.Group, args: tuple[str, ...]
+) -> None:
+    result = CliRunner().invoke(cli, ["route", *args])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith("错误：请提供诉求文本")
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_knowledge_match_feeds_rule_2(cli: click.Group, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[str] = []
+
+    def fake(text: str) -> tuple[str | None, str | None]:
+        seen.append(text)
+        return "company-setup", "市场局"
+
+    monkeypatch.setattr(route_cli, "knowledge_match", fake)
+    code, out, _ = run(cli, "--json", "我们经营一家宾馆")
+    assert code == 0
+    assert seen == ["我们经营一家宾馆"]
+    data = json.loads(out)
+    assert (data["department"], data["rule"]) == ("市场监管局", "knowledge")
+    assert "company-setup" in data["reason"]
+
+
+def test_no_knowledge_skips_the_knowledge_base(
+    cli: click.Group, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fail(text: str) -> tuple[str | None, str | None]:
+        raise AssertionError("knowledge base consulted")
+
+    monkeypatch.setattr(route_cli, "knowledge_match", fail)
+    code, _, _ = run(cli, "--no-knowledge", "我们经营一家宾馆")
+    assert code == 0
+
+
+# ----------------------------------------------------------- knowledge_match contract
+
+
+@dataclass
+class _Entry:
+    id: str
+    department: str
+    tags: tuple[str, ...] = ()
+
+
+@dataclass
+class _Hit:
+    entry: _Entry
+
+
+@dataclass
+class _Decision:
+    action: str
+    hits: list[_Hit] = field(default_factory=list)
+
+    @property
+    def top(self) -> _Hit | None:
+        return self.hits[0] if self.hits else None
+
+
+def _fake_knowledge(monkeypatch: pytest.MonkeyPatch, decision: _Decision) -> None:
+    module = types.ModuleType("knowledge")
+
+    class _Base:
+        def decide(self, text: str) -> _Decision:
+            return decision
+
+    module.load = lambda directory: _Base()  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "knowledge", module)
+
+
+def test_confident_answer_gives_entry_and_department(monkeypatch: pytest.MonkeyPatch) -> None:
+    _fake_knowledge(monkeypatch, _Decision("answer", [_Hit(_Entry("tax-1", "财政局"))]))
+    assert route_cli.knowledge_match("税") == ("tax-1", "财政局")
+
+
+@pytest.mark.parametrize(
+    "decision",
+    [
+        _Decision("answer", [_Hit(_Entry("seed-how", "政务办", ("programme",)))]),
+        _Decision("suggest", [_Hit(_Entry("tax-1", "财政局"))]),
+        _Decision("none"),
+        _Decision("handoff"),
+    ],
+)
+def test_no_department_unless_a_confident_answer_about_a_need(
+    monkeypatch: pytest.MonkeyPatch, decision: _Decision
+) -> None:
+    _fake_knowledge(monkeypatch, decision)
+    assert route_cli.knowledge_match("随便问问") == (None, None)

@@ -8,6 +8,7 @@ revision and :func:`check_schema` refuses to work against one that is not there.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,6 +36,7 @@ __all__ = [
     "make_engine",
     "make_session_factory",
     "open_database",
+    "read_only",
     "upgrade",
 ]
 
@@ -42,6 +44,8 @@ DATABASE_URL_ENV = "YXBY_DATABASE_URL"
 SQLITE_FILENAME = "yxby.sqlite3"
 MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
 BUSY_TIMEOUT_MS = 30_000
+
+_READ_ONLY = "yxby_read_only"
 
 NOT_AT_HEAD = "数据库尚未初始化或版本过旧，请先运行 yxby db upgrade"
 
@@ -86,9 +90,13 @@ def _sqlite_events(engine: Engine, *, memory: bool) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        # Take the write lock up front: read-then-write transactions (such as the
-        # per-day ticket counter) cannot deadlock on a lock upgrade.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Writers take the lock up front, so read-then-write transactions (a ticket
+        # change, the per-day counter) cannot fail on a lock upgrade; readers marked
+        # with read_only() stay deferred and, in WAL mode, never wait for a writer.
+        if conn.get_execution_options().get(_READ_ONLY):
+            conn.exec_driver_sql("BEGIN DEFERRED")
+        else:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_engine(url: str | URL | None = None, *, echo: bool = False) -> Engine:
@@ -110,6 +118,16 @@ def make_engine(url: str | URL | None = None, *, echo: bool = False) -> Engine:
     return create_engine(parsed, echo=echo, pool_pre_ping=True)
 
 
+def read_only(session: Session) -> Session:
+    """Mark a fresh *session* as a reader (call before its first query).
+
+    On SQLite its transaction then starts deferred instead of taking the write lock;
+    other databases ignore the mark.
+    """
+    session.connection(execution_options={_READ_ONLY: True})
+    return session
+
+
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     """Sessions bound to *engine*; objects stay readable after commit."""
     return sessionmaker(engine, expire_on_commit=False)
@@ -127,11 +145,16 @@ def alembic_config(url: str | URL | None = None) -> Any:
     return cfg
 
 
-def head_revision() -> str:
-    """The newest migration revision shipped with the code."""
+@functools.cache
+def _scripts() -> Any:
     from alembic.script import ScriptDirectory
 
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    return ScriptDirectory.from_config(alembic_config())
+
+
+def head_revision() -> str:
+    """The newest migration revision shipped with the code."""
+    head = _scripts().get_current_head()
     if head is None:  # pragma: no cover - the project always ships migrations
         raise DatabaseError(f"找不到数据库迁移脚本：{MIGRATIONS_DIR}")
     return head
@@ -149,7 +172,9 @@ def current_revision(engine: Engine) -> str | None:
         with engine.connect() as conn:
             return MigrationContext.configure(conn).get_current_revision()
     except SQLAlchemyError as exc:
-        raise DatabaseError(f"无法连接数据库 {_describe(engine)}：{exc.__class__.__name__}") from exc
+        raise DatabaseError(
+            f"无法连接数据库 {_describe(engine)}：{exc.__class__.__name__}"
+        ) from exc
 
 
 def upgrade(engine: Engine, revision: str = "head") -> str | None:
@@ -174,11 +199,10 @@ def check_schema(engine: Engine) -> str:
         return head
     if current is None:
         raise DatabaseError(f"{NOT_AT_HEAD}（当前：未初始化，需要：{head}）")
-    from alembic.script import ScriptDirectory
     from alembic.util import CommandError
 
     try:
-        known = ScriptDirectory.from_config(alembic_config()).get_revision(current)
+        known = _scripts().get_revision(current)
     except CommandError:
         known = None
     if known is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -55,6 +55,7 @@ __all__ = [
     "TicketState",
     "TranscriptLine",
     "UTCDateTime",
+    "import_all_models",
     "utcnow",
 ]
 
@@ -70,6 +71,22 @@ NAMING_CONVENTION = {
 def utcnow() -> datetime:
     """The current time, aware, in UTC."""
     return datetime.now(UTC)
+
+
+def import_all_models() -> MetaData:
+    """Import every ``handoff`` module so that all mapped tables are registered.
+
+    Other modules (e.g. ``handoff.conversations``) add tables to :class:`Base`; Alembic's
+    ``env.py`` and the schema test call this to see the whole schema.
+    """
+    import importlib
+    import pkgutil
+
+    import handoff
+
+    for module in pkgutil.iter_modules(handoff.__path__):
+        importlib.import_module(f"handoff.{module.name}")
+    return Base.metadata
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -203,7 +220,13 @@ class Base(DeclarativeBase):
     """Declarative base with a naming convention, so migrations have stable names."""
 
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON(), list[str]: JSON()}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSON(),
+        list[str]: JSON(),
+        list[Any]: JSON(),
+        list[dict[str, Any]]: JSON(),
+    }
 
 
 class Commissioner(Base):
@@ -280,7 +303,7 @@ class TicketCounter(Base):
     __tablename__ = "ticket_counter"
 
     day: Mapped[date] = mapped_column(Date, primary_key=True)
-    last: Mapped[int] = mapped_column(Integer)
+    seq: Mapped[int] = mapped_column(Integer)
 
 
 class Ticket(Base):

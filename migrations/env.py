@@ -8,13 +8,13 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from handoff.db import make_engine
-from handoff.models import Base
+from handoff.models import import_all_models
 
 config = context.config
 if config.config_file_name is not None and config.attributes.get("configure_logger", True):
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
-target_metadata = Base.metadata
+target_metadata = import_all_models()
 
 
 def _configure(connection: Connection) -> None:

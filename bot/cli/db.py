@@ -1,11 +1,236 @@
-"""`yxby` commands for db (filled in by its own issue)."""
+"""`yxby db`, `yxby enterprises` and `yxby commissioners`: schema and registry data."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
 
 import click
 
 __all__ = ["register"]
 
 
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+
+
+# ------------------------------------------------------------------------------- db
+
+
+@click.group("db")
+def db_group() -> None:
+    """数据库：建表、升级与版本查看（SQLite 或 YXBY_DATABASE_URL 指定的 PostgreSQL）。"""
+
+
+@db_group.command("upgrade")
+def upgrade_command() -> None:
+    """创建或升级数据库结构到最新版本。"""
+    from handoff.db import make_engine, upgrade
+
+    engine = make_engine()
+    try:
+        before = _current(engine)
+        after = upgrade(engine)
+    finally:
+        engine.dispose()
+    where = engine.url.render_as_string(hide_password=True)
+    if before == after:
+        click.echo(f"数据库已是最新版本 {after}（{where}）")
+    else:
+        click.echo(f"数据库已升级：{before or '未初始化'} → {after}（{where}）")
+
+
+def _current(engine: Any) -> str | None:
+    from handoff.db import current_revision
+
+    return current_revision(engine)
+
+
+@db_group.command("current")
+def current_command() -> None:
+    """显示数据库当前版本与程序需要的版本。"""
+    from handoff.db import head_revision, make_engine
+
+    engine = make_engine()
+    try:
+        current = _current(engine)
+    finally:
+        engine.dispose()
+    head = head_revision()
+    where = engine.url.render_as_string(hide_password=True)
+    if current == head:
+        click.echo(f"{current}（最新）  {where}")
+    else:
+        click.echo(f"{current or '未初始化'}（程序需要 {head}，请运行 yxby db upgrade）  {where}")
+
+
+# ----------------------------------------------------------------------- enterprises
+
+
+@click.group("enterprises")
+def enterprises_group() -> None:
+    """企业库（一企一档）：导入与查询。"""
+
+
+@enterprises_group.command("import")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="输出 JSON 报告。")
+def import_command(file: Path, as_json: bool) -> None:
+    """从 CSV 或 XLSX 导入企业（表头：统一社会信用代码、企业名称、类型、行业、标签、包保专员）。"""
+    from handoff.db import open_database
+    from handoff.registry import import_file
+
+    db = open_database()
+    try:
+        report = import_file(db.sessions, file)
+    finally:
+        db.dispose()
+    if as_json:
+        _echo_json(report.to_dict())
+        return
+    click.echo(report.summary())
+    for rejected in report.rejected:
+        code = f"（{rejected.uscc}）" if rejected.uscc else ""
+        click.echo(f"  第 {rejected.row} 行{code}：{rejected.reason}")
+
+
+@enterprises_group.command("show")
+@click.argument("uscc")
+@click.option("--json", "as_json", is_flag=True, help="输出 JSON。")
+def show_enterprise_command(uscc: str, as_json: bool) -> None:
+    """查看一家企业的登记信息。"""
+    from handoff.db import open_database, read_only
+    from handoff.registry import find_enterprise
+    from yxby.errors import InputError
+
+    db = open_database()
+    try:
+        with db.sessions() as session:
+            read_only(session)
+            found = find_enterprise(session, uscc)
+            if found is None:
+                raise InputError(f"企业库中没有统一社会信用代码为 {uscc} 的企业")
+            data: dict[str, Any] = {
+                "uscc": found.uscc,
+                "name": found.name,
+                "kind": found.kind.value,
+                "industry": found.industry,
+                "tags": list(found.tags or []),
+                "commissioner": found.commissioner.name if found.commissioner else None,
+                "commissioner_department": (
+                    found.commissioner.department if found.commissioner else None
+                ),
+            }
+    finally:
+        db.dispose()
+    if as_json:
+        _echo_json(data)
+        return
+    click.echo(f"{data['name']}（{data['uscc']}）")
+    click.echo(f"类型：{data['kind']}  行业：{data['industry'] or '未登记'}")
+    click.echo(f"标签：{'、'.join(data['tags']) or '无'}")
+    person = data["commissioner"]
+    assigned = f"{person}（{data['commissioner_department']}）" if person else "未指定"
+    click.echo(f"包保专员：{assigned}")
+
+
+# --------------------------------------------------------------------- commissioners
+
+
+@click.group("commissioners")
+def commissioners_group() -> None:
+    """企业服务专员、部门负责人与政务办人员：登记与查看。"""
+
+
+@commissioners_group.command("add")
+@click.argument("name")
+@click.option("--department", required=True, help="所在部门（规范名或别名）。")
+@click.option(
+    "--role",
+    default="专员",
+    show_default=True,
+    help="角色：专员、负责人 或 政务办（超时通报发给负责人和政务办）。",
+)
+@click.option("--phone", help="联系电话。")
+@click.option(
+    "--bind",
+    "bindings",
+    multiple=True,
+    metavar="渠道:账号",
+    help="绑定的渠道账号，如 telegram:123456（可重复）。",
+)
+def add_commissioner_command(
+    name: str, department: str, role: str, phone: str | None, bindings: tuple[str, ...]
+) -> None:
+    """登记一名人员。"""
+    from handoff.db import open_database
+    from handoff.registry import add_commissioner
+    from yxby.errors import InputError
+
+    pairs = []
+    for item in bindings:
+        channel, sep, key = item.partition(":")
+        if not sep or not channel.strip() or not key.strip():
+            raise InputError(f"--bind 应写成 渠道:账号（如 telegram:123456），收到「{item}」")
+        pairs.append((channel.strip(), key.strip()))
+    db = open_database()
+    try:
+        with db.begin() as session:
+            person = add_commissioner(
+                session, name=name, department=department, role=role, phone=phone, bindings=pairs
+            )
+            click.echo(f"已登记：{person.name}（{person.department}，{person.role.value}）")
+    finally:
+        db.dispose()
+
+
+@commissioners_group.command("list")
+@click.option("--department", help="只看某部门。")
+@click.option("--json", "as_json", is_flag=True, help="输出 JSON。")
+def list_commissioners_command(department: str | None, as_json: bool) -> None:
+    """列出已登记人员。"""
+    from handoff.db import open_database, read_only
+    from handoff.registry import list_commissioners
+    from routing.departments import load_departments
+    from yxby.errors import InputError, RoutingError
+
+    dept = None
+    if department:
+        try:
+            dept = load_departments().canonical(department)
+        except RoutingError as exc:
+            raise InputError(str(exc)) from None
+    db = open_database()
+    try:
+        with db.sessions() as session:
+            read_only(session)
+            rows: list[dict[str, Any]] = [
+                {
+                    "name": p.name,
+                    "department": p.department,
+                    "role": p.role.value,
+                    "phone": p.phone,
+                    "active": p.active,
+                    "bindings": [f"{b.channel}:{b.user_key}" for b in p.bindings],
+                }
+                for p in list_commissioners(session, dept)
+            ]
+    finally:
+        db.dispose()
+    if as_json:
+        _echo_json(rows)
+        return
+    if not rows:
+        click.echo("（无）")
+    for row in rows:
+        status = "" if row["active"] else "  [停用]"
+        bound = "、".join(row["bindings"]) or "未绑定渠道"
+        click.echo(f"{row['department']}  {row['name']}  {row['role']}  {bound}{status}")
+
+
 def register(group: click.Group) -> None:
-    """Add this module's commands to *group*."""
+    """Add the ``db``, ``enterprises`` and ``commissioners`` groups to *group*."""
+    group.add_command(db_group)
+    group.add_command(enterprises_group)
+    group.add_command(commissioners_group)

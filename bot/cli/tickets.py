@@ -1,11 +1,553 @@
-"""`yxby` commands for tickets (filled in by its own issue)."""
+"""`yxby tickets …` (list, show and every state change) and `yxby sla tick`."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any
+
 import click
 
-__all__ = ["register"]
+from bot.cli.sla import ChineseUsageError, parse_moment, sla_group
+
+if TYPE_CHECKING:
+    from handoff.tickets import TicketService, TicketView
+
+__all__ = ["register", "tickets_group"]
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+
+
+@contextmanager
+def _service() -> Iterator[TicketService]:
+    """A ticket service on the configured database (which must be migrated)."""
+    from handoff.calendar import SHANGHAI, load_calendar
+    from handoff.db import open_database
+    from handoff.tickets import TicketService
+
+    calendar = load_calendar()
+    db = open_database()
+    try:
+        yield TicketService(db.sessions, calendar, lambda: datetime.now(SHANGHAI))
+    finally:
+        db.dispose()
+
+
+def _local(moment: datetime | None) -> str:
+    if moment is None:
+        return "—"
+    from handoff.calendar import SHANGHAI
+
+    return moment.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
+
+
+def _clock_status(clock: Any, now: datetime) -> str:
+    if clock.met_at is not None:
+        late = "（超时）" if clock.late else ""
+        return f"已完成 {_local(clock.met_at)}{late}"
+    if not clock.active:
+        return f"已作废 {_local(clock.superseded_at)}"
+    if clock.breached_at is not None or clock.due_at < now:
+        return "已超时"
+    return "进行中"
+
+
+def _print_ticket(view: TicketView, *, full: bool) -> None:
+    from handoff.calendar import SHANGHAI
+
+    now = datetime.now(SHANGHAI)
+    click.echo(f"工单 {view.number}  【{view.state.label}】")
+    click.echo(f"标题：{view.title}")
+    if full and view.description != view.title:
+        click.echo(f"内容：{view.description}")
+    if view.enterprise_uscc:
+        click.echo(f"企业：{view.enterprise_name}（{view.enterprise_uscc}）")
+    click.echo(f"承办：{view.department}（规则 {view.route_rule}：{view.route_reason}）")
+    click.echo(f"专员：{view.commissioner or '未指定'}")
+    if view.helpers:
+        parts = [
+            f"{h.department}（已确认 {_local(h.acknowledged_at)}）"
+            if h.acknowledged_at
+            else f"{h.department}（待确认）"
+            for h in view.helpers
+        ]
+        click.echo(f"协办：{'、'.join(parts)}")
+    if view.escalation_lead_department:
+        click.echo(
+            f"联席会议：牵头 {view.escalation_lead_department}，"
+            f"时限 {_local(view.escalation_deadline)}"
+        )
+    if view.reopen_count:
+        click.echo(f"重办：{view.reopen_count} 次")
+    if view.result:
+        click.echo(f"结果：{view.result}")
+    for survey in view.surveys:
+        remark = f"（{survey.comment}）" if survey.comment else ""
+        click.echo(f"回访：{survey.result.value}{remark}  {_local(survey.at)}")
+    if not full:
+        return
+    click.echo("时限：")
+    for clock in view.clocks:
+        click.echo(
+            f"  {clock.kind.label}（{clock.department}）  截止 {_local(clock.due_at)}  "
+            f"{_clock_status(clock, now)}"
+        )
+    click.echo("记录：")
+    from handoff.models import TicketState
+    from handoff.tickets import Action
+
+    for event in view.events:
+        try:
+            label = Action(event.kind).label
+        except ValueError:
+            label = event.kind
+        move = ""
+        if event.from_state is not None and event.to_state is not None:
+            if event.from_state != event.to_state:
+                move = (
+                    f"  {TicketState(event.from_state).label} → {TicketState(event.to_state).label}"
+                )
+        elif event.to_state is not None:
+            move = f"  → {TicketState(event.to_state).label}"
+        detail = _event_detail(event.kind, event.data)
+        extra = "".join(f"  {part}" for part in (detail, event.reason or "") if part)
+        click.echo(f"  {_local(event.at)}  {event.actor}  {label}{move}{extra}")
+
+
+def _moment(text: str, ctx: click.Context) -> datetime:
+    try:
+        return parse_moment(text)
+    except ValueError:
+        raise ChineseUsageError(
+            f"无法识别的时间“{text}”，应为 ISO 8601（如 2026-11-26 09:00）", ctx
+        ) from None
+
+
+def _event_detail(kind: str, data: Mapping[str, Any]) -> str:
+    if kind == "transfer":
+        return f"{data.get('from_department')} → {data.get('to_department')}"
+    if kind == "assist":
+        return "协办：" + "、".join(data.get("departments", []))
+    if kind == "acknowledge":
+        return f"{data.get('department')}确认"
+    if kind == "escalate":
+        return f"牵头 {data.get('lead_department')}，时限 {data.get('deadline')}"
+    if kind == "record_survey":
+        return str(data.get("result", ""))
+    if kind == "resolve":
+        return f"结果：{data.get('result')}"
+    return ""
+
+
+def _done(view: TicketView, as_json: bool, what: str) -> None:
+    if as_json:
+        _echo_json(view.to_dict())
+    else:
+        click.echo(f"工单 {view.number} {what}（当前：{view.state.label}）")
+
+
+def _need(value: str | None, option: str, ctx: click.Context) -> str:
+    if value is None or not value.strip():
+        raise ChineseUsageError(f"缺少 {option}", ctx)
+    return value
+
+
+# ---------------------------------------------------------------------------- group
+
+
+@click.group("tickets")
+def tickets_group() -> None:
+    """诉求工单：查看与办理（签收、办结、反馈、回访、转派、协同、联席会议、重办）。"""
+
+
+def _actor_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--actor", help="操作人姓名（必填，写入工单记录）。")(func)
+
+
+def _json_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--json", "as_json", is_flag=True, help="输出 JSON。")(func)
+
+
+@tickets_group.command("list")
+@click.option("--state", help="按状态筛选：new、accepted、in_progress、escalated、resolved 等。")
+@click.option("--department", help="按承办（牵头）部门筛选。")
+@click.option("--overdue", is_flag=True, help="只看已超时仍未完成的工单。")
+@click.option("--now", "now_text", help="判断超时所用的时间（默认当前时间；不带时区按北京时间）。")
+@click.option("--limit", type=click.IntRange(min=1), help="最多显示条数。")
+@_json_option
+@click.pass_context
+def list_command(
+    ctx: click.Context,
+    state: str | None,
+    department: str | None,
+    overdue: bool,
+    now_text: str | None,
+    limit: int | None,
+    as_json: bool,
+) -> None:
+    """列出工单（最新的在前）。"""
+    now = _moment(now_text, ctx) if now_text else None
+    with _service() as service:
+        views = service.list(
+            state=state, department=department, overdue=overdue, now=now, limit=limit
+        )
+    if as_json:
+        _echo_json([v.to_dict() for v in views])
+        return
+    if not views:
+        click.echo("（没有符合条件的工单）")
+        return
+    for view in views:
+        nxt = view.next_due()
+        due = f"{nxt.kind.label}截止 {_local(nxt.due_at)}" if nxt else "—"
+        click.echo(
+            f"{view.number}  {view.state.label:<6}  {view.department:<8}  {due}  {view.title}"
+        )
+
+
+@tickets_group.command("show")
+@click.argument("number")
+@_json_option
+def show_command(number: str, as_json: bool) -> None:
+    """查看一张工单：时限与全部记录。"""
+    with _service() as service:
+        view = service.get(number)
+    if as_json:
+        _echo_json(view.to_dict())
+    else:
+        _print_ticket(view, full=True)
+
+
+@tickets_group.command("create")
+@click.argument("text")
+@click.option("--department", help="承办部门；不给则按分派规则自动决定。")
+@click.option("--enterprise", "uscc", help="企业统一社会信用代码（须已在企业库中）。")
+@click.option("--title", help="标题（默认取诉求内容的第一行）。")
+@_actor_option
+@_json_option
+@click.pass_context
+def create_command(
+    ctx: click.Context,
+    text: str,
+    department: str | None,
+    uscc: str | None,
+    title: str | None,
+    actor: str | None,
+    as_json: bool,
+) -> None:
+    """新建工单。"""
+    from handoff.tickets import MANUAL_RULE
+
+    who = _need(actor, "--actor（操作人）", ctx)
+    if department:
+        rule, reason = MANUAL_RULE, f"由{who.strip()}在命令行指定"
+    else:
+        department, rule, reason = _route(text, uscc)
+    with _service() as service:
+        view = service.create(
+            text,
+            department=department,
+            rule=rule,
+            reason=reason,
+            actor=who,
+            title=title,
+            enterprise_uscc=uscc,
+        )
+    if as_json:
+        _echo_json(view.to_dict())
+        return
+    click.echo(f"已创建工单 {view.number}，承办：{view.department}（{view.route_reason}）")
+    for clock in view.running_clocks():
+        click.echo(f"  {clock.kind.label}截止：{_local(clock.due_at)}")
+
+
+def _route(text: str, uscc: str | None) -> tuple[str, str, str]:
+    """Department, rule and reason from the router (with registry facts for *uscc*)."""
+    from routing import RouteFacts, load_router
+
+    facts: dict[str, Any] = {}
+    if uscc:
+        from handoff.db import open_database, read_only
+        from handoff.registry import route_facts
+        from yxby.errors import InputError
+
+        db = open_database()
+        try:
+            with db.sessions() as session:
+                found = route_facts(read_only(session), uscc)
+        finally:
+            db.dispose()
+        if found is None:
+            raise InputError(f"企业库中没有统一社会信用代码为 {uscc} 的企业")
+        facts = found
+    decision = load_router().route(RouteFacts(text, **facts))
+    return decision.department, str(decision.rule.value), decision.reason
+
+
+@tickets_group.command("accept")
+@click.argument("number")
+@click.option("--commissioner", help="签收的专员（须为承办部门的在岗专员），同时指定为本工单专员。")
+@_actor_option
+@_json_option
+@click.pass_context
+def accept_command(
+    ctx: click.Context, number: str, commissioner: str | None, actor: str | None, as_json: bool
+) -> None:
+    """签收（已与企业对接）。"""
+    who = _need(actor, "--actor（操作人）", ctx)
+    with _service() as service:
+        view = service.accept(number, actor=who, commissioner=commissioner)
+    _done(view, as_json, "已签收")
+
+
+@tickets_group.command("start")
+@click.argument("number")
+@_actor_option
+@_json_option
+@click.pass_context
+def start_command(ctx: click.Context, number: str, actor: str | None, as_json: bool) -> None:
+    """开始办理（联席会议后继续办理也用此命令）。"""
+    who = _need(actor, "--actor（操作人）", ctx)
+    with _service() as service:
+        view = service.start(number, actor=who)
+    _done(view, as_json, "开始办理")
+
+
+@tickets_group.command("resolve")
+@click.argument("number")
+@click.option("--result", help="办理结果（必填）。")
+@_actor_option
+@_json_option
+@click.pass_context
+def resolve_command(
+    ctx: click.Context, number: str, result: str | None, actor: str | None, as_json: bool
+) -> None:
+    """办结，记录办理结果。"""
+    outcome = _need(result, "--result（办理结果）", ctx)
+    who = _need(actor, "--actor（操作人）", ctx)
+    with _service() as service:
+        view = service.resolve(number, result=outcome, actor=who)
+    _done(view, as_json, "已办结")
+
+
+@tickets_group.command("feedback")
+@click.argument("number")
+@click.option("--note", help="反馈方式或备注。")
+@_actor_option
+@_json_option
+@click.pass_context
+def feedback_command(
+    ctx: click.Context, number: str, note: str | None, actor: str | None, as_json: bool
+) -> None:
+    """已向企业反馈办理结果。"""
+    who = _need(actor, "--actor（操作人）", ctx)
+    with _service() as service:
+        view = service.send_feedback(number, actor=who, note=note)
+    _done(view, as_json, "已反馈")
+
+
+@tickets_group.command("survey")
+@click.argument("number")
+@click.option("--result", help="满意、基本满意 或 不满意（必填）。")
+@click.option("--comment", help="企业意见。")
+@_actor_option
+@_json_option
+@click.pass_context
+def survey_command(
+    ctx: click.Context,
+    number: str,
+    result: str | None,
+    comment: str | None,
+    actor: str | None,
+    as_json: bool,
+) -> None:
+    """记录满意度回访结果。"""
+    verdict = _need(result, "--result（满意、基本满意 或 不满意）", ctx)
+    who = _need(actor, "--actor（操作人）", ctx)
+    with _service() as service:
+        view = service.record_survey(number, result=verdict, comment=comment, actor=who)
+    _done(view, as_json, f"已记录回访：{verdict.strip()}")
+
+
+@tickets_group.command("close")
+@click.argument("number")
+@click.option("--reason", help="说明（如企业未回应回访）。")
+@_actor_option
+@_json_option
+@click.pass_context
+def close_command(
+    ctx: click.Context, number: str, reason: str | None, actor: str | None, as_json: bool
+) -> None:
+    """关闭工单。"""
+    who = _need(actor, "--actor（操作人）", ctx)
+    with _service() as service:
+        view = service.close(number, actor=who, reason=reason)
+    _done(view, as_json, "已关闭")
+
+
+def _deadline(value: str, ctx: click.Context) -> datetime | date:
+    text = value.strip()
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        pass
+    try:
+        return parse_moment(text)
+    except ValueError:
+        raise ChineseUsageError(
+            f"无法识别的时限“{value}”，应为日期（如 2026-12-31）或时间（如 2026-12-31 18:00）", ctx
+        ) from None
+
+
+@tickets_group.command("escalate")
+@click.argument("number")
+@click.option("--lead", help="联席会议明确的牵头部门（必填）。")
+@click.option("--deadline", help="联席会议明确的完成时限：日期（当日 24:00）或时间（必填）。")
+@click.option("--reason", help="提请理由。")
+@_actor_option
+@_json_option
+@click.pass_context
+def escalate_command(
+    ctx: click.Context,
+    number: str,
+    lead: str | None,
+    deadline: str | None,
+    reason: str | None,
+    actor: str | None,
+    as_json: bool,
+) -> None:
+    """提请优化营商环境工作联席会议。"""
+    lead_dept = _need(lead, "--lead（牵头部门）", ctx)
+    due = _deadline(_need(deadline, "--deadline（完成时限）", ctx), ctx)
+    who = _need(actor, "--actor（操作人）", ctx)
+    with _service() as service:
+        view = service.escalate(
+            number, lead_department=lead_dept, deadline=due, actor=who, reason=reason
+        )
+    _done(view, as_json, "已提请联席会议")
+
+
+@tickets_group.command("transfer")
+@click.argument("number")
+@click.option("--to", "to_department", help="转派到的部门（必填）。")
+@click.option("--reason", help="转派/退单理由（必填）。")
+@_actor_option
+@_json_option
+@click.pass_context
+def transfer_command(
+    ctx: click.Context,
+    number: str,
+    to_department: str | None,
+    reason: str | None,
+    actor: str | None,
+    as_json: bool,
+) -> None:
+    """转派/退单到另一部门（对接时限重新计算）。"""
+    target = _need(to_department, "--to（部门）", ctx)
+    why = _need(reason, "--reason（理由）", ctx)
+    who = _need(actor, "--actor（操作人）", ctx)
+    with _service() as service:
+        view = service.transfer(number, to_department=target, reason=why, actor=who)
+    _done(view, as_json, f"已转派至{view.department}")
+
+
+@tickets_group.command("assist")
+@click.argument("number")
+@click.option("--departments", help="协办部门，逗号分隔（必填）。")
+@click.option("--reason", help="说明。")
+@_actor_option
+@_json_option
+@click.pass_context
+def assist_command(
+    ctx: click.Context,
+    number: str,
+    departments: str | None,
+    reason: str | None,
+    actor: str | None,
+    as_json: bool,
+) -> None:
+    """增加协办部门（协同办理）。"""
+    import re
+
+    names = [n for n in re.split(r"[,，、\s]+", _need(departments, "--departments", ctx)) if n]
+    who = _need(actor, "--actor（操作人）", ctx)
+    with _service() as service:
+        view = service.add_helpers(number, departments=names, actor=who, reason=reason)
+    _done(view, as_json, f"协办部门：{'、'.join(h.department for h in view.helpers)}")
+
+
+@tickets_group.command("ack")
+@click.argument("number")
+@click.option("--department", help="确认协办的部门（必填）。")
+@_actor_option
+@_json_option
+@click.pass_context
+def ack_command(
+    ctx: click.Context, number: str, department: str | None, actor: str | None, as_json: bool
+) -> None:
+    """协办部门确认接收。"""
+    dept = _need(department, "--department（部门）", ctx)
+    who = _need(actor, "--actor（操作人）", ctx)
+    with _service() as service:
+        view = service.acknowledge_helper(number, department=dept, actor=who)
+    _done(view, as_json, "协办已确认")
+
+
+@tickets_group.command("reopen")
+@click.argument("number")
+@click.option("--reason", help="重办理由。")
+@_actor_option
+@_json_option
+@click.pass_context
+def reopen_command(
+    ctx: click.Context, number: str, reason: str | None, actor: str | None, as_json: bool
+) -> None:
+    """企业不满意时重办（限一次，时限重新计算）。"""
+    who = _need(actor, "--actor（操作人）", ctx)
+    with _service() as service:
+        view = service.reopen(number, actor=who, reason=reason)
+    _done(view, as_json, "已重办")
+
+
+# ------------------------------------------------------------------------- sla tick
+
+
+@click.command("tick")
+@click.option("--now", "now_text", help="以此时间运行（默认当前时间；不带时区按北京时间）。")
+@_json_option
+@click.pass_context
+def tick_command(ctx: click.Context, now_text: str | None, as_json: bool) -> None:
+    """检查全部时限：到期前提醒、标记超时并通报负责人和政务办（可重复运行）。"""
+    from handoff.calendar import SHANGHAI
+    from handoff.db import open_database
+    from handoff.sla import load_sla_settings, tick
+
+    now = _moment(now_text, ctx) if now_text else datetime.now(SHANGHAI)
+    settings = load_sla_settings()
+    db = open_database()
+    try:
+        report = tick(db.sessions, now, settings)
+    finally:
+        db.dispose()
+    if as_json:
+        _echo_json({"now": now.isoformat(), **report.to_dict()})
+        return
+    click.echo(
+        f"提醒 {report.reminders} 条；新超时 {report.breaches} 个；超时通报 {report.notices} 条"
+    )
+    if report.unaddressed:
+        click.echo(
+            f"注意：有 {report.unaddressed} 个时限找不到可通知的人员，"
+            "请用 yxby commissioners add 登记专员、负责人和政务办人员",
+            err=True,
+        )
 
 
 def register(group: click.Group) -> None:
-    """Add this module's commands to *group*."""
+    """Add the ``tickets`` group to *group* and ``tick`` to the ``sla`` group."""
+    group.add_command(tickets_group)
+    sla_group.add_command(tick_command)

@@ -55,7 +55,7 @@ def upgrade() -> None:
 
     op.create_table('ticket_counter',
     sa.Column('day', sa.Date(), nullable=False),
-    sa.Column('last', sa.Integer(), nullable=False),
+    sa.Column('seq', sa.Integer(), nullable=False),
     sa.PrimaryKeyConstraint('day', name=op.f('pk_ticket_counter'))
     )
     op.create_table('commissioner_binding',

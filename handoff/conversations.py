@@ -1,0 +1,154 @@
+"""Conversation state, the turn log, message de-duplication and live handoffs.
+
+The dialogue engine (``bot.dialogue``) keeps each user's conversation here, so a restart or a
+second worker continues the same conversation; every turn is logged (text, tokens, top hits,
+decision, outcome) for the 即时解决率 and the knowledge-gap report; every channel message id
+is recorded once with the replies it got, so a redelivered message gets the same answer and
+changes nothing.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, select
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
+
+from handoff.models import Base, ChannelIdentity, Commissioner, Ticket, _enum
+
+__all__ = [
+    "Conversation",
+    "DialogueTurn",
+    "LiveHandoff",
+    "LiveHandoffState",
+    "ProcessedMessage",
+    "TurnOutcome",
+    "get_or_create_identity",
+    "load_conversation",
+]
+
+
+class TurnOutcome(enum.StrEnum):
+    """What came of one user turn (updated when the user later says whether it helped)."""
+
+    ANSWERED = "answered"  # the bot answered; the user has not said yet whether it helped
+    SOLVED = "solved"  # answered, and the user confirmed it solved the need (即时解决)
+    UNSOLVED = "unsolved"  # answered or offered, and the user said it did not help
+    SUGGESTED = "suggested"
+    NONE = "none"  # nothing in the knowledge base
+    TICKET = "ticket"  # this need became a ticket
+    HANDOFF = "handoff"  # the user asked for a person
+    COMMAND = "command"  # 菜单, 查询, 绑定 … (not a question)
+    INPUT = "input"  # an answer to a question of the bot (ticket details, rating …)
+    INVALID = "invalid"  # empty, too long, not text …
+
+
+class Conversation(Base):
+    """The dialogue state of one channel identity (one row per identity)."""
+
+    __tablename__ = "conversation"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel_identity_id: Mapped[int] = mapped_column(ForeignKey("channel_identity.id"), unique=True)
+    state: Mapped[str] = mapped_column(String(32))
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_at: Mapped[datetime] = mapped_column()
+
+    identity: Mapped[ChannelIdentity] = relationship()
+
+
+class DialogueTurn(Base):
+    """One user message and what the bot made of it."""
+
+    __tablename__ = "dialogue_turn"
+    __table_args__ = (Index(None, "outcome", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel_identity_id: Mapped[int] = mapped_column(ForeignKey("channel_identity.id"), index=True)
+    at: Mapped[datetime] = mapped_column()
+    state: Mapped[str] = mapped_column(String(32))
+    text: Mapped[str] = mapped_column(Text)
+    tokens: Mapped[list[str]] = mapped_column(default=list)
+    hits: Mapped[list[Any]] = mapped_column(default=list)
+    action: Mapped[str | None] = mapped_column(String(16))
+    entry_id: Mapped[str | None] = mapped_column(String(80))
+    outcome: Mapped[TurnOutcome] = mapped_column(_enum(TurnOutcome, "turn_outcome"))
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"))
+
+
+class ProcessedMessage(Base):
+    """A channel message id seen once, with the replies it got (for redeliveries)."""
+
+    __tablename__ = "processed_message"
+    __table_args__ = (UniqueConstraint("channel", "msg_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    msg_id: Mapped[str] = mapped_column(String(128))
+    at: Mapped[datetime] = mapped_column()
+    replies: Mapped[list[Any]] = mapped_column(default=list)
+
+
+class LiveHandoffState(enum.StrEnum):
+    """A request for a person: waiting for a commissioner, talking, or over."""
+
+    WAITING = "waiting"
+    ACTIVE = "active"
+    ENDED = "ended"
+    EXPIRED = "expired"  # nobody took it in time: a ticket was opened instead
+    CANCELLED = "cancelled"
+
+
+class LiveHandoff(Base):
+    """An enterprise user talking (or waiting to talk) with a commissioner through the relay."""
+
+    __tablename__ = "live_handoff"
+    __table_args__ = (Index(None, "state", "expires_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel_identity_id: Mapped[int] = mapped_column(ForeignKey("channel_identity.id"), index=True)
+    department: Mapped[str] = mapped_column(String(64))
+    route_rule: Mapped[str] = mapped_column(String(20))
+    route_reason: Mapped[str] = mapped_column(Text)
+    question: Mapped[str] = mapped_column(Text)
+    state: Mapped[LiveHandoffState] = mapped_column(_enum(LiveHandoffState, "handoff_state"))
+    commissioner_id: Mapped[int | None] = mapped_column(ForeignKey("commissioner.id"))
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"))
+    created_at: Mapped[datetime] = mapped_column()
+    expires_at: Mapped[datetime] = mapped_column()
+    taken_at: Mapped[datetime | None] = mapped_column()
+    ended_at: Mapped[datetime | None] = mapped_column()
+
+    identity: Mapped[ChannelIdentity] = relationship()
+    commissioner: Mapped[Commissioner | None] = relationship()
+    ticket: Mapped[Ticket | None] = relationship()
+
+
+def get_or_create_identity(session: Session, channel: str, user_key: str) -> ChannelIdentity:
+    """The identity for (*channel*, *user_key*), created on first contact."""
+    stmt = select(ChannelIdentity).where(
+        ChannelIdentity.channel == channel, ChannelIdentity.user_key == user_key
+    )
+    identity = session.scalars(stmt).one_or_none()
+    if identity is None:
+        identity = ChannelIdentity(channel=channel, user_key=user_key)
+        session.add(identity)
+        session.flush()
+    return identity
+
+
+def load_conversation(
+    session: Session, identity: ChannelIdentity, now: datetime, *, lock: bool = True
+) -> Conversation:
+    """The identity's conversation row (created idle), locked for this transaction."""
+    stmt = select(Conversation).where(Conversation.channel_identity_id == identity.id)
+    if lock:
+        stmt = stmt.with_for_update()
+    conv = session.scalars(stmt).one_or_none()
+    if conv is None:
+        conv = Conversation(channel_identity_id=identity.id, state="idle", data={}, updated_at=now)
+        session.add(conv)
+        session.flush()
+    return conv

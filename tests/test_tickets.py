@@ -1,0 +1,669 @@
+"""Tickets: every transition, every clock, transfer, co-handling, reopen, numbers."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from sqlalchemy import func, select, update
+
+from handoff.calendar import SHANGHAI, WorkCalendar
+from handoff.db import Database
+from handoff.models import ClockKind, SurveyResult, TicketEvent
+from handoff.sla import SlaSettings
+from handoff.tickets import (
+    MANUAL_RULE,
+    TRANSITIONS,
+    Action,
+    IllegalTransition,
+    TicketNotFound,
+    TicketService,
+    TicketState,
+    TicketView,
+)
+from routing.departments import DepartmentDirectory
+from yxby.errors import TicketError
+
+if TYPE_CHECKING:
+    from tests.conftest import MovableClock
+
+S = TicketState
+START = datetime(2026, 11, 23, 10, 0, tzinfo=SHANGHAI)
+"""Where the ``clock`` fixture stands: Monday 2026-11-23 10:00 in Shanghai."""
+MakeTicket = Callable[..., TicketView]
+
+
+def eod(day: date) -> datetime:
+    """24:00 (23:59:59) of *day* in Shanghai."""
+    return datetime(day.year, day.month, day.day, 23, 59, 59, tzinfo=SHANGHAI)
+
+
+def act(service: TicketService, action: Action, number: str) -> TicketView:
+    """Perform *action* with valid arguments."""
+    args: dict[str, Any] = {"actor": "李四"}
+    if action is Action.RESOLVE:
+        args["result"] = "已答复企业"
+    elif action is Action.RECORD_SURVEY:
+        args["result"] = "满意"
+    elif action is Action.ESCALATE:
+        args |= {"lead_department": "发改局", "deadline": date(2026, 12, 31)}
+    elif action is Action.TRANSFER:
+        args |= {"to_department": "工信局", "reason": "属工信局职责"}
+    return getattr(service, _method(action))(number, **args)
+
+
+def _method(action: Action) -> str:
+    return {Action.ACCEPT: "accept"}.get(action, action.value)
+
+
+def event_count(db: Database) -> int:
+    with db.sessions() as session:
+        return session.scalar(select(func.count()).select_from(TicketEvent)) or 0
+
+
+# ------------------------------------------------------------------------ transitions
+
+LEGAL = [(action, src) for action, moves in TRANSITIONS.items() for src in moves]
+ILLEGAL = [(action, src) for action in TRANSITIONS for src in S if src not in TRANSITIONS[action]]
+
+
+@pytest.mark.parametrize(("action", "source"), LEGAL, ids=lambda v: str(v))
+def test_legal_transition(
+    make_ticket: MakeTicket, service: TicketService, action: Action, source: TicketState
+) -> None:
+    if action is Action.TRANSFER:
+        ticket = make_ticket(state=source, department="市场监管局")
+    else:
+        ticket = make_ticket(state=source)
+    if action is Action.REOPEN:  # only after an unsatisfied callback
+        ticket = make_ticket(state=S.FEEDBACK_SENT)
+        service.record_survey(ticket.number, result="不满意", actor="回访员")
+    after = act(service, action, ticket.number)
+    assert after.state is TRANSITIONS[action][source]
+    last = after.events[-1]
+    assert (last.kind, last.from_state, last.to_state) == (action.value, source, after.state)
+    assert last.actor == "李四"
+
+
+@pytest.mark.parametrize(("action", "source"), ILLEGAL, ids=lambda v: str(v))
+def test_illegal_transition(
+    make_ticket: MakeTicket,
+    service: TicketService,
+    db: Database,
+    action: Action,
+    source: TicketState,
+) -> None:
+    ticket = make_ticket(state=source)
+    before = event_count(db)
+    with pytest.raises(IllegalTransition) as info:
+        act(service, action, ticket.number)
+    message = str(info.value)
+    assert ticket.number in message
+    assert f"「{source.label}」" in message
+    assert action.label in message
+    assert isinstance(info.value, TicketError)
+    assert service.get(ticket.number).state is source
+    assert event_count(db) == before
+
+
+def test_illegal_transition_names_the_target_state(
+    make_ticket: MakeTicket, service: TicketService
+) -> None:
+    ticket = make_ticket()
+    with pytest.raises(IllegalTransition, match="不能从「待签收」变为「已办结」（办结）"):
+        service.resolve(ticket.number, result="好了", actor="李四")
+
+
+def test_every_change_writes_exactly_one_event(make_ticket: MakeTicket, db: Database) -> None:
+    view = make_ticket(state=S.CLOSED)
+    kinds = [e.kind for e in view.events]
+    assert kinds == [
+        "create",
+        "accept",
+        "start",
+        "resolve",
+        "send_feedback",
+        "record_survey",
+        "close",
+    ]
+    assert event_count(db) == len(kinds)
+
+
+def test_events_cannot_be_updated_or_deleted(make_ticket: MakeTicket, db: Database) -> None:
+    make_ticket()
+    with pytest.raises(TicketError, match="不可修改"), db.begin() as session:
+        event = session.scalars(select(TicketEvent)).first()
+        assert event is not None
+        event.reason = "改写历史"
+    with pytest.raises(TicketError, match="不可修改"), db.begin() as session:
+        event = session.scalars(select(TicketEvent)).first()
+        session.delete(event)
+    assert event_count(db) == 1
+
+
+# --------------------------------------------------------------------------- creation
+
+
+def test_create_numbers_and_starts_contact_and_done_clocks(
+    make_ticket: MakeTicket, clock: MovableClock
+) -> None:
+    first = make_ticket()
+    second = make_ticket()
+    assert first.number == "YX-20261123-0001"
+    assert second.number == "YX-20261123-0002"
+    clock.set(datetime(2026, 11, 24, 0, 30, tzinfo=SHANGHAI))
+    assert make_ticket().number == "YX-20261124-0001"
+
+    contact, done = first.clock(ClockKind.CONTACT), first.clock(ClockKind.DONE)
+    assert contact is not None and done is not None
+    assert contact.due_at == eod(date(2026, 11, 25))  # Mon + 2 working days
+    assert done.due_at == eod(date(2026, 12, 2))  # Mon + 7 working days
+    assert contact.started_at == START
+    assert contact.remind_at == eod(date(2026, 11, 24))  # one working day before
+    assert (contact.workdays, done.workdays) == (2, 7)
+    assert not contact.calendar_fallback
+    assert first.events[0].data["contact"]["due_at"] == "2026-11-25T23:59:59+08:00"
+
+
+def test_number_uses_the_shanghai_date(make_ticket: MakeTicket, clock: MovableClock) -> None:
+    clock.set(datetime(2026, 11, 23, 16, 30, tzinfo=UTC))  # already the 24th in Shanghai
+    assert make_ticket().number == "YX-20261124-0001"
+
+
+def test_create_records_route_decision_and_canonical_department(
+    service: TicketService,
+) -> None:
+    view = service.create(
+        "个体户办理食品经营许可证",
+        department="市场局",
+        rule="individual",
+        reason="个体工商户",
+        actor="机器人",
+    )
+    assert view.department == "市场监管局"
+    assert (view.route_rule, view.route_reason) == ("individual", "个体工商户")
+    assert view.title == "个体户办理食品经营许可证"
+    assert view.state is S.NEW
+    assert view.events[0].data["rule"] == "individual"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"department": "不存在局"}, "未知部门"),
+        ({"rule": "guess"}, "未知的分派规则"),
+        ({"reason": " "}, "分派理由不能为空"),
+        ({"actor": ""}, "操作人不能为空"),
+        ({"enterprise_uscc": "911201160000000011"}, "企业库中没有"),
+    ],
+)
+def test_create_rejects_bad_input(
+    service: TicketService, kwargs: dict[str, str], message: str
+) -> None:
+    args: dict[str, Any] = {
+        "department": "市场监管局",
+        "rule": MANUAL_RULE,
+        "reason": "人工指定",
+        "actor": "张三",
+    }
+    with pytest.raises(TicketError, match=message):
+        service.create("有个问题", **(args | kwargs))
+
+
+def test_create_rejects_empty_text(service: TicketService) -> None:
+    with pytest.raises(TicketError, match="诉求内容不能为空"):
+        service.create("  ", department="政务办", rule="fallback", reason="兜底", actor="机器人")
+
+
+def test_create_assigns_the_enterprise_commissioner_of_that_department(
+    make_ticket: MakeTicket,
+    make_enterprise: Callable[..., Any],
+    make_commissioner: Callable[..., Any],
+) -> None:
+    person = make_commissioner("王专员", "商务局")
+    firm = make_enterprise(commissioner=person)
+    assert make_ticket(department="商务局", enterprise=firm).commissioner == "王专员"
+    other = make_ticket(department="市场监管局", enterprise=firm)
+    assert other.commissioner is None
+    assert other.enterprise_uscc == firm.uscc
+
+
+def test_create_survives_the_2027_calendar_fallback(
+    service: TicketService, clock: MovableClock
+) -> None:
+    clock.set(datetime(2026, 12, 28, 9, 0, tzinfo=SHANGHAI))
+    view = service.create(
+        "年底的诉求", department="政务办", rule="fallback", reason="兜底", actor="机器人"
+    )
+    done = view.clock(ClockKind.DONE)
+    assert done is not None
+    assert done.calendar_fallback
+    assert done.due_at.astimezone(SHANGHAI).year == 2027
+    assert view.events[0].data["done"]["calendar_fallback_years"] == [2027]
+
+
+def test_ticket_numbers_are_unique_under_concurrent_creation(
+    db: Database,
+    calendar: WorkCalendar,
+    sla_settings: SlaSettings,
+    departments: DepartmentDirectory,
+) -> None:
+    service = TicketService(
+        db.sessions, calendar, lambda: START, settings=sla_settings, departments=departments
+    )
+    numbers: list[str] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(6)
+
+    def worker() -> None:
+        try:
+            barrier.wait()
+            for _ in range(5):
+                view = service.create(
+                    "并发创建", department="政务办", rule="fallback", reason="兜底", actor="t"
+                )
+                numbers.append(view.number)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    assert sorted(numbers) == [f"YX-20261123-{n:04d}" for n in range(1, 31)]
+
+
+# ----------------------------------------------------------------------------- clocks
+
+
+def test_accept_meets_the_contact_clock(
+    make_ticket: MakeTicket, service: TicketService, clock: MovableClock
+) -> None:
+    ticket = make_ticket()
+    clock.advance(hours=5)
+    view = service.accept(ticket.number, actor="张三")
+    contact = view.clock(ClockKind.CONTACT)
+    assert contact is not None
+    assert contact.met_at == clock.now
+    assert contact.breached_at is None
+    assert not contact.late
+    done = view.clock(ClockKind.DONE)
+    assert done is not None and done.running
+
+
+def test_late_contact_is_recorded_as_a_breach(
+    make_ticket: MakeTicket, service: TicketService, clock: MovableClock
+) -> None:
+    ticket = make_ticket()
+    clock.set(datetime(2026, 11, 26, 9, 0, tzinfo=SHANGHAI))  # due was 11-25 24:00
+    contact = service.accept(ticket.number, actor="张三").clock(ClockKind.CONTACT)
+    assert contact is not None
+    assert contact.breached_at == clock.now
+    assert contact.late
+
+
+def test_accept_can_name_the_commissioner(
+    make_ticket: MakeTicket, service: TicketService, make_commissioner: Callable[..., Any]
+) -> None:
+    make_commissioner("赵六", "市场监管局")
+    ticket = make_ticket()
+    with pytest.raises(TicketError, match="没有名为「钱七」"):
+        service.accept(ticket.number, actor="赵六", commissioner="钱七")
+    assert service.accept(ticket.number, actor="赵六", commissioner="赵六").commissioner == "赵六"
+
+
+def test_resolve_needs_a_result_and_starts_the_feedback_clock(
+    make_ticket: MakeTicket, service: TicketService, clock: MovableClock
+) -> None:
+    ticket = make_ticket(state=S.IN_PROGRESS)
+    with pytest.raises(TicketError, match="办理结果不能为空"):
+        service.resolve(ticket.number, result=" ", actor="张三")
+    clock.set(datetime(2026, 11, 27, 15, 0, tzinfo=SHANGHAI))  # Friday
+    view = service.resolve(ticket.number, result="已协调解决", actor="张三")
+    assert view.result == "已协调解决"
+    done = next(c for c in view.clocks if c.kind is ClockKind.DONE)
+    assert done.met_at == clock.now and not done.late
+    feedback = view.clock(ClockKind.FEEDBACK)
+    assert feedback is not None
+    assert feedback.started_at == clock.now
+    assert feedback.due_at == eod(date(2026, 12, 1))  # Fri + 2 working days = Tue
+    view = service.send_feedback(view.number, actor="张三")
+    feedback = view.clock(ClockKind.FEEDBACK)
+    assert feedback is not None and feedback.met_at == clock.now
+
+
+def test_clock_deadlines_skip_statutory_holidays(
+    service: TicketService, clock: MovableClock
+) -> None:
+    clock.set(datetime(2026, 9, 29, 10, 0, tzinfo=SHANGHAI))
+    view = service.create(
+        "国庆前的诉求", department="政务办", rule="fallback", reason="兜底", actor="机器人"
+    )
+    done = view.clock(ClockKind.DONE)
+    assert done is not None
+    assert done.due_at == eod(date(2026, 10, 14))
+
+
+def test_deadlines_are_stored_not_recomputed(
+    make_ticket: MakeTicket,
+    db: Database,
+    clock: MovableClock,
+    sla_settings: SlaSettings,
+    departments: DepartmentDirectory,
+) -> None:
+    ticket = make_ticket()
+    every_day = WorkCalendar(base=lambda day: True)  # a different calendar later on
+    other = TicketService(
+        db.sessions, every_day, clock, settings=sla_settings, departments=departments
+    )
+    view = other.accept(ticket.number, actor="张三")
+    assert view.clock(ClockKind.DONE) == ticket.clock(ClockKind.DONE)
+    assert view.clock(ClockKind.CONTACT).due_at == ticket.clock(ClockKind.CONTACT).due_at  # type: ignore[union-attr]
+
+
+# ---------------------------------------------------------------------------- transfer
+
+
+def test_transfer_restarts_the_contact_clock(
+    make_ticket: MakeTicket, service: TicketService, clock: MovableClock
+) -> None:
+    ticket = make_ticket(state=S.ACCEPTED)
+    clock.set(datetime(2026, 11, 25, 11, 0, tzinfo=SHANGHAI))
+    view = service.transfer(
+        ticket.number, to_department="工信局", reason="涉及工业企业", actor="张三"
+    )
+    assert view.state is S.NEW
+    assert view.department == "工信局"
+    contacts = [c for c in view.clocks if c.kind is ClockKind.CONTACT]
+    assert len(contacts) == 2
+    old, new = contacts
+    assert not old.active and old.superseded_at == clock.now
+    assert old.met_at is not None  # the first department did make contact
+    assert new.active and new.running and new.department == "工信局"
+    assert new.started_at == clock.now
+    assert new.due_at == eod(date(2026, 11, 27))
+    done = [c for c in view.clocks if c.kind is ClockKind.DONE]
+    assert len(done) == 1 and done[0].due_at == eod(date(2026, 12, 2))  # not restarted
+    last = view.events[-1]
+    assert last.reason == "涉及工业企业"
+    assert last.data["from_department"] == "市场监管局"
+    assert last.data["to_department"] == "工信局"
+
+
+def test_transfer_needs_a_reason_and_another_department(
+    make_ticket: MakeTicket, service: TicketService
+) -> None:
+    ticket = make_ticket()
+    with pytest.raises(TicketError, match="转派理由不能为空"):
+        service.transfer(ticket.number, to_department="工信局", reason="", actor="张三")
+    with pytest.raises(TicketError, match="无需转派"):
+        service.transfer(ticket.number, to_department="市场局", reason="退回", actor="张三")
+
+
+def test_transfer_hands_the_ticket_to_the_enterprise_commissioner_there(
+    make_ticket: MakeTicket,
+    service: TicketService,
+    make_enterprise: Callable[..., Any],
+    make_commissioner: Callable[..., Any],
+) -> None:
+    firm = make_enterprise(commissioner=make_commissioner("孙八", "工信局"))
+    ticket = make_ticket(enterprise=firm)
+    assert ticket.commissioner is None
+    view = service.transfer(ticket.number, to_department="工信局", reason="包保", actor="张三")
+    assert view.commissioner == "孙八"
+
+
+# --------------------------------------------------------------------------- escalation
+
+
+def test_escalation_records_lead_and_deadline(
+    make_ticket: MakeTicket, service: TicketService, clock: MovableClock
+) -> None:
+    ticket = make_ticket(state=S.IN_PROGRESS)
+    view = service.escalate(
+        ticket.number,
+        lead_department="发改局",
+        deadline=date(2026, 12, 20),
+        actor="政务办",
+        reason="涉及多部门政策",
+    )
+    assert view.state is S.ESCALATED
+    assert view.escalation_lead_department == "发改局"
+    assert view.escalation_deadline == eod(date(2026, 12, 20))
+    escalation = view.clock(ClockKind.ESCALATION)
+    assert escalation is not None
+    assert (escalation.department, escalation.due_at) == ("发改局", eod(date(2026, 12, 20)))
+    assert view.clock(ClockKind.DONE) is None  # superseded by the meeting's deadline
+    done = next(c for c in view.clocks if c.kind is ClockKind.DONE)
+    assert done.superseded_at == clock.now and done.met_at is None
+    resolved = service.resolve(ticket.number, result="会议研究解决", actor="张三")
+    escalation = next(c for c in resolved.clocks if c.kind is ClockKind.ESCALATION)
+    assert escalation.met_at == clock.now
+
+
+def test_escalation_deadline_must_be_in_the_future(
+    make_ticket: MakeTicket, service: TicketService
+) -> None:
+    ticket = make_ticket(state=S.IN_PROGRESS)
+    with pytest.raises(TicketError, match="已过"):
+        service.escalate(
+            ticket.number, lead_department="发改局", deadline=date(2026, 11, 1), actor="x"
+        )
+    with pytest.raises(TicketError, match="未知部门"):
+        service.escalate(
+            ticket.number, lead_department="火星局", deadline=date(2027, 1, 1), actor="x"
+        )
+
+
+# ------------------------------------------------------------------------- co-handling
+
+
+def test_helpers_are_added_and_acknowledge(
+    make_ticket: MakeTicket, service: TicketService, clock: MovableClock
+) -> None:
+    ticket = make_ticket(state=S.ACCEPTED)
+    view = service.add_helpers(
+        ticket.number, departments=["工信局", "规划建设局", "工信局"], actor="张三"
+    )
+    assert [h.department for h in view.helpers] == ["工信局", "规建局"]
+    assert all(h.acknowledged_at is None for h in view.helpers)
+    assert view.events[-1].data == {"departments": ["工信局", "规建局"]}
+    assert view.state is S.ACCEPTED
+    clock.advance(hours=2)
+    view = service.acknowledge_helper(ticket.number, department="住建局", actor="周九")
+    helper = next(h for h in view.helpers if h.department == "规建局")
+    assert (helper.acknowledged_at, helper.acknowledged_by) == (clock.now, "周九")
+    with pytest.raises(TicketError, match="已于"):
+        service.acknowledge_helper(ticket.number, department="规建局", actor="周九")
+    with pytest.raises(TicketError, match="不是工单"):
+        service.acknowledge_helper(ticket.number, department="财政局", actor="周九")
+    with pytest.raises(TicketError, match="已是本工单的协办部门"):
+        service.add_helpers(ticket.number, departments=["工信局"], actor="张三")
+    with pytest.raises(TicketError, match="牵头部门"):
+        service.add_helpers(ticket.number, departments=["市场局"], actor="张三")
+
+
+def test_helpers_cannot_join_a_resolved_ticket(
+    make_ticket: MakeTicket, service: TicketService
+) -> None:
+    ticket = make_ticket(state=S.RESOLVED)
+    with pytest.raises(TicketError, match="不能再增加协办部门"):
+        service.add_helpers(ticket.number, departments=["工信局"], actor="张三")
+
+
+# ------------------------------------------------------------------------------ reopen
+
+
+def test_reopen_once_with_fresh_clocks_then_second_unsatisfied_closes(
+    make_ticket: MakeTicket, service: TicketService, clock: MovableClock
+) -> None:
+    ticket = make_ticket(state=S.FEEDBACK_SENT)
+    view = service.record_survey(ticket.number, result="不满意", comment="没解决", actor="回访员")
+    assert view.state is S.SURVEYED
+    assert view.surveys[-1].result is SurveyResult.UNSATISFIED
+    clock.set(datetime(2026, 11, 30, 9, 0, tzinfo=SHANGHAI))
+    view = service.reopen(ticket.number, actor="政务办", reason="企业不满意")
+    assert view.state is S.NEW and view.reopen_count == 1
+    assert view.result is None
+    assert view.events[-1].data["previous_result"] == "已办理"
+    running = view.running_clocks()
+    assert {c.kind for c in running} == {ClockKind.CONTACT, ClockKind.DONE}
+    assert all(c.started_at == clock.now for c in running)
+    assert view.clock(ClockKind.CONTACT).due_at == eod(date(2026, 12, 2))  # type: ignore[union-attr]
+    assert view.clock(ClockKind.DONE).due_at == eod(date(2026, 12, 9))  # type: ignore[union-attr]
+    assert sum(1 for c in view.clocks if c.active) == 2
+
+    for action in ("accept", "start"):
+        view = getattr(service, action)(ticket.number, actor="张三")
+    view = service.resolve(ticket.number, result="第二次办理", actor="张三")
+    view = service.send_feedback(ticket.number, actor="张三")
+    view = service.record_survey(ticket.number, result="不满意", actor="回访员")
+    assert view.state is S.CLOSED
+    assert [s.round for s in view.surveys] == [0, 1]
+    assert view.result == "第二次办理"
+    assert [e.kind for e in view.events[-2:]] == ["record_survey", "close"]
+    assert view.events[-1].data["automatic"] is True
+    with pytest.raises(IllegalTransition):
+        service.reopen(ticket.number, actor="政务办")
+
+
+def test_reopen_needs_an_unsatisfied_survey(
+    make_ticket: MakeTicket, service: TicketService
+) -> None:
+    ticket = make_ticket(state=S.SURVEYED)  # 满意
+    with pytest.raises(TicketError, match="不是「不满意」"):
+        service.reopen(ticket.number, actor="政务办")
+
+
+def test_reopen_only_once(make_ticket: MakeTicket, service: TicketService, db: Database) -> None:
+    ticket = make_ticket(state=S.FEEDBACK_SENT)
+    service.record_survey(ticket.number, result="不满意", actor="回访员")
+    # a ticket already reopened that is unsatisfied again (state forced to surveyed)
+    from handoff.models import Ticket
+
+    with db.begin() as session:
+        session.execute(update(Ticket).values(reopen_count=1))
+    with pytest.raises(TicketError, match="已重办过 1 次"):
+        service.reopen(ticket.number, actor="政务办")
+
+
+def test_unknown_survey_result(make_ticket: MakeTicket, service: TicketService) -> None:
+    ticket = make_ticket(state=S.FEEDBACK_SENT)
+    with pytest.raises(TicketError, match="回访结果应为"):
+        service.record_survey(ticket.number, result="还行", actor="回访员")
+
+
+def test_close_supersedes_anything_still_running(make_ticket: MakeTicket) -> None:
+    view = make_ticket(state=S.CLOSED)
+    assert not view.running_clocks()
+
+
+# ------------------------------------------------------------------------------ reading
+
+
+def test_get_unknown_ticket(service: TicketService) -> None:
+    with pytest.raises(TicketNotFound, match="找不到工单 YX-20990101-0001"):
+        service.get("YX-20990101-0001")
+    with pytest.raises(TicketNotFound):
+        service.accept("yx-20990101-0001", actor="x")
+
+
+def test_list_filters(make_ticket: MakeTicket, service: TicketService, clock: MovableClock) -> None:
+    a = make_ticket(department="市场监管局")
+    b = make_ticket(state=S.ACCEPTED, department="工信局")
+    c = make_ticket(state=S.CLOSED, department="工信局")
+    assert [v.number for v in service.list()] == [c.number, b.number, a.number]
+    assert [v.number for v in service.list(state="accepted")] == [b.number]
+    assert [v.number for v in service.list(department="工业和信息化局")] == [c.number, b.number]
+    assert service.list(overdue=True) == []
+    clock.set(datetime(2026, 11, 26, 0, 0, 1, tzinfo=SHANGHAI))  # contact due passed
+    assert [v.number for v in service.list(overdue=True)] == [a.number]
+    clock.set(datetime(2026, 12, 3, 8, 0, tzinfo=SHANGHAI))  # done due passed too
+    assert [v.number for v in service.list(overdue=True)] == [b.number, a.number]
+    assert service.get(a.number).overdue(clock.now)
+    with pytest.raises(TicketError, match="未知的工单状态"):
+        service.list(state="lost")
+
+
+def test_view_to_dict_is_json_ready(make_ticket: MakeTicket) -> None:
+    import json
+
+    data = make_ticket(state=S.RESOLVED).to_dict()
+    assert json.loads(json.dumps(data, ensure_ascii=False)) == data
+    assert data["state"] == "resolved" and data["state_label"] == "已办结"
+    assert data["clocks"][0]["due_at"].endswith("+08:00")
+    assert [e["kind"] for e in data["events"]][:2] == ["create", "accept"]
+
+
+def test_naive_clock_is_refused(
+    db: Database,
+    calendar: WorkCalendar,
+    sla_settings: SlaSettings,
+    departments: DepartmentDirectory,
+) -> None:
+    naive = TicketService(
+        db.sessions,
+        calendar,
+        lambda: datetime(2026, 11, 23, 10),
+        settings=sla_settings,
+        departments=departments,
+    )
+    with pytest.raises(ValueError, match="timezone-aware"):
+        naive.create("x", department="政务办", rule="fallback", reason="兜底", actor="x")
+
+
+# ------------------------------------------------------------ inside a caller's session
+
+
+def test_changes_join_the_callers_transaction(service: TicketService, db: Database) -> None:
+    from handoff.models import ChannelIdentity
+
+    with db.sessions() as session:
+        identity = ChannelIdentity(channel="wechat", user_key="oA", created_at=START)
+        session.add(identity)
+        session.flush()
+        view = service.create(
+            "想了解研发费用加计扣除",
+            department="科技局",
+            rule="topic",
+            reason="研发",
+            actor="wechat:oA",
+            channel_identity_id=identity.id,
+            session=session,
+        )
+        view = service.accept(view.number, actor="张三", session=session)
+        assert service.get(view.number, session=session).state is S.ACCEPTED
+        with pytest.raises(IllegalTransition):  # undoes only its own savepoint
+            service.accept(view.number, actor="张三", session=session)
+        assert [v.number for v in service.list(session=session)] == [view.number]
+        assert service.list() == []  # nothing committed yet
+        session.rollback()
+    assert service.list() == []
+    assert event_count(db) == 0
+
+    with db.sessions() as session, session.begin():
+        number = service.create(
+            "x", department="政务办", rule="fallback", reason="兜底", actor="a", session=session
+        ).number
+    assert service.get(number).state is S.NEW
+
+
+def test_survey_comment_is_added_to_the_latest_callback(
+    make_ticket: MakeTicket, service: TicketService
+) -> None:
+    ticket = make_ticket(state=S.FEEDBACK_SENT)
+    with pytest.raises(TicketError, match="还没有回访记录"):
+        service.add_survey_comment(ticket.number, comment="很好", actor="企业")
+    service.record_survey(ticket.number, result="基本满意", actor="企业")
+    view = service.add_survey_comment(ticket.number, comment="希望更快一些", actor="企业")
+    assert view.surveys[-1].comment == "希望更快一些"
+    assert view.state is S.SURVEYED
+    last = view.events[-1]
+    assert (last.kind, last.from_state, last.to_state) == ("survey_comment", S.SURVEYED, S.SURVEYED)
+    view = service.add_survey_comment(ticket.number, comment="谢谢", actor="企业")
+    assert view.surveys[-1].comment == "希望更快一些\n谢谢"

@@ -25,7 +25,6 @@ from zoneinfo import ZoneInfo
 import chinese_calendar
 from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 
-from yxby.errors import ConfigError
 from yxby.paths import config_dir
 from yxby.yamlconf import StrictModel, load_model
 

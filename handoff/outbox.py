@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from handoff.models import OutboxMessage, OutboxStatus, utcnow
 
-__all__ = ["CONSOLE_CHANNEL", "enqueue", "pending"]
+__all__ = ["CONSOLE_CHANNEL", "enqueue", "pending", "take_local"]
 
 CONSOLE_CHANNEL = "console"
 """Pseudo-channel for people with no bound chat account: shown in the web console."""
@@ -77,3 +77,30 @@ def pending(session: Session, now: datetime, limit: int = 100) -> list[OutboxMes
         .limit(limit)
     )
     return list(session.scalars(stmt))
+
+
+def take_local(
+    session: Session, channel: str, recipient: str, now: datetime
+) -> list[dict[str, Any]]:
+    """Pending messages for one local recipient (the terminal chat), marked sent, oldest first.
+
+    Local channels deliver by printing, which cannot fail, so claiming and sending are one
+    step; the row lock keeps two terminals of the same user from printing a message twice.
+    """
+    stmt = (
+        select(OutboxMessage)
+        .where(
+            OutboxMessage.status == OutboxStatus.PENDING,
+            OutboxMessage.channel == channel,
+            OutboxMessage.recipient == recipient,
+        )
+        .order_by(OutboxMessage.id)
+        .with_for_update(skip_locked=True)
+    )
+    payloads = []
+    for message in session.scalars(stmt):
+        message.status = OutboxStatus.SENT
+        message.attempts += 1
+        message.sent_at = now
+        payloads.append(message.payload)
+    return payloads

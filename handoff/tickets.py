@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import and_, exists, select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MANUAL_RULE",
     "MAX_REOPENS",
+    "SYSTEM_ACTOR",
     "TRANSITIONS",
     "Action",
     "ClockView",
@@ -58,6 +59,7 @@ __all__ = [
     "IllegalTransition",
     "SurveyView",
     "TicketNotFound",
+    "TicketNotifier",
     "TicketService",
     "TicketState",
     "TicketView",
@@ -128,6 +130,23 @@ TRANSITIONS: Mapping[Action, Mapping[TicketState, TicketState]] = MappingProxyTy
 
 HELPER_STATES = frozenset({S.NEW, S.ACCEPTED, S.IN_PROGRESS, S.ESCALATED})
 """States in which helper departments may be added or acknowledge."""
+
+
+SYSTEM_ACTOR = "有需必应助手"
+
+
+class TicketNotifier(Protocol):
+    """Who tells people about ticket changes (the bot layer implements it).
+
+    Called inside the ticket's transaction, so pushes written to the outbox commit or roll
+    back together with the change.
+    """
+
+    def created(self, session: Session, ticket: Ticket, now: datetime) -> None:
+        """A ticket was opened for, or transferred to, ``ticket.department``."""
+
+    def resolved(self, session: Session, ticket: Ticket, now: datetime) -> str | None:
+        """The ticket was resolved; return a note when the result was pushed to the enterprise."""
 
 
 class TicketNotFound(TicketError):
@@ -485,7 +504,9 @@ class TicketService:
         *,
         settings: SlaSettings | None = None,
         departments: DepartmentDirectory | None = None,
+        notifier: TicketNotifier | None = None,
     ) -> None:
+        self._notifier = notifier
         self._sessions = session_factory
         self._calendar = calendar
         self._clock = clock
@@ -742,6 +763,8 @@ class TicketService:
             data["contact"] = self._start_clock(session, ticket, ClockKind.CONTACT, now)
             data["done"] = self._start_clock(session, ticket, ClockKind.DONE, now)
             self._event(session, ticket, now, who, Action.CREATE, None, why, data)
+            if self._notifier is not None:
+                self._notifier.created(session, ticket, now)
             return self._view(session, ticket.id)
 
     # -- the main line
@@ -797,6 +820,14 @@ class TicketService:
             }
             data["feedback"] = self._start_clock(session, ticket, ClockKind.FEEDBACK, now)
             self._event(session, ticket, now, who, Action.RESOLVE, before, None, data)
+            pushed = self._notifier.resolved(session, ticket, now) if self._notifier else None
+            if pushed:
+                # the result went to the enterprise's chat (平台留言): that is the feedback
+                before = self._move(ticket, Action.SEND_FEEDBACK)
+                met = {"met": self._meet(ticket, [ClockKind.FEEDBACK], now)}
+                self._event(
+                    session, ticket, now, SYSTEM_ACTOR, Action.SEND_FEEDBACK, before, pushed, met
+                )
             return self._view(session, ticket.id)
 
     def send_feedback(
@@ -962,6 +993,8 @@ class TicketService:
             data: dict[str, Any] = {"from_department": source, "to_department": target}
             data["contact"] = self._start_clock(session, ticket, ClockKind.CONTACT, now)
             self._event(session, ticket, now, who, Action.TRANSFER, before, why, data)
+            if self._notifier is not None:
+                self._notifier.created(session, ticket, now)
             return self._view(session, ticket.id)
 
     def add_helpers(

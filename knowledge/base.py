@@ -18,11 +18,11 @@ from pathlib import Path
 from knowledge.index import BM25Index, BM25Params
 from knowledge.loader import LocatedEntry, read_entries
 from knowledge.schema import Entry
-from knowledge.settings import KnowledgeSettings, load_settings
-from knowledge.tokenizer import Tokenizer, normalize
+from knowledge.settings import DecisionSettings, KnowledgeSettings, load_settings
+from knowledge.tokenizer import Analysis, Tokenizer, normalize
 from yxby.errors import InputError, KnowledgeError
 
-__all__ = ["Action", "Decision", "Hit", "KnowledgeBase", "load"]
+__all__ = ["Action", "Decision", "Hit", "KnowledgeBase", "choose", "load"]
 
 
 class Action(enum.StrEnum):
@@ -36,12 +36,25 @@ class Action(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Hit:
-    """One ranked entry: its score, the query terms it matched and their idf-weighted share."""
+    """One ranked entry and why: BM25 score, matched query terms and two coverages.
+
+    ``coverage`` is the idf-weighted share of the query's terms the entry contains (a term the
+    index has never seen counts with the largest idf); ``question_coverage`` is the best
+    idf-weighted share of one of the entry's own questions (or its title) that the query
+    contains. ``confidence`` is their mean: a long question with context words can still
+    clearly ask one of the entry's questions, and a two-word greeting that happens to occur in
+    an answer covers none of its questions.
+    """
 
     entry: Entry
     score: float
     matched_terms: tuple[str, ...]
     coverage: float
+    question_coverage: float = 0.0
+
+    @property
+    def confidence(self) -> float:
+        return (self.coverage + self.question_coverage) / 2
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -118,6 +131,10 @@ class KnowledgeBase:
         self.index = BM25Index(corpus, BM25Params(k1=bm.k1, b=bm.b, epsilon=bm.epsilon))
         self._handoff = tuple(re.compile(p) for p in self.settings.handoff.patterns)
         self._by_id = {e.id: e for e in self.entries}
+        self._questions = [
+            [tuple(dict.fromkeys(self.tokenizer.analyze(q).words)) for q in (e.title, *e.questions)]
+            for e in self.entries
+        ]
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -144,23 +161,34 @@ class KnowledgeBase:
             out[term] = unseen if idf is None else max(idf, 0.0)
         return out
 
-    def _hits(self, tokens: Sequence[str], limit: int) -> list[Hit]:
-        ranked = self.index.top(tokens, limit)
+    def _hits(self, query: Analysis, limit: int) -> list[Hit]:
+        ranked = self.index.top(query.tokens, limit)
         if not ranked:
             return []
-        weights = self._weights(dict.fromkeys(tokens))
+        weights = self._weights(dict.fromkeys(query.words))
         total = sum(weights.values()) or 1.0
         hits = []
         for doc_id, score in ranked:
             doc_terms = self.index.doc_terms(doc_id)
             matched = tuple(t for t in weights if t in doc_terms)
             coverage = sum(weights[t] for t in matched) / total
-            hits.append(Hit(self.entries[doc_id], score, matched, coverage))
+            asked = self._question_coverage(doc_id, weights)
+            hits.append(Hit(self.entries[doc_id], score, matched, coverage, asked))
         return hits
+
+    def _question_coverage(self, doc_id: int, query: dict[str, float]) -> float:
+        best = 0.0
+        for terms in self._questions[doc_id]:
+            weights = [max(self.index.term_idf(t) or 0.0, 0.0) for t in terms]
+            total = sum(weights)
+            if total:
+                got = sum(w for t, w in zip(terms, weights, strict=True) if t in query)
+                best = max(best, got / total)
+        return best
 
     def search(self, text: str, limit: int = 10) -> list[Hit]:
         """Entries ranked best first for *text* (no decision, no input checks)."""
-        return self._hits(self.tokenizer.tokenize_query(text), limit)
+        return self._hits(self.tokenizer.analyze_query(text), limit)
 
     def wants_person(self, text: str) -> bool:
         """True when *text* asks for a person (转人工, 人工客服, 投诉 …)."""
@@ -170,41 +198,39 @@ class KnowledgeBase:
     def decide(self, text: str, limit: int = 10) -> Decision:
         """Search and decide: answer, suggest, none or handoff. Raises ``InputError``."""
         text = self.check_query(text)
-        tokens = self.tokenizer.tokenize_query(text)
+        query = self.tokenizer.analyze_query(text)
+        tokens = query.tokens
         if self.wants_person(text):
             return Decision(Action.HANDOFF, text, tokens, reason="用户要求人工服务")
         if not tokens:
             return Decision(Action.NONE, text, tokens, reason="没有可检索的词")
-        hits = tuple(self._hits(tokens, limit))
-        d = self.settings.decision
-        if not hits:
-            return Decision(Action.NONE, text, tokens, reason="知识库中没有匹配的条目")
-        top = hits[0]
-        runner_up = hits[1].score if len(hits) > 1 else 0.0
-        clear_lead = runner_up == 0.0 or top.score >= d.answer_margin * runner_up
-        choices = tuple(h for h in hits if h.coverage >= d.suggest_coverage)[: d.suggest_limit]
-        lead = top.score / runner_up if runner_up else float("inf")
-        if top.coverage >= d.answer_coverage and clear_lead:
-            return Decision(
-                Action.ANSWER,
-                text,
-                tokens,
-                hits,
-                choices[1:],
-                reason=f"覆盖率 {top.coverage:.2f}，得分为第二名的 {lead:.2f} 倍",
-            )
-        if choices:
-            return Decision(
-                Action.SUGGEST,
-                text,
-                tokens,
-                hits,
-                choices,
-                reason=f"最佳覆盖率 {top.coverage:.2f}，不够确定，给出选项",
-            )
-        return Decision(
-            Action.NONE, text, tokens, hits, reason=f"最佳覆盖率 {top.coverage:.2f}，低于提示阈值"
-        )
+        hits = tuple(self._hits(query, limit))
+        action, choices, reason = choose(hits, self.settings.decision)
+        return Decision(action, text, tokens, hits, choices, reason)
+
+
+def choose(hits: Sequence[Hit], d: DecisionSettings) -> tuple[Action, tuple[Hit, ...], str]:
+    """The decision rule on ranked hits: (action, hits to offer, Chinese reason).
+
+    Answer when the best hit is confident enough *and* clearly ahead of the runner-up (by
+    BM25 score ratio or by confidence); else
+    offer the hits that reach ``suggest_confidence``; else nothing. Pure, so thresholds can be
+    tuned over stored hits (``knowledge.tuning``).
+    """
+    if not hits:
+        return Action.NONE, (), "知识库中没有匹配的条目"
+    top = hits[0]
+    runner_up = hits[1].score if len(hits) > 1 else 0.0
+    lead = top.score / runner_up if runner_up > 0 else float("inf")
+    choices = tuple(h for h in hits if h.confidence >= d.suggest_confidence)[: d.suggest_limit]
+    gap = top.confidence - (hits[1].confidence if len(hits) > 1 else 0.0)
+    ahead = lead >= d.answer_margin or gap >= d.answer_gap
+    if top.confidence >= d.answer_confidence and ahead:
+        reason = f"置信度 {top.confidence:.2f}，得分为第二名的 {lead:.2f} 倍，置信度高出 {gap:.2f}"
+        return Action.ANSWER, choices[1:], reason
+    if choices:
+        return Action.SUGGEST, choices, f"最高置信度 {top.confidence:.2f}，不够确定，给出选项"
+    return Action.NONE, (), f"最高置信度 {top.confidence:.2f}，低于提示阈值"
 
 
 def load(

@@ -31,15 +31,16 @@ class TokenizerSettings(StrictModel):
 
 
 class DecisionSettings(StrictModel):
-    answer_coverage: float = Field(0.55, ge=0, le=1)
-    answer_margin: float = Field(1.15, ge=1)
-    suggest_coverage: float = Field(0.35, ge=0, le=1)
+    answer_confidence: float = Field(0.32, ge=0, le=1)
+    answer_margin: float = Field(1.3, ge=1)
+    answer_gap: float = Field(0.2, ge=0, le=1)
+    suggest_confidence: float = Field(0.2, ge=0, le=1)
     suggest_limit: int = Field(3, ge=1, le=9)
 
     @model_validator(mode="after")
     def _ordered(self) -> DecisionSettings:
-        if self.suggest_coverage > self.answer_coverage:
-            raise ValueError("suggest_coverage must not exceed answer_coverage")
+        if self.suggest_confidence > self.answer_confidence:
+            raise ValueError("suggest_confidence must not exceed answer_confidence")
         return self
 
 

@@ -24,7 +24,7 @@ import yaml
 from yxby.errors import KnowledgeError
 from yxby.paths import config_dir, data_dir
 
-__all__ = ["Lexicon", "Tokenizer", "load_lexicon", "normalize"]
+__all__ = ["Analysis", "Lexicon", "Tokenizer", "load_lexicon", "normalize"]
 
 LEXICON_DIR = Path(__file__).resolve().parent / "lexicon"
 
@@ -117,6 +117,14 @@ def load_lexicon(lexicon_dir: Path | None = None, departments_file: Path | None 
     )
 
 
+@dataclass(frozen=True)
+class Analysis:
+    """Tokens of a text: all of them (with search-mode sub-words) and the whole words only."""
+
+    tokens: tuple[str, ...]
+    words: tuple[str, ...]
+
+
 _JIEBA_LOCK = threading.Lock()
 
 
@@ -148,7 +156,7 @@ class Tokenizer:
                 if len(word) > 1 and " " not in word:
                     tk.add_word(word, freq=None)
         self._tk = tk
-        self._cache: dict[str, tuple[str, ...]] = {}
+        self._cache: dict[str, Analysis] = {}
 
     def _keep(self, token: str) -> str | None:
         token = token.strip()
@@ -159,25 +167,49 @@ class Tokenizer:
             return None
         return token
 
-    def tokenize(self, text: str) -> list[str]:
-        """Tokens of *text* in order (duplicates kept: they count for BM25)."""
+    def analyze(self, text: str) -> Analysis:
+        """All tokens of *text* (for BM25) and its whole words (for coverage).
+
+        In search mode each long word also yields its known 2- and 3-character sub-words
+        (jieba's ``cut_for_search``); those count for ranking, but only the whole words
+        say how much of a question is covered.
+        """
         norm = normalize(text)
+        tokens: list[str] = []
+        words: list[str] = []
         if not norm:
-            return []
-        cut = self._tk.cut_for_search(norm) if self.search_mode else self._tk.cut(norm)
-        out = []
-        for raw in cut:
+            return Analysis((), ())
+        freq = self._tk.FREQ
+        for raw in self._tk.cut(norm):
+            if self.search_mode and len(raw) > 2:
+                for n in (2, 3):
+                    if len(raw) > n:
+                        for i in range(len(raw) - n + 1):
+                            gram = raw[i : i + n]
+                            if freq.get(gram):
+                                sub = self._keep(gram)
+                                if sub is not None:
+                                    tokens.append(sub)
             tok = self._keep(raw)
             if tok is not None:
-                out.append(tok)
-        return out
+                tokens.append(tok)
+                words.append(tok)
+        return Analysis(tuple(tokens), tuple(words))
 
-    def tokenize_query(self, text: str) -> tuple[str, ...]:
-        """Like :meth:`tokenize`, memoised for short repeated queries."""
+    def tokenize(self, text: str) -> list[str]:
+        """Tokens of *text* in order (duplicates kept: they count for BM25)."""
+        return list(self.analyze(text).tokens)
+
+    def analyze_query(self, text: str) -> Analysis:
+        """Like :meth:`analyze`, memoised for short repeated queries."""
         hit = self._cache.get(text)
         if hit is None:
-            hit = tuple(self.tokenize(text))
+            hit = self.analyze(text)
             if len(self._cache) > 4096:
                 self._cache.clear()
             self._cache[text] = hit
         return hit
+
+    def tokenize_query(self, text: str) -> tuple[str, ...]:
+        """Like :meth:`tokenize`, memoised for short repeated queries."""
+        return self.analyze_query(text).tokens

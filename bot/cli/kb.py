@@ -154,6 +154,27 @@ def kb_eval(file: Path, fail_under: float) -> None:
         raise click.exceptions.Exit(1)
 
 
+@kb_group.command("tune")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--top", default=5, show_default=True, type=click.IntRange(1, 50))
+def kb_tune(file: Path, top: int) -> None:
+    """Find answer/suggest thresholds on held-out questions (see knowledge.tuning)."""
+    from knowledge.tuning import load_tuning_cases, prepare, score, sweep
+
+    kb = _kb()
+    cases = load_tuning_cases(file)
+    prepared = prepare(kb, cases)
+    tune, held_out = prepared[0::2], prepared[1::2]
+    current = kb.settings.decision
+    click.echo(f"{len(cases)} 个用例：调参 {len(tune)} 个，留出 {len(held_out)} 个")
+    click.echo("当前设置（全部用例）：" + score(prepared, current).summary())
+    best = sweep(tune, current)
+    click.echo(f"调参集上最好的 {top} 组（留出集上的表现）：")
+    for s in best[:top]:
+        click.echo("  调参：" + s.summary())
+        click.echo("  留出：" + score(held_out, s.settings).summary())
+
+
 def register(group: click.Group) -> None:
     """Add ``ask`` and ``kb`` to *group*."""
     group.add_command(ask)

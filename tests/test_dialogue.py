@@ -1,0 +1,440 @@
+"""Scenario tests: the dialogue engine driven with plain strings through every path.
+
+Each test runs on SQLite, and on PostgreSQL when ``YXBY_TEST_DATABASE_URL`` is set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+from sqlalchemy import func, select
+
+from bot.app import App, build
+from bot.dialogue import reply_from_payload
+from bot.types import Incoming, MessageKind, Reply
+from handoff.conversations import DialogueTurn, LiveHandoff, TurnOutcome
+from handoff.models import (
+    Commissioner,
+    Enterprise,
+    OutboxMessage,
+    Ticket,
+    TicketEvent,
+    TicketState,
+)
+from knowledge import KnowledgeBase
+from tests.conftest import MovableClock, make_uscc
+
+VALID_USCC = make_uscc(4242)
+
+
+class Chat:
+    """One user talking to the engine; remembers the last buttons like a real client."""
+
+    def __init__(self, app: App, user_key: str, channel: str = "terminal") -> None:
+        self.app = app
+        self.user_key = user_key
+        self.channel = channel
+        self.last: list[Reply] = []
+
+    def send(self, text: str, **kw: object) -> str:
+        msg = Incoming(self.channel, self.user_key, text, **kw)  # type: ignore[arg-type]
+        self.last = self.app.dialogue.handle(msg)
+        return "\n".join(r.render_plain() for r in self.last)
+
+    def tap(self, label: str) -> str:
+        for reply in self.last:
+            for button in reply.buttons:
+                if button.label == label:
+                    return self.send(label, kind=MessageKind.BUTTON, payload=button.payload)
+        raise AssertionError(f"no button {label!r} in {self.last}")
+
+    def pushes(self) -> list[Reply]:
+        """Pending outbox messages for this user, marked sent (what the channel would deliver)."""
+        from handoff.outbox import take_local
+
+        with self.app.db.begin() as session:
+            payloads = take_local(session, self.channel, self.user_key, self.app.clock())
+        return [reply_from_payload(p) for p in payloads]
+
+
+@pytest.fixture
+def app(db_url: str, clock: MovableClock, kb: KnowledgeBase) -> Iterator[App]:
+    application = build(database_url=db_url, clock=clock, kb=kb)
+    try:
+        yield application
+    finally:
+        application.close()
+
+
+@pytest.fixture
+def chat(app: App) -> Chat:
+    return Chat(app, "user-1")
+
+
+@pytest.fixture
+def staff(app: App) -> Callable[..., Chat]:
+    """Register a commissioner bound to the terminal and return their chat."""
+    from handoff.registry import add_commissioner
+
+    def make(name: str = "张敏", department: str = "市场监管局") -> Chat:
+        key = f"staff-{name}"
+        with app.db.begin() as session:
+            add_commissioner(
+                session, name=name, department=department, bindings=[("terminal", key)]
+            )
+        return Chat(app, key)
+
+    return make
+
+
+def count(app: App, model: type, *where: object) -> int:
+    with app.db.begin() as session:
+        return int(session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
+
+
+def register_enterprise(
+    app: App, uscc: str = VALID_USCC, name: str = "天津示例科技有限公司"
+) -> None:
+    from handoff.models import EnterpriseKind
+
+    with app.db.begin() as session:
+        session.add(
+            Enterprise(
+                uscc=uscc, name=name, kind=EnterpriseKind.ENTERPRISE, industry="科技创新业",
+                tags=[], created_at=app.clock(), updated_at=app.clock(),
+            )
+        )  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- answers
+
+
+def test_answer_names_source_and_department_then_solved(app: App, chat: Chat) -> None:
+    out = chat.send("企业可以打什么热线反映问题")
+    assert "12345" in out
+    assert "依据：" in out and "责任部门：" in out
+    assert "是否解决了您的问题？" in out
+    assert chat.tap("已解决").startswith("很高兴帮到您")
+    assert count(app, DialogueTurn, DialogueTurn.outcome == TurnOutcome.SOLVED) == 1
+
+
+def test_vague_question_gets_numbered_choices_and_a_number_picks_one(chat: Chat) -> None:
+    out = chat.send("发票")
+    assert "您是不是想问" in out and "1." in out and "都不是" in out
+    choices = chat.last[0].choices
+    picked = chat.send("1")
+    assert "是否解决了您的问题？" in picked
+    assert choices[0]  # the first title was answered
+    assert "依据" in picked
+
+
+def test_number_not_among_choices_keeps_the_choices(chat: Chat) -> None:
+    chat.send("发票")
+    assert "没有第 9 项" in chat.send("9")
+    assert "是否解决了您的问题？" in chat.send("2")
+
+
+def test_none_of_these_offers_a_ticket(chat: Chat) -> None:
+    chat.send("发票")
+    count_choices = len(chat.last[0].choices)
+    assert "是否为您登记诉求" in chat.send(str(count_choices))
+
+
+def test_bare_number_without_choices(chat: Chat) -> None:
+    assert "没有待选择的选项" in chat.send("2")
+
+
+def test_chit_chat_gets_no_policy_answer(chat: Chat) -> None:
+    for text in ("明天会下雨吗", "给我讲个笑话", "比特币现在多少钱"):
+        out = chat.send(text)
+        assert "依据：" not in out, text
+
+
+# ------------------------------------------------------------------------------ tickets
+
+
+def test_unsolved_becomes_a_ticket_after_details(
+    app: App, chat: Chat, staff: Callable[..., Chat]
+) -> None:
+    officer = staff("张敏", "市场监管局")
+    chat.send("营业执照丢了怎么补办")
+    assert "是否为您登记诉求" in chat.tap("未解决")
+    out = chat.tap("登记诉求")
+    # the question was long enough to be the description: next comes the enterprise
+    assert "统一社会信用代码" in out
+    assert "不是有效的统一社会信用代码" in chat.send("91120116MA05L8XY3B")
+    assert "企业全称" in chat.send("12345678")
+    assert "联系电话" in chat.send("天津示例贸易有限公司")
+    assert "不像有效的电话号码" in chat.send("12345")
+    out = chat.send("138 0013 8000")
+    assert "请确认诉求信息" in out and "13800138000" in out and "天津示例贸易有限公司" in out
+    assert "承办部门：市场监管局" in out
+    done = chat.tap("确认提交")
+    assert "诉求已登记，编号 YX-" in done
+    assert "承办部门：市场监管局" in done
+    assert "前与您联系" in done and "前反馈办理结果" in done
+    with app.db.begin() as session:
+        ticket = session.scalars(select(Ticket)).one()
+        assert ticket.state is TicketState.NEW
+        assert ticket.channel_identity is not None
+        assert ticket.channel_identity.contact_phone == "13800138000"
+        assert "天津示例贸易有限公司" in ticket.description
+        assert ticket.route_rule == "knowledge"
+        number = ticket.number
+    # the commissioner of the department is told, with action buttons
+    notices = officer.pushes()
+    assert any(number in n.text and any(b.label == "签收" for b in n.buttons) for n in notices)
+
+
+def test_short_question_asks_for_a_description_and_cancel_leaves(app: App, chat: Chat) -> None:
+    chat.send("提交诉求")
+    assert "至少 10 个字" in chat.last[0].text
+    assert "补充" in chat.send("太慢了")
+    assert chat.send("取消").startswith("已取消")
+    assert count(app, Ticket) == 0
+    assert chat.send("取消").startswith("当前没有进行中的操作")
+
+
+def test_too_many_invalid_answers_leave_the_step(chat: Chat) -> None:
+    chat.send("我们的出口退税申请提交两个月了一直没有结果，想请部门帮忙催一下")
+    chat.tap("未解决") if any(b.label == "未解决" for r in chat.last for b in r.buttons) else None
+    if "是否为您登记诉求" in "\n".join(r.text for r in chat.last):
+        chat.tap("登记诉求")
+    else:
+        chat.send("提交诉求")
+        chat.send("我们的出口退税申请提交两个月了一直没有结果")
+    chat.send("天津示例贸易有限公司")
+    for _ in range(2):
+        assert "不像有效的电话号码" in chat.send("不告诉你")
+    assert "已退出本次登记" in chat.send("还是不告诉你")
+
+
+def test_bound_enterprise_is_not_asked_again(app: App, chat: Chat) -> None:
+    register_enterprise(app)
+    assert "不是有效的统一社会信用代码" in chat.send("绑定 911201160000000000")
+    assert "已绑定企业：天津示例科技有限公司" in chat.send(f"绑定 {VALID_USCC.lower()}")
+    chat.send("提交诉求")
+    out = chat.send("我们申报的高新技术企业认定材料被退回，想了解具体原因")
+    assert "联系电话" in out  # enterprise already known: straight to the phone
+    out = chat.send("022-12345678")
+    assert "天津示例科技有限公司" in out and VALID_USCC in out
+    assert "诉求已登记" in chat.tap("确认提交")
+    with app.db.begin() as session:
+        ticket = session.scalars(select(Ticket)).one()
+        assert ticket.enterprise is not None and ticket.enterprise.uscc == VALID_USCC
+
+
+def test_bind_unknown_enterprise(chat: Chat) -> None:
+    assert "暂未找到" in chat.send(f"绑定 {make_uscc(999)}")
+    assert "请回复“绑定 统一社会信用代码”" in chat.send("绑定")
+
+
+def test_progress_query_lists_own_tickets_only(app: App, chat: Chat) -> None:
+    assert "还没有诉求记录" in chat.send("查询")
+    number = _file_ticket(chat)
+    other = Chat(app, "user-2")
+    assert "没有找到编号为" in other.send(number)
+    listing = chat.send("进度")
+    assert number in listing and "待签收" in listing
+    detail = chat.send(number.lower())
+    assert f"诉求 {number}（待签收）" in detail and "对接企业" in detail
+
+
+def _file_ticket(
+    chat: Chat, description: str = "园区道路路灯损坏三个月无人维修，夜间运输车辆进出存在安全隐患"
+) -> str:
+    chat.send("提交诉求")
+    chat.send(description)
+    chat.send("天津示例物流有限公司")
+    chat.send("13800138000")
+    out = chat.tap("确认提交")
+    return out.split("编号 ")[1].split("。")[0]
+
+
+# ---------------------------------------------------------------------- rating, reopen
+
+
+def test_resolution_reaches_the_enterprise_and_rating_reopens_once(
+    app: App, chat: Chat, staff: Callable[..., Chat]
+) -> None:
+    number = _file_ticket(chat)
+    with app.db.begin() as session:
+        department = session.scalars(select(Ticket.department)).one()
+    officer = staff("王芳", department)
+    officer.pushes()
+    assert "已签收" in officer.send(f"签收 {number}")
+    out = officer.send(f"办结 {number} 已协调物业于本周内完成路灯维修")
+    assert out.startswith(f"已办结 {number}")
+    result = chat.pushes()
+    assert len(result) == 1
+    assert "已办结" in result[0].text and "路灯维修" in result[0].text
+    assert [b.label for b in result[0].buttons] == ["满意", "基本满意", "不满意"]
+    with app.db.begin() as session:
+        assert session.scalars(select(Ticket.state)).one() is TicketState.FEEDBACK_SENT
+    # 不满意 → 重办 with fresh clocks
+    chat.last = result
+    assert "已重新交办" in chat.tap("不满意")
+    with app.db.begin() as session:
+        ticket = session.scalars(select(Ticket)).one()
+        assert ticket.reopen_count == 1 and ticket.state is TicketState.NEW
+    officer.send(f"签收 {number}")
+    officer.send(f"办结 {number} 维修完成并加装了监控")
+    chat.last = chat.pushes()
+    assert "仍未让您满意" in chat.tap("不满意")
+    with app.db.begin() as session:
+        assert session.scalars(select(Ticket.state)).one() is TicketState.CLOSED
+
+
+def test_satisfied_rating_with_comment(app: App, chat: Chat, staff: Callable[..., Chat]) -> None:
+    number = _file_ticket(chat)
+    with app.db.begin() as session:
+        department = session.scalars(select(Ticket.department)).one()
+    officer = staff("赵强", department)
+    officer.send(f"签收 {number}")
+    officer.send(f"办结 {number} 已修复")
+    chat.pushes()
+    assert "感谢您的评价" in chat.send("满意")
+    assert "您的意见已记录" in chat.send("处理很及时，点赞")
+    with app.db.begin() as session:
+        ticket = session.scalars(select(Ticket)).one()
+        assert ticket.state is TicketState.SURVEYED
+        assert ticket.surveys[-1].comment == "处理很及时，点赞"
+    assert "没有待评价的诉求" in chat.send("满意")
+
+
+# ---------------------------------------------------------------------------- handoff
+
+
+def test_live_handoff_relays_both_ways(app: App, chat: Chat, staff: Callable[..., Chat]) -> None:
+    officer = staff("李娜", "政务办")
+    second = staff("周涛", "政务办")
+    assert "正在为您联系政务办" in chat.send("转人工")
+    offers = officer.pushes()
+    assert offers and offers[0].buttons[0].label == "接入"
+    second_offer = second.pushes()[0]
+    officer.last = offers
+    assert "您已接入" in officer.tap("接入")
+    second.last = [second_offer]
+    assert "已由李娜接入" in second.tap("接入")
+    joined = chat.pushes()
+    assert any("李娜" in r.text for r in joined)
+    assert chat.send("我们想咨询一下厂房租金补贴的事") == ""
+    relayed = officer.pushes()
+    assert any("厂房租金补贴" in r.text for r in relayed)
+    assert officer.send("您好，请问贵公司入驻的是哪个园区？") == ""
+    assert any("哪个园区" in r.text for r in chat.pushes())
+    assert "已结束" in officer.send("/end")
+    assert any("结束本次对话" in r.text for r in chat.pushes())
+    assert "依据" in chat.send("企业可以打什么热线反映问题")  # back with the bot
+
+
+def test_handoff_without_reachable_staff_collects_a_ticket(chat: Chat) -> None:
+    out = chat.send("我想和工作人员直接沟通")
+    assert "当前没有可接入的企业服务专员" in out
+    assert "请简要描述" in out
+
+
+def test_waiting_for_a_person_can_be_cancelled(
+    app: App, chat: Chat, staff: Callable[..., Chat]
+) -> None:
+    staff("李娜", "政务办")
+    chat.send("人工客服")
+    assert "已取消等待" in chat.send("取消")
+    with app.db.begin() as session:
+        assert session.scalars(select(LiveHandoff.state)).one().value == "cancelled"
+
+
+# -------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", "没有输入内容"),
+        ("   ", "没有输入内容"),
+        ("😀😀😀", "请用文字描述"),
+        ("？？？！！！", "请用文字描述"),
+        ("营" * 10_000, "太长"),
+    ],
+)
+def test_bad_input_gets_a_specific_reply(chat: Chat, text: str, expected: str) -> None:
+    assert expected in chat.send(text)
+
+
+def test_mixed_language_is_handled(chat: Chat) -> None:
+    out = chat.send("How do I 补办营业执照?")
+    assert out  # a real reply, no exception
+    assert "系统暂时出了点问题" not in out
+
+
+def test_non_text_messages(chat: Chat) -> None:
+    assert "文字" in chat.send("", kind=MessageKind.IMAGE)
+    assert "没有识别出您的语音" in chat.send("", kind=MessageKind.VOICE)
+    assert "12345" in chat.send("企业可以打什么热线反映问题", kind=MessageKind.VOICE)
+    assert "企业服务助手" in chat.send("", kind=MessageKind.SUBSCRIBE)
+
+
+def test_help_and_menu(chat: Chat) -> None:
+    assert "查询诉求办理进度" in chat.send("菜单")
+    assert "查询诉求办理进度" in chat.send("帮助")
+
+
+# ------------------------------------------------------------------ durability & dedupe
+
+
+def test_redelivered_message_gets_the_same_reply_and_changes_nothing(app: App, chat: Chat) -> None:
+    first = chat.send("营业执照丢了怎么补办", msg_id="m-1")
+    again = chat.send("营业执照丢了怎么补办", msg_id="m-1")
+    assert first == again
+    assert count(app, DialogueTurn) == 1
+
+
+def test_conversation_survives_a_restart(
+    app: App, chat: Chat, db_url: str, clock: MovableClock, kb: KnowledgeBase
+) -> None:
+    chat.send("发票")
+    restarted = build(database_url=db_url, clock=clock, kb=kb)
+    try:
+        out = Chat(restarted, "user-1").send("1")
+        assert "是否解决了您的问题？" in out
+    finally:
+        restarted.close()
+
+
+def test_idle_conversation_resets_politely(chat: Chat, clock: MovableClock) -> None:
+    chat.send("发票")
+    clock.advance(hours=2)
+    out = chat.send("1")
+    assert "超时" in out
+    assert "没有待选择的选项" in out
+
+
+def test_every_turn_is_logged_with_tokens_hits_and_decision(app: App, chat: Chat) -> None:
+    chat.send("营业执照丢了怎么补办")
+    with app.db.begin() as session:
+        turn = session.scalars(select(DialogueTurn)).one()
+        assert turn.action == "answer" and turn.entry_id
+        assert "营业执照" in turn.tokens
+        assert turn.hits and {"id", "score", "coverage"} <= set(turn.hits[0])
+        assert turn.outcome is TurnOutcome.ANSWERED
+
+
+def test_engine_errors_become_a_friendly_reply(
+    app: App, chat: Chat, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def boom(*_: object, **__: object) -> None:
+        raise RuntimeError("database on fire")
+
+    monkeypatch.setattr(app.dialogue, "_enterprise_turn", boom)
+    assert "系统暂时出了点问题" in chat.send("你好")
+
+
+def test_events_record_who_created_the_ticket(app: App, chat: Chat) -> None:
+    _file_ticket(chat)
+    with app.db.begin() as session:
+        event = session.scalars(select(TicketEvent)).first()
+        assert event is not None and event.actor == "terminal:user-1"
+    # no commissioner is registered: nobody is pushed a notice for the new ticket
+    assert count(app, Commissioner) == 0
+    assert count(app, OutboxMessage) == 0

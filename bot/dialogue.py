@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import re
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -54,13 +55,13 @@ from handoff.models import (
     TicketState,
     TranscriptLine,
 )
-from handoff.outbox import enqueue
+from handoff.outbox import enqueue, release_held
 from handoff.registry import find_enterprise, kind_from_uscc, route_facts, validate_uscc
 from handoff.tickets import TicketService, TicketView
 from knowledge import Action, Decision, KnowledgeBase
 from knowledge.base import Hit
 from routing import RouteDecision, RouteFacts, Router
-from yxby.errors import InputError, TicketError, YxbyError
+from yxby.errors import InputError, RoutingError, TicketError, YxbyError
 
 __all__ = ["Dialogue", "IllegalConversationMove", "State", "format_due"]
 
@@ -101,6 +102,12 @@ TRANSITIONS: dict[State, frozenset[State]] = {
 }
 
 
+_STAFF_BUTTONS = {
+    "accept": "",
+    "resolve": "请回复：办结 {number} 办理结果（例如：办结 {number} 已协调解决……）",
+    "transfer": "请回复：转派 {number} 目标部门 理由（例如：转派 {number} 商务局 属贸易业事项）",
+    "assist": "请回复：协同 {number} 部门1、部门2",
+}
 _BUTTON_PREFIXES = ("rate:", "choose:", "solved:", "offer:", "confirm:", "cmd:")
 
 
@@ -234,6 +241,15 @@ class Dialogue:
 
     def _enterprise_turn(self, s: Session, msg: Incoming, now: datetime) -> list[Reply]:
         identity = get_or_create_identity(s, msg.channel, msg.user_key)
+        identity.last_inbound_at = now
+        if msg.display_name:
+            identity.display_name = msg.display_name[:100]
+        if msg.kind is MessageKind.UNSUBSCRIBE:
+            identity.subscribed = False
+        else:
+            identity.subscribed = True
+            # the user wrote: pushes held for the channel's reply window can go now
+            release_held(s, msg.channel, msg.user_key)
         conv = load_conversation(s, identity, now)
         text = self._text_of(msg)
         turn_log = DialogueTurn(
@@ -1048,6 +1064,10 @@ class Dialogue:
         head, _, rest = text.partition(":")
         if head == "take" and rest.isdigit():
             return self._take(s, staff, int(rest), now)
+        if head in _STAFF_BUTTONS and parsing.TICKET_NUMBER.fullmatch(rest.lower()):
+            if head == "accept":
+                return [self._staff_ticket_action(s, staff, "签收", rest, "")]
+            return [Reply(_STAFF_BUTTONS[head].format(number=rest.upper()))]
         norm = text.replace("：", " ").split()
         word = norm[0] if norm else ""
         active = self._active_handoffs(s, staff)
@@ -1071,7 +1091,7 @@ class Dialogue:
             return [Reply(f"已结束与{self._who(target.identity)}的对话。")]
         if word in ("待办", "列表", "/queue"):
             return [self._queue(staff)]
-        if word in ("签收", "办结") and len(norm) >= 2:
+        if word in ("签收", "办结", "转派", "协同") and len(norm) >= 2:
             return [self._staff_ticket_action(s, staff, word, norm[1], " ".join(norm[2:]))]
         target = self._pick_handoff(active, msg)
         if target is not None and text:
@@ -1210,6 +1230,23 @@ class Dialogue:
             if word == "签收":
                 view = self.tickets.accept(number, actor=staff.name, session=s)
                 return Reply(f"已签收 {view.number}，请尽快与企业联系。")
+            if word == "转派":
+                target, _, why = rest.partition(" ")
+                if not target or not why.strip():
+                    return Reply(_STAFF_BUTTONS["transfer"].format(number=number))
+                view = self.tickets.transfer(
+                    number, to_department=target, reason=why.strip(), actor=staff.name, session=s
+                )
+                return Reply(f"已将 {view.number} 转派至{view.department}。")
+            if word == "协同":
+                names = [n for n in re.split(r"[,，、\s]+", rest) if n]
+                if not names:
+                    return Reply(_STAFF_BUTTONS["assist"].format(number=number))
+                view = self.tickets.add_helpers(
+                    number, departments=names, actor=staff.name, session=s
+                )
+                helpers = "、".join(h.department for h in view.helpers)
+                return Reply(f"已为 {view.number} 申请协同：{helpers}。")
             if not rest:
                 return Reply("请写明办理结果，例如：办结 YX-20261126-0001 已协调解决……")
             current = self.tickets.get(number, session=s)
@@ -1220,7 +1257,7 @@ class Dialogue:
                 self.tickets.start(number, actor=staff.name, session=s)
             view = self.tickets.resolve(number, result=rest, actor=staff.name, session=s)
             return Reply(f"已办结 {view.number}，办理结果已反馈企业并请其评价。")
-        except TicketError as exc:
+        except (TicketError, RoutingError, InputError) as exc:
             return Reply(f"操作未完成：{exc}")
 
     # ------------------------------------------------------------------ helpers

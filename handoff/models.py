@@ -39,6 +39,7 @@ __all__ = [
     "ClockKind",
     "Commissioner",
     "CommissionerBinding",
+    "CommissionerInvite",
     "CommissionerRole",
     "Direction",
     "Enterprise",
@@ -248,6 +249,23 @@ class Commissioner(Base):
     )
 
 
+class CommissionerInvite(Base):
+    """A one-time code with which a commissioner links a chat account; only its hash is kept."""
+
+    __tablename__ = "commissioner_invite"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    commissioner_id: Mapped[int] = mapped_column(ForeignKey("commissioner.id"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column()
+    expires_at: Mapped[datetime] = mapped_column()
+    used_at: Mapped[datetime | None] = mapped_column()
+    used_channel: Mapped[str | None] = mapped_column(String(32))
+    used_user_key: Mapped[str | None] = mapped_column(String(128))
+
+    commissioner: Mapped[Commissioner] = relationship()
+
+
 class CommissionerBinding(Base):
     """A channel account of a commissioner (where notices and relays reach them)."""
 
@@ -292,6 +310,11 @@ class ChannelIdentity(Base):
     user_key: Mapped[str] = mapped_column(String(128))
     enterprise_id: Mapped[int | None] = mapped_column(ForeignKey("enterprise.id"), index=True)
     contact_phone: Mapped[str | None] = mapped_column(String(32))
+    display_name: Mapped[str | None] = mapped_column(String(100))
+    # when the user last wrote (WeChat allows customer-service pushes only within 48 hours)
+    last_inbound_at: Mapped[datetime | None] = mapped_column()
+    # False after a WeChat unsubscribe or a Telegram block: no pushes until they come back
+    subscribed: Mapped[bool] = mapped_column(Boolean, default=True, server_default="1")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     enterprise: Mapped[Enterprise | None] = relationship()

@@ -7,6 +7,7 @@ transaction). A sending worker (a later issue) picks up :func:`pending` messages
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -15,7 +16,24 @@ from sqlalchemy.orm import Session
 
 from handoff.models import OutboxMessage, OutboxStatus, utcnow
 
-__all__ = ["CONSOLE_CHANNEL", "enqueue", "pending", "take_local"]
+__all__ = [
+    "CONSOLE_CHANNEL",
+    "LEASE_SECONDS",
+    "DeliveryProblem",
+    "HoldForUser",
+    "PermanentFailure",
+    "RetryLater",
+    "claim",
+    "enqueue",
+    "mark_failed",
+    "mark_held",
+    "mark_retry",
+    "mark_sent",
+    "pending",
+    "problems",
+    "release_held",
+    "take_local",
+]
 
 CONSOLE_CHANNEL = "console"
 """Pseudo-channel for people with no bound chat account: shown in the web console."""
@@ -104,3 +122,127 @@ def take_local(
         message.sent_at = now
         payloads.append(message.payload)
     return payloads
+
+
+# ----------------------------------------------------------------------------- delivery
+
+
+class DeliveryProblem(Exception):
+    """Raised by a channel sender to say how a failed send should be handled."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class RetryLater(DeliveryProblem):
+    """A transient failure (network, 5xx, 429): try again, after *after* seconds if known."""
+
+    def __init__(self, reason: str, after: float | None = None) -> None:
+        super().__init__(reason)
+        self.after = after
+
+
+class PermanentFailure(DeliveryProblem):
+    """The message can never be delivered (the user blocked the bot, bad recipient)."""
+
+
+class HoldForUser(DeliveryProblem):
+    """The channel only allows pushes after the user writes again (WeChat's 48-hour window)."""
+
+
+LEASE_SECONDS = 60
+"""How long a claimed message is reserved for the worker that claimed it."""
+
+
+def claim(
+    session: Session, now: datetime, limit: int = 20, channels: Iterable[str] | None = None
+) -> list[OutboxMessage]:
+    """Reserve up to *limit* due pending messages (of *channels*) for this worker, oldest first.
+
+    The reservation is a lease (``next_attempt_at`` moves past *now*), taken under a row lock
+    with SKIP LOCKED on PostgreSQL (SQLite serialises writers), so concurrent workers never
+    take the same message; a worker that dies leaves the message to be retried after the
+    lease. Commit the session right after claiming.
+    """
+    from datetime import timedelta
+
+    stmt = (
+        select(OutboxMessage)
+        .where(
+            OutboxMessage.status == OutboxStatus.PENDING,
+            or_(OutboxMessage.next_attempt_at.is_(None), OutboxMessage.next_attempt_at <= now),
+        )
+        .order_by(OutboxMessage.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    if channels is not None:
+        stmt = stmt.where(OutboxMessage.channel.in_(list(channels)))
+    rows = list(session.scalars(stmt))
+    for row in rows:
+        row.attempts += 1
+        row.next_attempt_at = now + timedelta(seconds=LEASE_SECONDS)
+    return rows
+
+
+def mark_sent(session: Session, message_id: int, now: datetime) -> None:
+    """The channel accepted the message."""
+    row = session.get(OutboxMessage, message_id)
+    if row is not None:
+        row.status = OutboxStatus.SENT
+        row.sent_at = now
+        row.last_error = None
+        row.next_attempt_at = None
+
+
+def mark_retry(session: Session, message_id: int, at: datetime, reason: str) -> None:
+    """Try again at *at*."""
+    row = session.get(OutboxMessage, message_id)
+    if row is not None:
+        row.next_attempt_at = at
+        row.last_error = reason[:1000]
+
+
+def mark_failed(session: Session, message_id: int, reason: str) -> None:
+    """Give up: the reason stays visible to operators."""
+    row = session.get(OutboxMessage, message_id)
+    if row is not None:
+        row.status = OutboxStatus.FAILED
+        row.last_error = reason[:1000]
+        row.next_attempt_at = None
+
+
+def mark_held(session: Session, message_id: int, reason: str) -> None:
+    """Park the message until the recipient writes again (see :func:`release_held`)."""
+    row = session.get(OutboxMessage, message_id)
+    if row is not None:
+        row.status = OutboxStatus.HELD
+        row.last_error = reason[:1000]
+        row.next_attempt_at = None
+
+
+def release_held(session: Session, channel: str, recipient: str) -> int:
+    """The recipient wrote again: their held messages go back to pending. Returns how many."""
+    rows = session.scalars(
+        select(OutboxMessage).where(
+            OutboxMessage.status == OutboxStatus.HELD,
+            OutboxMessage.channel == channel,
+            OutboxMessage.recipient == recipient,
+        )
+    ).all()
+    for row in rows:
+        row.status = OutboxStatus.PENDING
+        row.next_attempt_at = None
+    return len(rows)
+
+
+def problems(session: Session, limit: int = 100) -> list[OutboxMessage]:
+    """Failed and held messages, newest first (for operators)."""
+    stmt = (
+        select(OutboxMessage)
+        .where(OutboxMessage.status.in_([OutboxStatus.FAILED, OutboxStatus.HELD]))
+        .order_by(OutboxMessage.id.desc())
+        .limit(limit)
+    )
+    return list(session.scalars(stmt))

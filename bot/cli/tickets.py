@@ -24,15 +24,24 @@ def _echo_json(data: Any) -> None:
 
 @contextmanager
 def _service() -> Iterator[TicketService]:
-    """A ticket service on the configured database (which must be migrated)."""
+    """A ticket service on the configured database (which must be migrated).
+
+    It notifies like the bot does: a new or transferred ticket reaches the department's
+    commissioners, a result reaches the enterprise's chat.
+    """
+    from bot.notify import Notifier
+    from bot.replies import load_replies
     from handoff.calendar import SHANGHAI, load_calendar
     from handoff.db import open_database
     from handoff.tickets import TicketService
 
     calendar = load_calendar()
+    notifier = Notifier(load_replies())
     db = open_database()
     try:
-        yield TicketService(db.sessions, calendar, lambda: datetime.now(SHANGHAI))
+        yield TicketService(
+            db.sessions, calendar, lambda: datetime.now(SHANGHAI), notifier=notifier
+        )
     finally:
         db.dispose()
 

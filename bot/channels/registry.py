@@ -1,0 +1,28 @@
+"""Which channel adapters run, decided from the environment (secrets never come from files)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from bot.app import App
+from bot.server import ChannelAdapter
+
+__all__ = ["adapters_from_env"]
+
+
+def adapters_from_env(
+    app: App, *, env: Mapping[str, str] | None = None, telegram_polling: bool = False
+) -> list[ChannelAdapter]:
+    """Adapters for every channel whose credentials are set in *env* (default ``os.environ``)."""
+    environ = os.environ if env is None else env
+    adapters: list[ChannelAdapter] = []
+    if environ.get("YXBY_TELEGRAM_TOKEN"):
+        from bot.channels.telegram import telegram_adapter_from_env
+
+        adapters.append(telegram_adapter_from_env(app, environ, polling=telegram_polling))
+    if environ.get("YXBY_WECHAT_TOKEN"):
+        from bot.channels.wechat import wechat_adapter_from_env
+
+        adapters.append(wechat_adapter_from_env(app, environ))
+    return adapters

@@ -57,7 +57,7 @@ from handoff.models import (
 )
 from handoff.outbox import enqueue, release_held
 from handoff.registry import find_enterprise, kind_from_uscc, route_facts, validate_uscc
-from handoff.tickets import TicketService, TicketView
+from handoff.tickets import SYSTEM_ACTOR, TicketService, TicketView
 from knowledge import Action, Decision, KnowledgeBase
 from knowledge.base import Hit
 from routing import RouteDecision, RouteFacts, Router
@@ -1042,6 +1042,69 @@ class Dialogue:
                 kind="relay",
                 now=t.now,
             )
+
+    def expire_handoffs(self) -> int:
+        """Turn requests for a person that nobody took in time into tickets; how many.
+
+        The enterprise is told the ticket number and by when it will be contacted (a push
+        through the outbox). Safe to run on several workers: each handoff is locked.
+        """
+        now = self.clock()
+        expired = 0
+        with self.sessions.begin() as s:
+            rows = s.scalars(
+                select(LiveHandoff)
+                .where(LiveHandoff.state == LiveHandoffState.WAITING, LiveHandoff.expires_at <= now)
+                .order_by(LiveHandoff.id)
+                .with_for_update(skip_locked=True)
+            ).all()
+            for handoff in rows:
+                self._expire(s, handoff, now)
+                expired += 1
+        return expired
+
+    def _expire(self, s: Session, handoff: LiveHandoff, now: datetime) -> None:
+        identity = handoff.identity
+        phone = identity.contact_phone or "未提供（请通过对话联系）"
+        question = handoff.question if handoff.question != "（未说明）" else ""
+        need = question or "企业请求人工服务，等待专员接入超时"
+        description = f"{need}\n（联系电话：{phone}）"
+        view = self.tickets.create(
+            description,
+            title=(question or "企业请求人工服务")[:60],
+            department=handoff.department,
+            rule=handoff.route_rule,
+            reason=handoff.route_reason,
+            actor=SYSTEM_ACTOR,
+            enterprise_uscc=identity.enterprise.uscc if identity.enterprise else None,
+            channel_identity_id=identity.id,
+            session=s,
+        )
+        handoff.state = LiveHandoffState.EXPIRED
+        handoff.ended_at = now
+        handoff.ticket_id = s.scalars(select(Ticket.id).where(Ticket.number == view.number)).one()
+        conv = load_conversation(s, identity, now)
+        if conv.state == State.WAITING.value:
+            conv.state = State.IDLE.value
+            conv.data = {}
+            conv.updated_at = now
+        from handoff.models import ClockKind
+
+        contact = view.clock(ClockKind.CONTACT)
+        self._push(
+            s,
+            identity.channel,
+            identity.user_key,
+            Reply(
+                self.r(
+                    "handoff_timeout",
+                    number=view.number,
+                    contact_due=format_due(contact.due_at) if contact else "—",
+                )
+            ),
+            kind="handoff_timeout",
+            now=now,
+        )
 
     # ------------------------------------------------------------------ commissioner side
 

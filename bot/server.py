@@ -119,5 +119,10 @@ async def _tick_loop(app: App, stop: asyncio.Event, interval: float) -> None:
             log.debug("sla tick: %s", report)
         except Exception:
             log.exception("sla tick failed")
+        try:
+            # requests for a person that nobody took in time become tickets
+            await asyncio.to_thread(app.dialogue.expire_handoffs)
+        except Exception:
+            log.exception("handoff expiry failed")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=interval)

@@ -62,3 +62,12 @@ def test_demo_runs_from_piped_input(tmp_path: Path) -> None:
     r = run([sys.executable, "-m", "bot.demo"], "营业执照丢了怎么补办\n已解决\n", tmp_path)
     assert r.returncode == 0, r.stderr
     assert "营业执照" in r.stdout and "很高兴帮到您" in r.stdout
+
+
+def test_kb_gaps_lists_what_nothing_answered(tmp_path: Path) -> None:
+    assert run([YXBY, "db", "upgrade"], "", tmp_path).returncode == 0
+    asked = "园区食堂的伙食补贴怎么申请\n园区食堂伙食补贴\n不用了\n"
+    assert run([YXBY, "chat", "--user", "g1"], asked, tmp_path).returncode == 0
+    r = run([YXBY, "kb", "gaps"], "", tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "食堂" in r.stdout and "次" in r.stdout

@@ -19,17 +19,25 @@ from bot.cli.doctor import (
     doctor_command,
     run_checks,
 )
+from handoff.db import make_engine, upgrade
 from yxby.errors import ConfigError
 from yxby.paths import PROJECT_ROOT
 
 
 @pytest.fixture
 def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A config dir holding copies of the shipped files."""
-    for name in ("departments.yaml", "holidays.yaml"):
-        shutil.copy(PROJECT_ROOT / "config" / name, tmp_path / name)
+    """A config dir holding copies of the shipped files, and a migrated SQLite database."""
+    for source in (PROJECT_ROOT / "config").glob("*.yaml"):
+        shutil.copy(source, tmp_path / source.name)
     monkeypatch.setenv("YXBY_CONFIG_DIR", str(tmp_path))
     monkeypatch.delenv(TODAY_ENV, raising=False)
+    url = f"sqlite:///{tmp_path / 'doctor.sqlite3'}"
+    monkeypatch.setenv("YXBY_DATABASE_URL", url)
+    engine = make_engine(url)
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
     return tmp_path
 
 
@@ -45,7 +53,7 @@ def test_all_good_in_a_year_chinesecalendar_covers(config: Path) -> None:
     result = doctor("--today", "2025-06-01")
     assert result.exit_code == 0, result.output
     out = lines(result)
-    assert len(out) == len(default_checks()) == 4
+    assert len(out) == len(default_checks()) == 8
     assert all(line.startswith("✓ ") for line in out), out
     assert out[0].startswith("✓ 部门配置：")
     assert "2025 年按 chinesecalendar" in out[2]
@@ -90,7 +98,7 @@ def test_a_broken_departments_file_fails(config: Path) -> None:
     assert out[0].startswith("✗ 部门配置：")
     assert "departments.yaml:2" in out[0]
     assert "'departments.0.full_name': required key is missing" in out[0]
-    assert len(out) == 4  # a multi-line error still makes one line
+    assert len(out) == len(default_checks())  # a multi-line error still makes one line
     assert out[1].startswith("✓ 节假日配置")
 
 
@@ -102,7 +110,7 @@ def test_a_broken_holidays_file_fails_and_the_calendar_checks_say_why(config: Pa
     assert result.exit_code == 1
     out = lines(result)
     assert out[0].startswith("✓ 部门配置")
-    for line in out[1:]:
+    for line in out[1:4]:  # the three checks that need the calendar
         assert line.startswith("✗ ")
         assert "holidays.yaml:3" in line
         assert "2026-02-30" in line

@@ -6,12 +6,16 @@ import json
 import sys
 import types
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
 
 import click
 import pytest
 from click.testing import CliRunner
 
 from bot.cli import route as route_cli
+
+START = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -151,3 +155,36 @@ def test_no_department_unless_a_confident_answer_about_a_need(
 ) -> None:
     _fake_knowledge(monkeypatch, decision)
     assert route_cli.knowledge_match("随便问问") == (None, None)
+
+
+def test_route_with_a_registered_enterprise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bot.cli import main
+    from handoff.db import make_engine, open_database, upgrade
+    from handoff.models import Enterprise, EnterpriseKind
+    from tests.conftest import make_uscc
+
+    url = f"sqlite:///{tmp_path / 'r.sqlite3'}"
+    monkeypatch.setenv("YXBY_DATABASE_URL", url)
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
+    code = make_uscc(77, "92")
+    db = open_database(url)
+    with db.begin() as session:
+        session.add(
+            Enterprise(
+                uscc=code, name="示例理发店", kind=EnterpriseKind.INDIVIDUAL, industry=None,
+                tags=[], created_at=START, updated_at=START,
+            )
+        )  # fmt: skip
+    db.dispose()
+    runner = CliRunner()
+    out = runner.invoke(main, ["route", "--json", "--enterprise", code, "有个事情想找政府帮忙"])
+    assert out.exit_code == 0, out.output
+    assert '"department": "市场监管局"' in out.output and '"rule": "individual"' in out.output
+    missing = runner.invoke(main, ["route", "--enterprise", make_uscc(78), "帮忙"])
+    assert missing.exit_code == 1 and "企业库中没有" in missing.output
+    bad = runner.invoke(main, ["route", "--enterprise", "123", "帮忙"])
+    assert bad.exit_code == 1 and "统一社会信用代码" in bad.output

@@ -438,3 +438,24 @@ def test_events_record_who_created_the_ticket(app: App, chat: Chat) -> None:
     # no commissioner is registered: nobody is pushed a notice for the new ticket
     assert count(app, Commissioner) == 0
     assert count(app, OutboxMessage) == 0
+
+
+def test_unanswered_request_for_a_person_becomes_a_ticket(
+    app: App, chat: Chat, staff: Callable[..., Chat], clock: MovableClock
+) -> None:
+    officer = staff("李娜", "政务办")
+    chat.send("园区停车位不够用，货车经常没地方停")
+    chat.send("转人工")
+    assert app.dialogue.expire_handoffs() == 0  # not yet
+    clock.advance(minutes=6)
+    assert app.dialogue.expire_handoffs() == 1
+    assert app.dialogue.expire_handoffs() == 0  # idempotent
+    note = chat.pushes()
+    assert len(note) == 1 and "已为您登记诉求 YX-" in note[0].text and "前与您联系" in note[0].text
+    with app.db.begin() as session:
+        ticket = session.scalars(select(Ticket)).one()
+        assert ticket.department == "政务办" and ticket.channel_identity is not None
+    officer.last = officer.pushes()
+    assert any("YX-" in r.text for r in officer.last)  # the new-ticket notice
+    # the conversation is back with the bot
+    assert "依据" in chat.send("企业可以打什么热线反映问题")

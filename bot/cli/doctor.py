@@ -118,6 +118,51 @@ def _coverage(offset: int) -> Callable[[DoctorContext], CheckResult]:
     return run
 
 
+def _routing(ctx: DoctorContext) -> CheckResult:
+    from routing import load_router
+
+    load_router()
+    return CheckResult(Status.OK, "行业、服务手段与分派规则已加载")
+
+
+def _replies(ctx: DoctorContext) -> CheckResult:
+    from bot.replies import load_replies
+    from bot.settings import load_dialogue_settings
+
+    load_replies()
+    load_dialogue_settings()
+    return CheckResult(Status.OK, "回复文本与对话设置已加载")
+
+
+def _knowledge(ctx: DoctorContext) -> CheckResult:
+    from knowledge.lint import Severity, lint
+    from routing.departments import load_departments
+    from yxby.paths import entries_dir
+
+    issues = lint(entries_dir(), departments=load_departments().alias_map(), today=ctx.today)
+    errors = [i for i in issues if i.severity is Severity.ERROR]
+    if errors:
+        first = errors[0]
+        return CheckResult(Status.FAIL, f"{len(errors)} 个错误，请运行 yxby kb lint；首个：{first}")
+    import knowledge
+
+    kb = knowledge.load(today=ctx.today)
+    warn = f"，{len(issues)} 个警告（yxby kb lint）" if issues else ""
+    return CheckResult(Status.WARN if issues else Status.OK, f"{len(kb)} 条在用{warn}")
+
+
+def _database(ctx: DoctorContext) -> CheckResult:
+    from handoff.db import check_schema, database_url, make_engine
+
+    engine = make_engine()
+    try:
+        check_schema(engine)
+        rendered = engine.url.render_as_string(hide_password=True)
+    finally:
+        engine.dispose()
+    return CheckResult(Status.OK, f"已是最新版本（{rendered or database_url()}）")
+
+
 def default_checks() -> list[Check]:
     """Every check ``yxby doctor`` runs, in order."""
     return [
@@ -125,6 +170,10 @@ def default_checks() -> list[Check]:
         Check("节假日配置", _holidays),
         Check("今年工作日历", _coverage(0)),
         Check("明年工作日历", _coverage(1)),
+        Check("分派规则", _routing),
+        Check("回复文本", _replies),
+        Check("知识库", _knowledge),
+        Check("数据库", _database),
     ]
 
 

@@ -175,6 +175,45 @@ def kb_tune(file: Path, top: int) -> None:
         click.echo("  留出：" + score(held_out, s.settings).summary())
 
 
+@kb_group.command("gaps")
+@click.option("--days", default=30, show_default=True, type=click.IntRange(1, 3650))
+@click.option("--top", default=20, show_default=True, type=click.IntRange(1, 500))
+@click.option("--json", "as_json", is_flag=True)
+def kb_gaps(days: int, top: int, as_json: bool) -> None:
+    """The most frequent questions nothing answered, grouped by shared terms."""
+    from datetime import UTC, datetime, timedelta
+
+    from handoff.db import open_database
+    from handoff.reports import gap_groups, unanswered_turns
+
+    db = open_database()
+    try:
+        with db.begin() as session:
+            turns = unanswered_turns(session, datetime.now(UTC) - timedelta(days=days))
+    finally:
+        db.dispose()
+    groups = gap_groups(turns)[:top]
+    if as_json:
+        click.echo(
+            _dump(
+                [
+                    {"terms": list(g.terms), "count": g.count,
+                     "questions": [{"text": q, "count": n} for q, n in g.questions.most_common()]}
+                    for g in groups
+                ]
+            )
+        )  # fmt: skip
+        return
+    if not groups:
+        click.echo(f"最近 {days} 天没有未解决的问题。")
+        return
+    click.echo(f"最近 {days} 天未解决的问题（{len(turns)} 次），按共同词分组：")
+    for g in groups:
+        click.echo(f"{g.count:>4} 次  {'、'.join(g.terms)}")
+        for text, n in g.questions.most_common(3):
+            click.echo(f"        {n} × {text[:60]}")
+
+
 def register(group: click.Group) -> None:
     """Add ``ask`` and ``kb`` to *group*."""
     group.add_command(ask)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
@@ -25,12 +26,33 @@ def knowledge_match(text: str) -> tuple[str | None, str | None]:
     return top.entry.id, top.entry.department
 
 
+def enterprise_facts(uscc: str) -> dict[str, Any]:
+    """Registry facts (kind, industry, assigned commissioner) of the enterprise *uscc*."""
+    from handoff.db import open_database
+    from handoff.registry import route_facts, validate_uscc
+    from yxby.errors import InputError
+
+    code = validate_uscc(uscc)
+    db = open_database()
+    try:
+        with db.begin() as session:
+            facts = route_facts(session, code)
+    finally:
+        db.dispose()
+    if facts is None:
+        raise InputError(f"企业库中没有统一社会信用代码为 {code} 的企业")
+    return dict(facts)
+
+
 @click.command("route")
 @click.option("--json", "as_json", is_flag=True, help="输出 JSON：department、rule、reason。")
 @click.option("--no-knowledge", is_flag=True, help="不查知识库（跳过第2条规则）。")
+@click.option("--enterprise", "uscc", default=None, help="企业的统一社会信用代码（查企业库）。")
 @click.argument("text", nargs=-1)
 @click.pass_context
-def route(ctx: click.Context, as_json: bool, no_knowledge: bool, text: tuple[str, ...]) -> None:
+def route(
+    ctx: click.Context, as_json: bool, no_knowledge: bool, uscc: str | None, text: tuple[str, ...]
+) -> None:
     """判断诉求 TEXT 由哪个部门办理，并说明依据。"""
     words = " ".join(text).strip()
     if not words:
@@ -42,9 +64,10 @@ def route(ctx: click.Context, as_json: bool, no_knowledge: bool, text: tuple[str
     from routing.router import RouteFacts, load_router
 
     router = load_router()
+    facts = enterprise_facts(uscc) if uscc else {}
     entry_id, department = (None, None) if no_knowledge else knowledge_match(words)
     decision = router.route(
-        RouteFacts(text=words, matched_entry_id=entry_id, matched_department=department)
+        RouteFacts(text=words, matched_entry_id=entry_id, matched_department=department, **facts)
     )
     if as_json:
         click.echo(json.dumps(decision.as_dict(), ensure_ascii=False))

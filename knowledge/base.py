@@ -131,10 +131,16 @@ class KnowledgeBase:
         self.index = BM25Index(corpus, BM25Params(k1=bm.k1, b=bm.b, epsilon=bm.epsilon))
         self._handoff = tuple(re.compile(p) for p in self.settings.handoff.patterns)
         self._by_id = {e.id: e for e in self.entries}
-        self._questions = [
-            [tuple(dict.fromkeys(self.tokenizer.analyze(q).words)) for q in (e.title, *e.questions)]
-            for e in self.entries
-        ]
+        # each entry's title and questions as (term, idf) lists, for question coverage
+        self._questions: list[list[tuple[tuple[str, float], ...]]] = []
+        for e in self.entries:
+            asked = []
+            for q in (e.title, *e.questions):
+                terms = dict.fromkeys(self.tokenizer.analyze(q).words)
+                weighted = tuple((t, max(self.index.term_idf(t) or 0.0, 0.0)) for t in terms)
+                if sum(w for _, w in weighted) > 0:
+                    asked.append(weighted)
+            self._questions.append(asked)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -169,8 +175,7 @@ class KnowledgeBase:
         total = sum(weights.values()) or 1.0
         hits = []
         for doc_id, score in ranked:
-            doc_terms = self.index.doc_terms(doc_id)
-            matched = tuple(t for t in weights if t in doc_terms)
+            matched = tuple(t for t in weights if self.index.contains(doc_id, t))
             coverage = sum(weights[t] for t in matched) / total
             asked = self._question_coverage(doc_id, weights)
             hits.append(Hit(self.entries[doc_id], score, matched, coverage, asked))
@@ -178,12 +183,13 @@ class KnowledgeBase:
 
     def _question_coverage(self, doc_id: int, query: dict[str, float]) -> float:
         best = 0.0
-        for terms in self._questions[doc_id]:
-            weights = [max(self.index.term_idf(t) or 0.0, 0.0) for t in terms]
-            total = sum(weights)
-            if total:
-                got = sum(w for t, w in zip(terms, weights, strict=True) if t in query)
-                best = max(best, got / total)
+        for weighted in self._questions[doc_id]:
+            total = got = 0.0
+            for term, weight in weighted:
+                total += weight
+                if term in query:
+                    got += weight
+            best = max(best, got / total)
         return best
 
     def search(self, text: str, limit: int = 10) -> list[Hit]:
@@ -225,7 +231,9 @@ def choose(hits: Sequence[Hit], d: DecisionSettings) -> tuple[Action, tuple[Hit,
     choices = tuple(h for h in hits if h.confidence >= d.suggest_confidence)[: d.suggest_limit]
     gap = top.confidence - (hits[1].confidence if len(hits) > 1 else 0.0)
     ahead = lead >= d.answer_margin or gap >= d.answer_gap
-    if top.confidence >= d.answer_confidence and ahead:
+    # a near-perfect match of one of the entry's own questions needs only a small lead
+    sure = top.confidence >= d.sure_confidence and lead >= d.sure_margin
+    if (top.confidence >= d.answer_confidence and ahead) or sure:
         reason = f"置信度 {top.confidence:.2f}，得分为第二名的 {lead:.2f} 倍，置信度高出 {gap:.2f}"
         return Action.ANSWER, choices[1:], reason
     if choices:
@@ -258,7 +266,10 @@ def load(
     day = today or dt.date.today()
     entries = tuple(le.entry for le in located if le.entry.is_effective(day))
     if tokenizer is None:
-        tokenizer = Tokenizer(search_mode=settings.tokenizer.search_mode)
+        t = settings.tokenizer
+        tokenizer = Tokenizer(
+            search_mode=t.search_mode, char_unigrams=t.char_unigrams, char_bigrams=t.char_bigrams
+        )
     return KnowledgeBase(entries, settings, tokenizer)
 
 

@@ -13,7 +13,6 @@ bit-for-bit comparable with rank-bm25's formula (ATIRE idf with the epsilon floo
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,45 +42,33 @@ class BM25Index:
         doc_len = np.fromiter((len(d) for d in corpus), dtype=np.float64, count=n_docs)
         avgdl = float(doc_len.mean()) if n_docs and doc_len.sum() else 1.0
 
-        # term → list of (doc, tf), built column by column
-        postings: dict[str, list[tuple[int, int]]] = {}
-        for doc_id, doc in enumerate(corpus):
-            for term, tf in Counter(doc).items():
-                postings.setdefault(term, []).append((doc_id, tf))
+        # term ids in first-seen order; one (term, doc) key per token, counted by np.unique
+        vocab: dict[str, int] = {}
+        term_ids = np.fromiter(
+            (vocab.setdefault(t, len(vocab)) for doc in corpus for t in doc),
+            dtype=np.int64,
+            count=int(doc_len.sum()),
+        )
+        doc_ids = np.repeat(np.arange(n_docs, dtype=np.int64), doc_len.astype(np.int64))
+        keys, tf = np.unique(term_ids * max(n_docs, 1) + doc_ids, return_counts=True)
+        terms = keys // max(n_docs, 1)
+        indices = (keys % max(n_docs, 1)).astype(np.int32)  # sorted by doc within a term
+        indptr = np.searchsorted(terms, np.arange(len(vocab) + 1)).astype(np.int64)
 
-        vocab = {term: i for i, term in enumerate(postings)}
-        idf = np.empty(len(vocab), dtype=np.float64)
-        negatives = []
-        for term, i in vocab.items():
-            df = len(postings[term])
-            idf[i] = math.log(n_docs - df + 0.5) - math.log(df + 0.5)
-            if idf[i] < 0:
-                negatives.append(i)
+        df = np.diff(indptr).astype(np.float64)
+        idf = np.log(n_docs - df + 0.5) - np.log(df + 0.5)
         self.average_idf = float(idf.sum() / len(idf)) if len(idf) else 0.0
-        if negatives:
-            idf[negatives] = p.epsilon * self.average_idf
+        idf[idf < 0] = p.epsilon * self.average_idf
 
-        indptr = np.zeros(len(vocab) + 1, dtype=np.int64)
-        for term, i in vocab.items():
-            indptr[i + 1] = len(postings[term])
-        np.cumsum(indptr, out=indptr)
-        indices = np.empty(int(indptr[-1]), dtype=np.int32)
-        tfs = np.empty(int(indptr[-1]), dtype=np.float64)
-        for term, i in vocab.items():
-            plist = postings[term]
-            start = int(indptr[i])
-            indices[start : start + len(plist)] = [d for d, _ in plist]
-            tfs[start : start + len(plist)] = [tf for _, tf in plist]
         norm = p.k1 * (1 - p.b + p.b * doc_len / avgdl)
-        col_idf = np.repeat(idf, np.diff(indptr))
-        self.weights = col_idf * (tfs * (p.k1 + 1) / (tfs + norm[indices]))
+        tfs = tf.astype(np.float64)
+        self.weights = idf[terms] * (tfs * (p.k1 + 1) / (tfs + norm[indices]))
         self.indices = indices
         self.indptr = indptr
         self.idf = idf
         self.vocab = vocab
         self.doc_len = doc_len
         self.avgdl = avgdl
-        self._terms_of_doc: list[frozenset[str]] = [frozenset(d) for d in corpus]
 
     def term_idf(self, term: str) -> float | None:
         """The term's idf, or ``None`` when no document contains it."""
@@ -93,28 +80,23 @@ class BM25Index:
         """The largest idf in the index (an unseen term is at least this informative)."""
         return float(self.idf.max()) if len(self.idf) else 0.0
 
-    def doc_terms(self, doc_id: int) -> frozenset[str]:
-        """Distinct terms of document *doc_id*."""
-        return self._terms_of_doc[doc_id]
+    def contains(self, doc_id: int, term: str) -> bool:
+        """True when document *doc_id* contains *term* (binary search in its posting list)."""
+        i = self.vocab.get(term)
+        if i is None:
+            return False
+        s, e = int(self.indptr[i]), int(self.indptr[i + 1])
+        pos = int(np.searchsorted(self.indices[s:e], doc_id))
+        return pos < e - s and int(self.indices[s + pos]) == doc_id
 
     def get_scores(self, query: Sequence[str]) -> npt.NDArray[np.float64]:
         """Scores of every document for *query* (a repeated term counts again, as in rank-bm25)."""
-        scores = np.zeros(self.n_docs, dtype=np.float64)
-        for term, count in Counter(query).items():
-            i = self.vocab.get(term)
-            if i is None:
-                continue
-            s, e = self.indptr[i], self.indptr[i + 1]
-            scores[self.indices[s:e]] += count * self.weights[s:e]
-        return scores
+        cols, counts = self._columns(query)
+        if not cols:
+            return np.zeros(self.n_docs, dtype=np.float64)
+        return self._scores_for(cols, counts)
 
-    def top(self, query: Sequence[str], limit: int = 10) -> list[tuple[int, float]]:
-        """The best *limit* documents with a positive score, as (doc_id, score), best first.
-
-        Ties are broken by document order, so results are deterministic.
-        """
-        if limit <= 0 or self.n_docs == 0:
-            return []
+    def _columns(self, query: Sequence[str]) -> tuple[list[int], list[int]]:
         cols: list[int] = []
         counts: list[int] = []
         for term, count in Counter(query).items():
@@ -122,15 +104,28 @@ class BM25Index:
             if i is not None:
                 cols.append(i)
                 counts.append(count)
+        return cols, counts
+
+    def top(self, query: Sequence[str], limit: int = 10) -> list[tuple[int, float]]:
+        """The best *limit* documents with a positive score, as (doc_id, score), best first.
+
+        Ties are broken by document order (also at the cut-off), so results are deterministic.
+        """
+        if limit <= 0 or self.n_docs == 0:
+            return []
+        cols, counts = self._columns(query)
         if not cols:
             return []
         scores = self._scores_for(cols, counts)
-        n = scores.shape[0]
-        cand = np.argpartition(scores, n - limit)[n - limit :] if n > limit else np.arange(n)
+        if scores.shape[0] > limit:
+            kth = scores[np.argpartition(-scores, limit - 1)[limit - 1]]
+            cand = np.flatnonzero(scores >= kth)
+        else:
+            cand = np.arange(scores.shape[0])
         cand_scores = scores[cand]
         keep = cand_scores > 0
         cand, cand_scores = cand[keep], cand_scores[keep]
-        order = np.lexsort((cand, -cand_scores))
+        order = np.lexsort((cand, -cand_scores))[:limit]
         return [(int(cand[j]), float(cand_scores[j])) for j in order]
 
     def _scores_for(self, cols: list[int], counts: list[int]) -> npt.NDArray[np.float64]:

@@ -28,12 +28,16 @@ class FieldWeights(StrictModel):
 
 class TokenizerSettings(StrictModel):
     search_mode: bool = True
+    char_unigrams: bool = False
+    char_bigrams: bool = False
 
 
 class DecisionSettings(StrictModel):
     answer_confidence: float = Field(0.32, ge=0, le=1)
     answer_margin: float = Field(1.3, ge=1)
     answer_gap: float = Field(0.2, ge=0, le=1)
+    sure_confidence: float = Field(0.9, ge=0, le=1.01)
+    sure_margin: float = Field(1.1, ge=1)
     suggest_confidence: float = Field(0.2, ge=0, le=1)
     suggest_limit: int = Field(3, ge=1, le=9)
 

@@ -31,6 +31,7 @@ LEXICON_DIR = Path(__file__).resolve().parent / "lexicon"
 # A token is kept when it has a CJK ideograph, a letter or a digit.
 _MEANINGFUL = re.compile(r"[\u3400-\u9fff\uf900-\ufaffA-Za-z0-9]")
 _SPACES = re.compile(r"\s+")
+_CJK_RUN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]+")
 
 
 def normalize(text: str) -> str:
@@ -128,6 +129,27 @@ class Analysis:
 _JIEBA_LOCK = threading.Lock()
 
 
+def _initialize(tk: object, cache_file: Path) -> None:
+    """Initialise a jieba tokenizer, reading its prefix-dictionary cache in one go.
+
+    jieba's own loader unmarshals from a file object, which is several times slower than
+    unmarshalling bytes already read; the cache is jieba's own format (written by jieba
+    itself on first use), so this only changes how it is read.
+    """
+    import marshal
+
+    if cache_file.is_file():
+        try:
+            freq, total = marshal.loads(cache_file.read_bytes())
+        except (ValueError, EOFError, TypeError):
+            pass  # a damaged cache: let jieba rebuild it
+        else:
+            tk.FREQ, tk.total = freq, total  # type: ignore[attr-defined]
+            tk.initialized = True  # type: ignore[attr-defined]
+            return
+    tk.initialize()  # type: ignore[attr-defined]
+
+
 class Tokenizer:
     """jieba-based tokenizer; one instance per knowledge base, safe to share between threads."""
 
@@ -136,6 +158,8 @@ class Tokenizer:
         lexicon: Lexicon | None = None,
         *,
         search_mode: bool = True,
+        char_unigrams: bool = False,
+        char_bigrams: bool = False,
         extra_words: Iterable[str] = (),
         cache_dir: Path | None = None,
     ) -> None:
@@ -144,12 +168,14 @@ class Tokenizer:
         jieba.setLogLevel(logging.WARNING)
         self.lexicon = lexicon or load_lexicon()
         self.search_mode = search_mode
+        self.char_unigrams = char_unigrams
+        self.char_bigrams = char_bigrams
         tk = jieba.Tokenizer()
         cache = cache_dir or data_dir() / "jieba"
         cache.mkdir(parents=True, exist_ok=True)
         tk.tmp_dir = str(cache)
         with _JIEBA_LOCK:
-            tk.initialize()
+            _initialize(tk, cache / "jieba.cache")
             if self.lexicon.userdict is not None:
                 tk.load_userdict(str(self.lexicon.userdict))
             for word in (*self.lexicon.words, *extra_words):
@@ -194,6 +220,16 @@ class Tokenizer:
             if tok is not None:
                 tokens.append(tok)
                 words.append(tok)
+        if self.char_unigrams or self.char_bigrams:
+            # characters of the text help where jieba cut a phrase differently in the
+            # question and in the entry; they count for ranking, not for coverage
+            stop = self.lexicon.stopwords
+            for run in _CJK_RUN.findall(norm):
+                if self.char_unigrams:
+                    tokens.extend(c for c in run if c not in stop)
+                if self.char_bigrams:
+                    grams = (run[i : i + 2] for i in range(len(run) - 1))
+                    tokens.extend(g for g in grams if g not in stop)
         return Analysis(tuple(tokens), tuple(words))
 
     def tokenize(self, text: str) -> list[str]:

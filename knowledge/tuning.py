@@ -68,7 +68,8 @@ class Score:
         d = self.settings
         return (
             f"answer_confidence={d.answer_confidence:.2f} answer_margin={d.answer_margin:.2f} "
-            f"answer_gap={d.answer_gap:.2f} suggest_confidence={d.suggest_confidence:.2f}: "
+            f"answer_gap={d.answer_gap:.2f} suggest_confidence={d.suggest_confidence:.2f} "
+            f"sure={d.sure_confidence:.2f}/{d.sure_margin:.2f}: "
             f"right answers {self.right_answers}/{self.answer_cases}, "
             f"wrong answers {self.wrong_answers}, "
             f"vague→choices {self.good_suggest}/{self.suggest_cases}, "
@@ -156,22 +157,24 @@ def score(prepared: Sequence[_Prepared], settings: DecisionSettings) -> Score:
 
 GRID = {
     "answer_confidence": [x / 100 for x in range(20, 72, 4)],
-    "answer_margin": [1.0, 1.1, 1.2, 1.3, 1.5, 2.0],
-    "answer_gap": [0.1, 0.2, 0.3, 0.5, 1.0],
+    "answer_margin": [1.0, 1.1, 1.15, 1.2, 1.25, 1.3, 1.4, 1.5, 2.0],
+    "answer_gap": [0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 1.0],
     "suggest_confidence": [x / 100 for x in range(10, 40, 5)],
+    "sure_confidence": [0.85, 0.9, 0.95, 1.01],
+    "sure_margin": [1.05, 1.1, 1.15],
 }
 
 
 def sweep(prepared: Sequence[_Prepared], base: DecisionSettings) -> list[Score]:
     """Every grid setting scored on *prepared*, best utility first."""
     scores = []
-    for ac, m, gap, sc in itertools.product(*GRID.values()):
+    for ac, m, gap, sc, sure, sure_m in itertools.product(*GRID.values()):
         if sc > ac:
             continue
         settings = base.model_copy(
             update={
                 "answer_confidence": ac, "answer_margin": m, "answer_gap": gap,
-                "suggest_confidence": sc,
+                "suggest_confidence": sc, "sure_confidence": sure, "sure_margin": sure_m,
             }
         )  # fmt: skip
         scores.append(score(prepared, settings))

@@ -25,7 +25,7 @@ def test_chat_refuses_an_unmigrated_database(tmp_path: Path) -> None:
 def test_piped_chat_answers_files_a_ticket_and_shows_progress(tmp_path: Path) -> None:
     assert run([YXBY, "db", "upgrade"], "", tmp_path).returncode == 0
     lines = [
-        "企业可以打什么热线反映问题",
+        "12345热线能反映企业的问题吗",
         "已解决",
         "提交诉求",
         "园区门口的道路破损严重，货车进出困难，希望尽快修复",

@@ -13,7 +13,7 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_ask_json_answer() -> None:
-    r = run("ask", "--json", "企业可以打什么热线反映问题")
+    r = run("ask", "--json", "12345热线能反映企业的问题吗")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["action"] == "answer"
@@ -59,8 +59,8 @@ def test_kb_eval_reports_failures_and_rate(tmp_path: Path) -> None:
     f = tmp_path / "eval.yaml"
     f.write_text(
         "ask:\n"
-        '  - {text: "企业可以打什么热线反映问题", action: answer, must: ["12345"]}\n'
-        '  - {text: "企业可以打什么热线反映问题", action: answer, must: ["不存在的字样"]}\n'
+        '  - {text: "12345热线能反映企业的问题吗", action: answer, must: ["12345"]}\n'
+        '  - {text: "12345热线能反映企业的问题吗", action: answer, must: ["不存在的字样"]}\n'
         '  - {text: "给我讲个笑话", action: not_answer}\n',
         encoding="utf-8",
     )
@@ -76,3 +76,23 @@ def test_kb_eval_bad_file_is_a_clear_error(tmp_path: Path) -> None:
     r = run("kb", "eval", str(f))
     assert r.returncode == 1
     assert "eval.yaml:2" in r.stderr and "action" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_kb_tune_reports_tuning_and_held_out_figures(tmp_path: Path) -> None:
+    f = tmp_path / "tune.yaml"
+    f.write_text(
+        "cases:\n"
+        '  - {text: "营业执照遗失了要怎么补", expect: answer, entry: sample-license-replacement}\n'
+        '  - {text: "执照丢了咋补办", expect: answer, entry: sample-license-replacement}\n'
+        '  - {text: "今天天气怎么样", expect: not_answer}\n'
+        '  - {text: "帮我订张机票", expect: none}\n',
+        encoding="utf-8",
+    )
+    r = run("kb", "tune", "--top", "1", str(f))
+    assert r.returncode == 0, r.stderr
+    assert "4 个用例：调参 2 个，留出 2 个" in r.stdout
+    assert "调参：answer_confidence=" in r.stdout and "留出：" in r.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text('cases:\n  - {text: "问题", expect: answer}\n', encoding="utf-8")
+    r = run("kb", "tune", str(bad))
+    assert r.returncode == 1 and "needs 'entry'" in r.stderr

@@ -111,7 +111,7 @@ def register_enterprise(
 
 
 def test_answer_names_source_and_department_then_solved(app: App, chat: Chat) -> None:
-    out = chat.send("企业可以打什么热线反映问题")
+    out = chat.send("12345热线能反映企业的问题吗")
     assert "12345" in out
     assert "依据：" in out and "责任部门：" in out
     assert "是否解决了您的问题？" in out
@@ -326,7 +326,7 @@ def test_live_handoff_relays_both_ways(app: App, chat: Chat, staff: Callable[...
     assert any("哪个园区" in r.text for r in chat.pushes())
     assert "已结束" in officer.send("/end")
     assert any("结束本次对话" in r.text for r in chat.pushes())
-    assert "依据" in chat.send("企业可以打什么热线反映问题")  # back with the bot
+    assert "依据" in chat.send("12345热线能反映企业的问题吗")  # back with the bot
 
 
 def test_handoff_without_reachable_staff_collects_a_ticket(chat: Chat) -> None:
@@ -371,7 +371,7 @@ def test_mixed_language_is_handled(chat: Chat) -> None:
 def test_non_text_messages(chat: Chat) -> None:
     assert "文字" in chat.send("", kind=MessageKind.IMAGE)
     assert "没有识别出您的语音" in chat.send("", kind=MessageKind.VOICE)
-    assert "12345" in chat.send("企业可以打什么热线反映问题", kind=MessageKind.VOICE)
+    assert "12345" in chat.send("12345热线能反映企业的问题吗", kind=MessageKind.VOICE)
     assert "企业服务助手" in chat.send("", kind=MessageKind.SUBSCRIBE)
 
 
@@ -458,4 +458,4 @@ def test_unanswered_request_for_a_person_becomes_a_ticket(
     officer.last = officer.pushes()
     assert any("YX-" in r.text for r in officer.last)  # the new-ticket notice
     # the conversation is back with the bot
-    assert "依据" in chat.send("企业可以打什么热线反映问题")
+    assert "依据" in chat.send("12345热线能反映企业的问题吗")

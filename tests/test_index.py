@@ -81,3 +81,16 @@ def test_common_terms_get_epsilon_floor_not_negative_idf() -> None:
 def test_empty_corpus() -> None:
     index = BM25Index([])
     assert index.top(["a"], 3) == []
+
+
+def test_ties_at_the_cut_off_keep_the_lowest_document_ids() -> None:
+    docs = [["x", f"pad{i}"] for i in range(30)] + [["y"]] * 70
+    index = BM25Index(docs)
+    top = index.top(["x"], 10)
+    assert [d for d, _ in top] == list(range(10))
+
+
+def test_contains_looks_up_a_posting() -> None:
+    index = BM25Index([["a", "b"], ["b"], ["c"]])
+    assert index.contains(0, "a") and index.contains(1, "b") and not index.contains(1, "a")
+    assert not index.contains(0, "zzz")

@@ -50,3 +50,12 @@ def test_lexicon_includes_department_aliases() -> None:
     lex = load_lexicon()
     assert lex.synonyms["市场局"] == "市场监管局"
     assert "的" in lex.stopwords
+
+
+def test_character_ngrams_count_for_ranking_not_for_coverage() -> None:
+    tk = Tokenizer(char_unigrams=True, char_bigrams=True)
+    analysis = tk.analyze("出口退税怎么办")
+    assert "退税" in analysis.tokens and "税" in analysis.tokens and "口退" in analysis.tokens
+    assert "口退" not in analysis.words and "税" not in analysis.words
+    plain = Tokenizer()
+    assert "口退" not in plain.analyze("出口退税怎么办").tokens

@@ -1,0 +1,77 @@
+"""Run every benchmark, print its tables and write ``benchmarks/results/latest.json``.
+
+``make bench`` calls ``.venv/bin/python -m benchmarks.run``; ``--only`` picks benchmarks.
+About three minutes on a 2-core machine (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from benchmarks import cold_start, retrieval, search_latency
+from benchmarks.common import machine_info, write_results
+from yxby.errors import ConfigError
+
+__all__ = ["BENCHMARKS", "main"]
+
+BENCHMARKS: dict[str, tuple[Callable[[], dict[str, Any]], Callable[[dict[str, Any]], str]]] = {
+    "search_latency": (search_latency.run, search_latency.report),
+    "retrieval": (retrieval.run, retrieval.report),
+    "cold_start": (cold_start.run, cold_start.report),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: run the chosen benchmarks; exit 1 when one of them failed to run."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run")
+    parser.add_argument(
+        "--only",
+        default=",".join(BENCHMARKS),
+        help="comma-separated benchmarks to run (default: %(default)s)",
+    )
+    parser.add_argument("--output", type=Path, help="JSON file (default: results/latest.json)")
+    args = parser.parse_args(argv)
+    chosen = [n.strip() for n in args.only.split(",") if n.strip()]
+    unknown = [n for n in chosen if n not in BENCHMARKS]
+    if unknown:
+        parser.error(f"unknown benchmark(s) {unknown}; choose from {list(BENCHMARKS)}")
+
+    machine = machine_info()
+    print(
+        f"{machine['date']}  nproc {machine['nproc']}  load {machine['load_average']}  "
+        f"{machine['cpu']}  Python {machine['python']}\n",
+        flush=True,
+    )
+    results: dict[str, Any] = {"machine": machine}
+    failed = False
+    for name in chosen:
+        measure, render = BENCHMARKS[name]
+        print(f"== {name} ==", flush=True)
+        start = time.perf_counter()
+        try:
+            result = measure()
+        except ConfigError as exc:  # e.g. the MSGABench file is not there
+            print(f"skipped: {exc}\n", flush=True)
+            results[name] = {"skipped": str(exc)}
+            continue
+        except Exception as exc:  # keep the other benchmarks' figures
+            print(f"FAILED: {exc!r}\n", flush=True)
+            results[name] = {"failed": repr(exc)}
+            failed = True
+            continue
+        result.pop("machine", None)
+        result["elapsed_s"] = round(time.perf_counter() - start, 1)
+        results[name] = result
+        print(render(result), flush=True)
+        print(f"({result['elapsed_s']} s)\n", flush=True)
+    path = write_results(results, args.output)
+    print(f"results written to {path}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

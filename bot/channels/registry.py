@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Mapping
 
@@ -18,11 +19,9 @@ def adapters_from_env(
     environ = os.environ if env is None else env
     adapters: list[ChannelAdapter] = []
     if environ.get("YXBY_TELEGRAM_TOKEN"):
-        from bot.channels.telegram import telegram_adapter_from_env
-
-        adapters.append(telegram_adapter_from_env(app, environ, polling=telegram_polling))
+        telegram = importlib.import_module("bot.channels.telegram")
+        adapters.append(telegram.telegram_adapter_from_env(app, environ, polling=telegram_polling))
     if environ.get("YXBY_WECHAT_TOKEN"):
-        from bot.channels.wechat import wechat_adapter_from_env
-
-        adapters.append(wechat_adapter_from_env(app, environ))
+        wechat = importlib.import_module("bot.channels.wechat")
+        adapters.append(wechat.wechat_adapter_from_env(app, environ))
     return adapters

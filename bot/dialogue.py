@@ -687,6 +687,10 @@ class Dialogue:
         if not 2 <= len(value) <= 100 or letters < 2:
             return self.r("collect_enterprise_name_invalid")
         draft["enterprise_name"] = value
+        named = t.s.scalars(select(Enterprise).where(Enterprise.name == value).limit(2)).all()
+        if len(named) == 1:  # the registry knows this exact name: file the ticket there
+            draft["uscc"] = named[0].uscc
+            t.identity.enterprise_id = named[0].id
         return None
 
     def _route(self, t: _Turn, draft: dict[str, Any]) -> RouteDecision:

@@ -31,18 +31,21 @@ def bind_terminal(app: App, name: str, department: str | None = None) -> str:
             depts = "、".join(p.department for p in people)
             raise InputError(f"「{name}」在多个部门（{depts}），请用 --department 指明")
         person = people[0]
-        key = f"staff-{person.id}"
         exists = session.scalars(
-            select(CommissionerBinding).where(
+            select(CommissionerBinding)
+            .where(
                 CommissionerBinding.channel == Channel.TERMINAL.value,
-                CommissionerBinding.user_key == key,
+                CommissionerBinding.commissioner_id == person.id,
             )
-        ).one_or_none()
-        if exists is None:
-            session.add(
-                CommissionerBinding(
-                    commissioner_id=person.id, channel=Channel.TERMINAL.value, user_key=key,
-                    created_at=app.clock(),
-                )
-            )  # fmt: skip
+            .order_by(CommissionerBinding.id)
+        ).first()
+        if exists is not None:
+            return exists.user_key
+        key = f"staff-{person.id}"
+        session.add(
+            CommissionerBinding(
+                commissioner_id=person.id, channel=Channel.TERMINAL.value, user_key=key,
+                created_at=app.clock(),
+            )
+        )  # fmt: skip
         return key

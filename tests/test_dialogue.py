@@ -225,6 +225,20 @@ def test_bound_enterprise_is_not_asked_again(app: App, chat: Chat) -> None:
         assert ticket.enterprise is not None and ticket.enterprise.uscc == VALID_USCC
 
 
+def test_registered_enterprise_found_by_its_exact_name(app: App, chat: Chat) -> None:
+    register_enterprise(app)
+    chat.send("提交诉求")
+    chat.send("我们申报的高新技术企业认定材料被退回，想了解具体原因")
+    out = chat.send("天津示例科技有限公司")
+    assert "联系电话" in out
+    out = chat.send("13800138000")
+    assert VALID_USCC in out
+    chat.tap("确认提交")
+    with app.db.begin() as session:
+        ticket = session.scalars(select(Ticket)).one()
+        assert ticket.enterprise is not None and ticket.enterprise.uscc == VALID_USCC
+
+
 def test_bind_unknown_enterprise(chat: Chat) -> None:
     assert "暂未找到" in chat.send(f"绑定 {make_uscc(999)}")
     assert "请回复“绑定 统一社会信用代码”" in chat.send("绑定")

@@ -137,7 +137,7 @@ def phases() -> dict[str, float]:
     import jieba  # noqa: F401
 
     lap("import jieba")
-    tokenizer = Tokenizer(lexicon, search_mode=settings.tokenizer.search_mode)
+    tokenizer = Tokenizer(lexicon, **settings.tokenizer.model_dump())
     lap("jieba init (cache, user dictionary, words)")
     for e in entries:
         for text in (e.title, e.answer, *e.questions, *e.keywords):

@@ -150,7 +150,7 @@ def run(path: Path | None = None) -> dict[str, Any]:
     settings = load_settings()
     bm = settings.bm25
     params = BM25Params(k1=bm.k1, b=bm.b, epsilon=bm.epsilon)
-    tokenizer = Tokenizer(search_mode=settings.tokenizer.search_mode)
+    tokenizer = Tokenizer(**settings.tokenizer.model_dump())
     base_rank, base_time = rank_baseline(pairs)
     ours_rank, ours_time = rank_ours(pairs, tokenizer, params)
     sizes = Counter(groups)
@@ -171,7 +171,7 @@ def run(path: Path | None = None) -> dict[str, Any]:
         },
         "ours": {
             "system": (
-                f"knowledge Tokenizer (search_mode={settings.tokenizer.search_mode}) + "
+                f"knowledge Tokenizer ({settings.tokenizer.model_dump()}) + "
                 f"BM25Index (k1 {params.k1}, b {params.b})"
             ),
             **score(ours_rank, groups).as_dict(),

@@ -307,7 +307,7 @@ def run(sizes: Sequence[int] = SIZES) -> dict[str, Any]:
     settings = load_settings()
     bm = settings.bm25
     params = BM25Params(k1=bm.k1, b=bm.b, epsilon=bm.epsilon)
-    tokenizer = Tokenizer(search_mode=settings.tokenizer.search_mode)
+    tokenizer = Tokenizer(**settings.tokenizer.model_dump())
     profile = default_profile(tokenizer)
     results = [_measure_isolated(profile, n, params) for n in sizes]
     return {

@@ -266,10 +266,7 @@ def load(
     day = today or dt.date.today()
     entries = tuple(le.entry for le in located if le.entry.is_effective(day))
     if tokenizer is None:
-        t = settings.tokenizer
-        tokenizer = Tokenizer(
-            search_mode=t.search_mode, char_unigrams=t.char_unigrams, char_bigrams=t.char_bigrams
-        )
+        tokenizer = Tokenizer(**settings.tokenizer.model_dump())
     return KnowledgeBase(entries, settings, tokenizer)
 
 

@@ -27,6 +27,8 @@ class FieldWeights(StrictModel):
 
 
 class TokenizerSettings(StrictModel):
+    """How text is cut into terms (see ``knowledge.tokenizer.Tokenizer``)."""
+
     search_mode: bool = True
     char_unigrams: bool = False
     char_bigrams: bool = False

@@ -1127,6 +1127,9 @@ class Dialogue:
     def _staff_turn(
         self, s: Session, staff: Commissioner, msg: Incoming, now: datetime
     ) -> list[Reply]:
+        # a commissioner writing opens the channel's reply window too (WeChat's 48 hours)
+        get_or_create_identity(s, msg.channel, msg.user_key).last_inbound_at = now
+        release_held(s, msg.channel, msg.user_key)
         text = self._text_of(msg).strip()
         head, _, rest = text.partition(":")
         if head == "take" and rest.isdigit():

@@ -4,7 +4,14 @@ Messages are claimed in small batches under a lease (``handoff.outbox.claim``), 
 channel's :class:`Sender` outside any transaction, then marked sent, retried with
 exponential backoff (or the channel's ``retry_after``), held until the user writes again,
 or failed with the reason kept for operators. Safe with several workers: a claimed message
-belongs to one worker until its lease runs out.
+belongs to one worker until its lease runs out, and a worker stops sending a batch before
+its lease could run out. Pushes to one recipient keep their order: when one of them has to
+wait, the later ones of the batch wait with it.
+
+A crash after a message was committed and before it was sent loses nothing (it is sent
+after the restart, once); a crash between the channel accepting a message and the worker
+recording it sends that one message again after the lease — no chat API offers a way to
+tell, so delivery is at least once in that window and exactly once everywhere else.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -21,6 +29,7 @@ from typing import Any, Protocol
 from sqlalchemy.orm import Session, sessionmaker
 
 from handoff.outbox import (
+    LEASE_SECONDS,
     HoldForUser,
     PermanentFailure,
     RetryLater,
@@ -29,6 +38,7 @@ from handoff.outbox import (
     mark_held,
     mark_retry,
     mark_sent,
+    release,
 )
 
 __all__ = ["DeliveryReport", "OutboxWorker", "Sender"]
@@ -48,10 +58,18 @@ class Sender(Protocol):
 
 @dataclass
 class DeliveryReport:
+    """What one pass of the worker did."""
+
     sent: int = 0
     retried: int = 0
     failed: int = 0
     held: int = 0
+    deferred: int = 0  # handed back unsent: behind a waiting push, or the lease ran short
+
+    @property
+    def handled(self) -> int:
+        """Messages whose state changed in this pass."""
+        return self.sent + self.retried + self.failed + self.held
 
 
 @dataclass(frozen=True)
@@ -76,6 +94,7 @@ class OutboxWorker:
         max_attempts: int = 10,
         backoff_base: float = 2.0,
         backoff_cap: float = 600.0,
+        send_timeout: float = 30.0,
     ) -> None:
         self.sessions = sessions
         self.senders = dict(senders)
@@ -84,6 +103,8 @@ class OutboxWorker:
         self.max_attempts = max_attempts
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
+        self.send_timeout = min(send_timeout, LEASE_SECONDS / 2)
+        self.passes = 0  # completed passes (tests wait on it instead of sleeping)
 
     def _claim(self) -> list[_Job]:
         with self.sessions.begin() as session:
@@ -100,17 +121,35 @@ class OutboxWorker:
     async def run_once(self) -> DeliveryReport:
         """Claim one batch and deliver it."""
         report = DeliveryReport()
+        if not self.senders:
+            return report
         jobs = await asyncio.to_thread(self._claim)
+        # stop sending while the lease still certainly holds (a slow channel must not let
+        # another worker take, and send again, what this one is still sending)
+        deadline = time.monotonic() + LEASE_SECONDS - self.send_timeout
+        waiting: dict[tuple[str, str], float] = {}  # recipient → delay of its pending push
         for job in jobs:
-            outcome = await self._deliver(job)
-            await asyncio.to_thread(self._record, job, *outcome)
-            setattr(report, outcome[0], getattr(report, outcome[0]) + 1)
+            key = (job.channel, job.recipient)
+            if time.monotonic() > deadline:
+                await asyncio.to_thread(self._release, job, 0.0)
+                report.deferred += 1
+            elif key in waiting:
+                # an earlier push to this recipient has to wait: keep the order, wait with it
+                await asyncio.to_thread(self._release, job, waiting[key])
+                report.deferred += 1
+            else:
+                outcome = await self._deliver(job)
+                if outcome[0] == "retried":
+                    waiting[key] = outcome[2]
+                await asyncio.to_thread(self._record, job, *outcome)
+                setattr(report, outcome[0], getattr(report, outcome[0]) + 1)
+        self.passes += 1
         return report
 
     async def _deliver(self, job: _Job) -> tuple[str, str, float]:
         sender = self.senders[job.channel]
         try:
-            await sender.send(job.recipient, job.payload)
+            await asyncio.wait_for(sender.send(job.recipient, job.payload), self.send_timeout)
         except RetryLater as exc:
             if job.attempts >= self.max_attempts:
                 return "failed", f"重试 {job.attempts} 次后仍失败：{exc.reason}", 0.0
@@ -120,6 +159,10 @@ class OutboxWorker:
             return "failed", exc.reason, 0.0
         except HoldForUser as exc:
             return "held", exc.reason, 0.0
+        except TimeoutError:
+            if job.attempts >= self.max_attempts:
+                return "failed", f"重试 {job.attempts} 次后仍超时", 0.0
+            return "retried", f"发送超时（{self.send_timeout:g} 秒）", self._backoff(job.attempts)
         except Exception as exc:  # a bug in a sender must not stop delivery of the rest
             log.exception("sender for %s failed on message %s", job.channel, job.id)
             if job.attempts >= self.max_attempts:
@@ -140,6 +183,10 @@ class OutboxWorker:
                 log.warning("outbox message %s failed permanently: %s", job.id, reason)
                 mark_failed(session, job.id, reason)
 
+    def _release(self, job: _Job, delay: float) -> None:
+        with self.sessions.begin() as session:
+            release(session, job.id, self.clock() + timedelta(seconds=delay))
+
     async def run(self, stop: asyncio.Event, interval: float = 1.0) -> None:
         """Deliver until *stop* is set, polling every *interval* seconds when idle."""
         while not stop.is_set():
@@ -148,6 +195,6 @@ class OutboxWorker:
             except Exception:
                 log.exception("outbox pass failed")
                 report = DeliveryReport()
-            if report.sent + report.retried + report.failed + report.held == 0:
+            if report.handled == 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=interval)

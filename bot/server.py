@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from sqlalchemy import text
+from sqlalchemy import func, select
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -22,6 +22,9 @@ from starlette.routing import BaseRoute, Route
 
 from bot.app import App
 from bot.delivery import OutboxWorker, Sender
+from handoff.db import NOT_AT_HEAD, current_revision, head_revision
+from handoff.models import OutboxMessage
+from yxby.errors import DatabaseError, YxbyError
 
 __all__ = ["ChannelAdapter", "ServerOptions", "create_asgi"]
 
@@ -60,14 +63,18 @@ def create_asgi(
     senders = {a.name: s for a in adapters if (s := a.sender()) is not None}
     worker = OutboxWorker(app.db.sessions, senders, app.clock)
 
+    head = head_revision()  # read the migration scripts once, not on every probe
+
     async def healthz(_: Request) -> JSONResponse:
         checks: dict[str, object] = {}
         ok = True
         try:
-            await asyncio.to_thread(_ping, app)
-            checks["database"] = "ok"
-        except Exception as exc:  # report, don't crash the probe
-            checks["database"] = f"error: {type(exc).__name__}"
+            checks["database"], checks["outbox"] = await asyncio.to_thread(
+                _database_health, app, head
+            )
+        except Exception as exc:  # report, don't crash the probe (nor leak connection details)
+            detail = f": {exc}" if isinstance(exc, YxbyError) else ""
+            checks["database"] = f"error: {type(exc).__name__}{detail}"
             ok = False
         checks["knowledge"] = {"entries": len(app.kb)}
         if not len(app.kb):
@@ -105,9 +112,17 @@ def create_asgi(
     return asgi
 
 
-def _ping(app: App) -> None:
+def _database_health(app: App, head: str) -> tuple[str, dict[str, int]]:
+    """The schema revision (raises unless reachable and at *head*) and outbox counts."""
+    revision = current_revision(app.db.engine)
+    if revision != head:
+        raise DatabaseError(f"{NOT_AT_HEAD}（当前：{revision or '未初始化'}，需要：{head}）")
     with app.db.engine.connect() as conn:
-        conn.execute(text("SELECT 1"))
+        rows = conn.execute(
+            select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)
+        ).all()
+    counts = {str(getattr(status, "value", status)): int(n) for status, n in rows}
+    return f"ok (revision {revision})", counts
 
 
 async def _tick_loop(app: App, stop: asyncio.Event, interval: float) -> None:

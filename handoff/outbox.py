@@ -2,7 +2,9 @@
 
 A message is queued once per ``dedupe_key`` (a unique column; the insert is
 ``ON CONFLICT DO NOTHING``, so a duplicate neither fails nor breaks the surrounding
-transaction). A sending worker (a later issue) picks up :func:`pending` messages.
+transaction). The sending worker (``bot.delivery``) claims due messages (:func:`claim`) under a
+lease and records each outcome with :func:`mark_sent`, :func:`mark_retry`,
+:func:`mark_held` or :func:`mark_failed`.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from handoff.models import OutboxMessage, OutboxStatus, utcnow
 
@@ -31,6 +33,7 @@ __all__ = [
     "mark_sent",
     "pending",
     "problems",
+    "release",
     "release_held",
     "take_local",
 ]
@@ -163,15 +166,29 @@ def claim(
     The reservation is a lease (``next_attempt_at`` moves past *now*), taken under a row lock
     with SKIP LOCKED on PostgreSQL (SQLite serialises writers), so concurrent workers never
     take the same message; a worker that dies leaves the message to be retried after the
-    lease. Commit the session right after claiming.
+    lease. A message waits while an older one to the same recipient is leased or backing
+    off, so a conversation's pushes arrive in order. Commit the session right after claiming.
     """
     from datetime import timedelta
 
+    earlier = aliased(OutboxMessage)
+    blocked = (
+        select(earlier.id)
+        .where(
+            earlier.channel == OutboxMessage.channel,
+            earlier.recipient == OutboxMessage.recipient,
+            earlier.status == OutboxStatus.PENDING,
+            earlier.id < OutboxMessage.id,
+            earlier.next_attempt_at > now,
+        )
+        .exists()
+    )
     stmt = (
         select(OutboxMessage)
         .where(
             OutboxMessage.status == OutboxStatus.PENDING,
             or_(OutboxMessage.next_attempt_at.is_(None), OutboxMessage.next_attempt_at <= now),
+            ~blocked,
         )
         .order_by(OutboxMessage.id)
         .limit(limit)
@@ -202,6 +219,17 @@ def mark_retry(session: Session, message_id: int, at: datetime, reason: str) -> 
     if row is not None:
         row.next_attempt_at = at
         row.last_error = reason[:1000]
+
+
+def release(session: Session, message_id: int, at: datetime) -> None:
+    """Give a claimed message back unsent (its claim does not count as an attempt).
+
+    Any worker may take it from *at* on.
+    """
+    row = session.get(OutboxMessage, message_id)
+    if row is not None and row.status is OutboxStatus.PENDING:
+        row.next_attempt_at = at
+        row.attempts = max(row.attempts - 1, 0)
 
 
 def mark_failed(session: Session, message_id: int, reason: str) -> None:

@@ -12,19 +12,38 @@ __all__ = ["register"]
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--telegram-polling", is_flag=True,
               help="Fetch Telegram updates by long polling (no public URL needed).")  # fmt: skip
-def serve(host: str, port: int, telegram_polling: bool) -> None:
-    """Run the server (configuration from YXBY_* environment variables)."""
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+)
+def serve(host: str, port: int, telegram_polling: bool, log_level: str) -> None:
+    """Run the server (configuration from YXBY_* environment variables).
+
+    Telegram: YXBY_TELEGRAM_TOKEN, YXBY_TELEGRAM_WEBHOOK_SECRET, YXBY_TELEGRAM_MODE
+    (webhook | polling), YXBY_TELEGRAM_API_BASE, YXBY_TELEGRAM_WEBHOOK_URL.
+    """
+    import logging
+
     import uvicorn
 
     from bot.app import build
     from bot.channels.registry import adapters_from_env
     from bot.server import create_asgi
 
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    # httpx logs every request URL at INFO, and Telegram's URLs carry the bot token
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     app = build()
     try:
         adapters = adapters_from_env(app, telegram_polling=telegram_polling)
+        if not adapters:
+            click.echo("注意：未配置任何渠道（如 YXBY_TELEGRAM_TOKEN），只提供 /healthz", err=True)
         asgi = create_asgi(app, adapters)
-        uvicorn.run(asgi, host=host, port=port, log_level="info")
+        uvicorn.run(asgi, host=host, port=port, log_level=log_level, lifespan="on")
     finally:
         app.close()
 

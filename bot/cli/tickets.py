@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from bot.cli.db import commissioners_group
 from bot.cli.sla import ChineseUsageError, parse_moment, sla_group
 
 if TYPE_CHECKING:
@@ -556,7 +557,53 @@ def tick_command(ctx: click.Context, now_text: str | None, as_json: bool) -> Non
         )
 
 
+# ----------------------------------------------------------------- commissioner invites
+
+
+@click.command("invite")
+@click.argument("name")
+@click.option("--department", help="所在部门（同名人员在多个部门时必填）。")
+@click.option(
+    "--expires-hours",
+    type=click.IntRange(1, 30 * 24),
+    default=72,
+    show_default=True,
+    help="邀请码有效小时数。",
+)
+def invite_command(name: str, department: str | None, expires_hours: int) -> None:
+    """为专员生成一次性邀请码，用于在 Telegram 中绑定账号。"""
+    from datetime import UTC, timedelta
+
+    from handoff.calendar import SHANGHAI
+    from handoff.db import open_database
+    from handoff.invites import create_invite, find_commissioner
+    from routing.departments import load_departments
+    from yxby.errors import InputError, RoutingError
+
+    dept = None
+    if department:
+        try:
+            dept = load_departments().canonical(department)
+        except RoutingError as exc:
+            raise InputError(str(exc)) from None
+    db = open_database()
+    try:
+        with db.begin() as session:
+            person = find_commissioner(session, name, dept)
+            code, invite = create_invite(
+                session, person, now=datetime.now(UTC), valid_for=timedelta(hours=expires_hours)
+            )
+            who, where, until = person.name, person.department, invite.expires_at
+    finally:
+        db.dispose()
+    click.echo(f"{who}（{where}）的一次性邀请码：")
+    click.echo(f"  {code}")
+    click.echo(f"有效期至 {until.astimezone(SHANGHAI):%Y-%m-%d %H:%M}（北京时间），仅可使用一次。")
+    click.echo(f"请本人在 Telegram 中向机器人发送：/link {code}")
+
+
 def register(group: click.Group) -> None:
-    """Add the ``tickets`` group to *group* and ``tick`` to the ``sla`` group."""
+    """Add ``tickets`` to *group*, ``tick`` to ``sla``, ``invite`` to ``commissioners``."""
     group.add_command(tickets_group)
     sla_group.add_command(tick_command)
+    commissioners_group.add_command(invite_command)

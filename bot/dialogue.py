@@ -1188,7 +1188,7 @@ class Dialogue:
                     LiveHandoff.state == LiveHandoffState.ACTIVE,
                     LiveHandoff.commissioner_id == staff.id,
                 )
-                .order_by(LiveHandoff.taken_at.desc())
+                .order_by(LiveHandoff.taken_at.desc(), LiveHandoff.id.desc())
             )
         )
 

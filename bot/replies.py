@@ -93,6 +93,8 @@ PLACEHOLDERS: dict[str, frozenset[str]] = {
         "staff_handoff_taken_by_other": "name",
         "staff_relay": "who text",
         "staff_unknown": "name",
+        "staff_linked": "name department role",
+        "staff_link_failed": "reason",
     }.items()
 }
 

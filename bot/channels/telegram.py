@@ -649,11 +649,10 @@ class TelegramAdapter:
                 )
                 name, department, role = person.name, person.department, person.role.value
         except InputError as exc:
-            return Reply(f"绑定未成功：{exc}")
-        return Reply(
-            f"已绑定：{name}（{department}，{role}）。本部门的新诉求、人工服务请求和时限提醒"
-            "将发送到这里。\n" + self.app.replies("staff_unknown", name=name)
-        )
+            return Reply(self.app.replies("staff_link_failed", reason=str(exc)))
+        r = self.app.replies
+        linked = r("staff_linked", name=name, department=department, role=role)
+        return Reply(linked + "\n" + r("staff_unknown", name=name))
 
 
 class TelegramSender:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from sqlalchemy import MetaData
@@ -28,6 +28,10 @@ from handoff.models import Commissioner, CommissionerRole, Enterprise, Enterpris
 from handoff.sla import SlaSettings, load_sla_settings
 from handoff.tickets import TicketService, TicketState, TicketView
 from routing.departments import DepartmentDirectory, load_departments
+
+if TYPE_CHECKING:
+    from bot.app import App
+    from knowledge import KnowledgeBase
 
 PG_ENV = "YXBY_TEST_DATABASE_URL"
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
@@ -358,3 +362,15 @@ def make_ticket(service: TicketService) -> Callable[..., TicketView]:
         return view
 
     return make
+
+
+@pytest.fixture
+def app(db_url: str, clock: MovableClock, kb: KnowledgeBase) -> Iterator[App]:
+    """The whole application (dialogue, tickets, notifier) on the test database and clock."""
+    from bot.app import build
+
+    application = build(database_url=db_url, clock=clock, kb=kb)
+    try:
+        yield application
+    finally:
+        application.close()

@@ -5,7 +5,7 @@ Each test runs on SQLite, and on PostgreSQL when ``YXBY_TEST_DATABASE_URL`` is s
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from sqlalchemy import func, select
@@ -56,15 +56,6 @@ class Chat:
         with self.app.db.begin() as session:
             payloads = take_local(session, self.channel, self.user_key, self.app.clock())
         return [reply_from_payload(p) for p in payloads]
-
-
-@pytest.fixture
-def app(db_url: str, clock: MovableClock, kb: KnowledgeBase) -> Iterator[App]:
-    application = build(database_url=db_url, clock=clock, kb=kb)
-    try:
-        yield application
-    finally:
-        application.close()
 
 
 @pytest.fixture

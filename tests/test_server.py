@@ -9,21 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
-import pytest
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
-from bot.app import App, build
+from bot.app import App
 from bot.delivery import Sender
 from bot.server import ServerOptions, create_asgi
 from handoff.db import open_database
 from handoff.outbox import enqueue
 from knowledge import KnowledgeBase
-from tests.conftest import MovableClock
 
 QUIET = ServerOptions(run_worker=False, run_tick=False)
 
@@ -38,15 +36,6 @@ def get(asgi: Starlette, path: str) -> httpx.Response:
                 return await client.get(path)
 
     return asyncio.run(main())
-
-
-@pytest.fixture
-def app(db_url: str, clock: MovableClock, kb: KnowledgeBase) -> Iterator[App]:
-    application = build(database_url=db_url, clock=clock, kb=kb)
-    try:
-        yield application
-    finally:
-        application.close()
 
 
 class ListSender:

@@ -23,7 +23,7 @@ import uvicorn
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from bot.app import App, build
+from bot.app import App
 from bot.channels.telegram import (
     MAX_MESSAGE_CHARS,
     SECRET_HEADER,
@@ -51,7 +51,6 @@ from handoff.models import (
 from handoff.outbox import PermanentFailure, RetryLater
 from handoff.registry import add_commissioner
 from handoff.telegram_state import TelegramUpdate, update_done
-from knowledge import KnowledgeBase
 from tests.conftest import MovableClock
 from tests.fakes.telegram_api import TOKEN, FakeTelegramAPI
 from yxby.errors import ConfigError, InputError
@@ -204,15 +203,6 @@ class Person:
 def api() -> Iterator[FakeTelegramAPI]:
     with FakeTelegramAPI() as fake:
         yield fake
-
-
-@pytest.fixture
-def app(db_url: str, clock: MovableClock, kb: KnowledgeBase) -> Iterator[App]:
-    application = build(database_url=db_url, clock=clock, kb=kb)
-    try:
-        yield application
-    finally:
-        application.close()
 
 
 @pytest.fixture

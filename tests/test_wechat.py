@@ -28,7 +28,7 @@ from sqlalchemy import func, select
 from starlette.applications import Starlette
 from wechatpy.crypto import WeChatCrypto
 
-from bot.app import App, build
+from bot.app import App
 from bot.channels.wechat import (
     DEFAULT_MENU,
     HOLD_REASON,
@@ -47,7 +47,6 @@ from bot.types import Button, Incoming, Reply
 from handoff.conversations import DialogueTurn, ProcessedMessage
 from handoff.models import ChannelIdentity, OutboxMessage, OutboxStatus, Ticket
 from handoff.outbox import HoldForUser, PermanentFailure, RetryLater, enqueue
-from knowledge import KnowledgeBase
 from tests.conftest import MovableClock
 from tests.fakes.wechat_api import FakeWeChatApi
 from yxby.errors import ConfigError
@@ -216,15 +215,6 @@ class Harness:
     wechat: WeChatSide
     api: FakeWeChatApi
     http: httpx.Client
-
-
-@pytest.fixture
-def app(db_url: str, clock: MovableClock, kb: KnowledgeBase) -> Iterator[App]:
-    application = build(database_url=db_url, clock=clock, kb=kb)
-    try:
-        yield application
-    finally:
-        application.close()
 
 
 @pytest.fixture

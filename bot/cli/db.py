@@ -193,14 +193,9 @@ def list_commissioners_command(department: str | None, as_json: bool) -> None:
     from handoff.db import open_database, read_only
     from handoff.registry import list_commissioners
     from routing.departments import load_departments
-    from yxby.errors import InputError, RoutingError
 
-    dept = None
-    if department:
-        try:
-            dept = load_departments().canonical(department)
-        except RoutingError as exc:
-            raise InputError(str(exc)) from None
+    # an unknown name raises RoutingError: the CLI prints it and exits 1
+    dept = load_departments().canonical(department) if department else None
     db = open_database()
     try:
         with db.sessions() as session:

@@ -578,14 +578,9 @@ def invite_command(name: str, department: str | None, expires_hours: int) -> Non
     from handoff.db import open_database
     from handoff.invites import create_invite, find_commissioner
     from routing.departments import load_departments
-    from yxby.errors import InputError, RoutingError
 
-    dept = None
-    if department:
-        try:
-            dept = load_departments().canonical(department)
-        except RoutingError as exc:
-            raise InputError(str(exc)) from None
+    # an unknown name raises RoutingError: the CLI prints it and exits 1
+    dept = load_departments().canonical(department) if department else None
     db = open_database()
     try:
         with db.begin() as session:

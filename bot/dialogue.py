@@ -49,6 +49,7 @@ from handoff.models import (
     ChannelIdentity,
     Commissioner,
     CommissionerBinding,
+    CommissionerRole,
     Direction,
     Enterprise,
     Ticket,
@@ -96,7 +97,9 @@ TRANSITIONS: dict[State, frozenset[State]] = {
     State.CONFIRM_TICKET: frozenset(
         {State.IDLE, State.COLLECTING, State.CONFIRM_TICKET, State.WAITING, State.WITH_PERSON}
     ),
-    State.WAITING: frozenset({State.IDLE, State.WAITING, State.WITH_PERSON}),
+    State.WAITING: frozenset(
+        {State.IDLE, State.WAITING, State.WITH_PERSON, State.COLLECTING, State.CONFIRM_TICKET}
+    ),
     State.WITH_PERSON: frozenset({State.IDLE, State.WITH_PERSON}),
     State.RATING_COMMENT: _ANY,
 }
@@ -108,6 +111,9 @@ _STAFF_BUTTONS = {
     "transfer": "请回复：转派 {number} 目标部门 理由（例如：转派 {number} 商务局 属贸易业事项）",
     "assist": "请回复：协同 {number} 部门1、部门2",
 }
+_INTERRUPTIBLE = frozenset(
+    {State.IDLE, State.CHOOSING, State.CONFIRMING, State.OFFERING, State.RATING_COMMENT}
+)
 _BUTTON_PREFIXES = ("rate:", "choose:", "solved:", "offer:", "confirm:", "cmd:")
 
 
@@ -280,6 +286,12 @@ class Dialogue:
     def _move(self, t: _Turn, state: State, **data: Any) -> None:
         if state not in TRANSITIONS[t.state]:
             raise IllegalConversationMove(f"conversation cannot go from {t.state} to {state}")
+        if t.state is State.WAITING and state not in (State.WAITING, State.WITH_PERSON):
+            # leaving the wait for a person in any other way withdraws the request
+            waiting = t.s.get(LiveHandoff, t.data.get("handoff"))
+            if waiting is not None and waiting.state is LiveHandoffState.WAITING:
+                waiting.state = LiveHandoffState.CANCELLED
+                waiting.ended_at = t.now
         t.conv.state = state.value
         t.conv.data = {k: v for k, v in data.items() if v is not None}
 
@@ -370,7 +382,7 @@ class Dialogue:
         if t.state is not expected:
             # a button from an earlier step: it no longer applies
             t.log.outcome = TurnOutcome.INVALID
-            self._say(t, self.r("menu"))
+            self._say(t, self.r("button_expired"))
             return True
         t.text = {"yes": "是", "no": "不"}.get(arg, arg)
         return False
@@ -405,6 +417,12 @@ class Dialogue:
         elif cmd is Command.HUMAN:
             t.log.outcome = TurnOutcome.HANDOFF
             self._request_person(t)
+        elif cmd is Command.NEW_TICKET and t.state is State.CONFIRM_TICKET:
+            t.text = "确认提交"  # the details are all there: this is the confirmation
+            self._confirm_ticket(t)
+        elif cmd is Command.NEW_TICKET and t.state is State.COLLECTING:
+            # already filing one: ask again for what is missing
+            self._next_field(t, dict(t.data.get("draft", {})), int(t.data.get("invalid", 0)))
         elif cmd is Command.NEW_TICKET:
             # keep the question being discussed (after an answer or an offer), if any
             keep = t.state in (State.CONFIRMING, State.OFFERING, State.CHOOSING)
@@ -671,7 +689,7 @@ class Dialogue:
 
     def _take_enterprise(self, t: _Turn, draft: dict[str, Any], value: str) -> str | None:
         compact = value.replace(" ", "").upper()
-        looks_like_code = len(compact) == 18 and compact.isalnum()
+        looks_like_code = len(compact) == 18 and compact.isascii() and compact.isalnum()
         if looks_like_code or (compact.isascii() and compact.isalnum() and len(compact) >= 15):
             try:
                 code = validate_uscc(compact)
@@ -681,7 +699,6 @@ class Dialogue:
             known = find_enterprise(t.s, code)
             if known is not None:
                 draft["enterprise_name"] = known.name
-                t.identity.enterprise_id = known.id
             return None
         letters = sum(1 for ch in value if ch.isalpha())
         if not 2 <= len(value) <= 100 or letters < 2:
@@ -690,7 +707,6 @@ class Dialogue:
         named = t.s.scalars(select(Enterprise).where(Enterprise.name == value).limit(2)).all()
         if len(named) == 1:  # the registry knows this exact name: file the ticket there
             draft["uscc"] = named[0].uscc
-            t.identity.enterprise_id = named[0].id
         return None
 
     def _route(self, t: _Turn, draft: dict[str, Any]) -> RouteDecision:
@@ -735,7 +751,10 @@ class Dialogue:
     def _create_ticket(self, t: _Turn, draft: dict[str, Any]) -> TicketView:
         route = draft["route"]
         uscc = draft.get("uscc")
-        if uscc and find_enterprise(t.s, uscc) is None:
+        known = find_enterprise(t.s, uscc) if uscc else None
+        if known is not None:
+            t.identity.enterprise_id = known.id  # next time the enterprise is not asked again
+        elif uscc:
             # an enterprise not yet in the registry: file it (一企一档) so the ticket has a home
             enterprise = Enterprise(
                 uscc=uscc,
@@ -785,14 +804,13 @@ class Dialogue:
     # -- progress
 
     def _my_tickets(self, t: _Turn) -> list[Ticket]:
-        stmt = select(Ticket).order_by(Ticket.created_at.desc(), Ticket.id.desc())
-        if t.identity.enterprise_id is not None:
-            stmt = stmt.where(
-                (Ticket.channel_identity_id == t.identity.id)
-                | (Ticket.enterprise_id == t.identity.enterprise_id)
-            )
-        else:
-            stmt = stmt.where(Ticket.channel_identity_id == t.identity.id)
+        # Only tickets filed from this chat: binding an enterprise (whose code is printed on
+        # its licence) must not reveal, or let anyone rate, another person's tickets.
+        stmt = (
+            select(Ticket)
+            .where(Ticket.channel_identity_id == t.identity.id)
+            .order_by(Ticket.created_at.desc(), Ticket.id.desc())
+        )
         return list(t.s.scalars(stmt.limit(50)))
 
     def _status(self, t: _Turn, number: str | None) -> None:
@@ -879,15 +897,26 @@ class Dialogue:
 
     def _rate(self, t: _Turn, number: str, result: str) -> None:
         t.log.outcome = TurnOutcome.INPUT
+        number = number.strip().upper()
+        verdict = parsing.rating_of(result)
+        if verdict is None:
+            t.log.outcome = TurnOutcome.INVALID
+            self._say(t, self.r("rate_nothing"))
+            return
+        result = verdict
         ticket = self._awaiting_rating(t, number)
         if ticket is None:
             self._say(t, self.r("rate_nothing"))
             return
         actor = f"{t.identity.channel}:{t.identity.user_key}"
         view = self.tickets.record_survey(number, result=result, actor=actor, session=t.s)
+        # a result push can be rated at any time; a step in progress (ticket details, a
+        # person being called, a live chat) is kept, other states return to the bot
+        interruptible = t.state in _INTERRUPTIBLE
         if result == "不满意":
-            if view.state is TicketState.CLOSED:
+            if interruptible:
                 self._move(t, State.IDLE)
+            if view.state is TicketState.CLOSED:
                 self._say(t, self.r("rate_closed_after_reopen", number=number))
                 return
             view = self.tickets.reopen(
@@ -896,7 +925,6 @@ class Dialogue:
             from handoff.models import ClockKind
 
             contact = view.clock(ClockKind.CONTACT)
-            self._move(t, State.IDLE)
             self._say(
                 t,
                 self.r(
@@ -906,8 +934,11 @@ class Dialogue:
                 ),
             )
             return
-        self._move(t, State.RATING_COMMENT, ticket=number)
-        self._say(t, self.r("rate_thanks"))
+        if interruptible:
+            self._move(t, State.RATING_COMMENT, ticket=number)
+            self._say(t, self.r("rate_thanks"))
+        else:
+            self._say(t, self.r("rate_thanks_short"))
 
     def _rating_comment(self, t: _Turn) -> None:
         number = t.data.get("ticket")
@@ -917,7 +948,7 @@ class Dialogue:
             return
         if (
             parsing.parse_choice(t.text) is not None
-            or self.kb.decide(t.text).action is Action.ANSWER
+            or getattr(self._decide(t.text), "action", None) is Action.ANSWER
         ):
             # looks like a new question rather than a comment
             self._move(t, State.IDLE)
@@ -936,6 +967,11 @@ class Dialogue:
     # -- live handoff (enterprise side)
 
     def _request_person(self, t: _Turn) -> None:
+        if t.state is State.WAITING:
+            waiting = t.s.get(LiveHandoff, t.data.get("handoff"))
+            if waiting is not None and waiting.state is LiveHandoffState.WAITING:
+                self._say(t, self.r("handoff_waiting", department=waiting.department))
+                return
         # the need under discussion, if any; "转人工" itself is not a description of it
         question = t.data.get("question") or ""
         decision = self._route(
@@ -993,10 +1029,18 @@ class Dialogue:
             self._move(t, State.IDLE)
         self._question(t) if t.state is State.IDLE else self._answer_while_waiting(t)
 
+    def _decide(self, text: str) -> Decision | None:
+        """The knowledge base's decision, or ``None`` for text it refuses (e.g. too long)."""
+        try:
+            return self.kb.decide(text)
+        except InputError:
+            return None
+
     def _answer_while_waiting(self, t: _Turn) -> None:
-        d = self.kb.decide(t.text)
-        self._log_decision(t, d)
-        if d.action is Action.ANSWER and d.top is not None:
+        d = self._decide(t.text)
+        if d is not None:
+            self._log_decision(t, d)
+        if d is not None and d.action is Action.ANSWER and d.top is not None:
             t.log.outcome = TurnOutcome.ANSWERED
             e = d.top.entry
             self._say(
@@ -1026,7 +1070,7 @@ class Dialogue:
         if parsing.command_of(t.text) in (Command.CANCEL, Command.END):
             self._end_handoff(t.s, handoff, t.now, by_staff=False)
             self._move(t, State.IDLE)
-            self._say(t, self.r("handoff_ended"))
+            self._say(t, self.r("handoff_user_ended"))
             return
         self._relay_to_staff(t, t.text)
 
@@ -1147,6 +1191,7 @@ class Dialogue:
                 .where(
                     LiveHandoff.state == LiveHandoffState.WAITING,
                     LiveHandoff.department == staff.department,
+                    LiveHandoff.expires_at > now,
                 )
                 .order_by(LiveHandoff.created_at)
             ).first()
@@ -1207,16 +1252,24 @@ class Dialogue:
         ).one_or_none()
         if handoff is None:
             return [Reply("没有找到这个人工请求。")]
-        if handoff.state is not LiveHandoffState.WAITING:
-            name = handoff.commissioner.name if handoff.commissioner else "其他专员"
+        if not self._may_act(staff, handoff.department):
+            return [Reply(self.r("staff_not_your_department", department=handoff.department))]
+        if handoff.state is LiveHandoffState.ACTIVE:
             if handoff.commissioner_id == staff.id:
                 return [Reply(self.r("staff_handoff_taken", who=self._who(handoff.identity)))]
+            name = handoff.commissioner.name if handoff.commissioner else "其他专员"
             return [Reply(self.r("staff_handoff_taken_by_other", name=name))]
+        conv = load_conversation(s, handoff.identity, now)
+        still_waiting = conv.state == State.WAITING.value and conv.data.get("handoff") == handoff.id
+        if handoff.state is not LiveHandoffState.WAITING or not still_waiting:
+            if handoff.state is LiveHandoffState.WAITING:  # the user has moved on meanwhile
+                handoff.state = LiveHandoffState.CANCELLED
+                handoff.ended_at = now
+            return [Reply(self.r("staff_handoff_closed"))]
         handoff.state = LiveHandoffState.ACTIVE
         handoff.commissioner_id = staff.id
         handoff.taken_at = now
         s.flush()
-        conv = load_conversation(s, handoff.identity, now)
         conv.state = State.WITH_PERSON.value
         conv.data = {"handoff": handoff.id}
         conv.updated_at = now
@@ -1292,11 +1345,19 @@ class Dialogue:
             lines.append(f"{v.number}｜{v.state.label}｜{v.title[:20]}｜{due}")
         return Reply("\n".join(lines))
 
+    @staticmethod
+    def _may_act(staff: Commissioner, department: str) -> bool:
+        """A commissioner acts for their own department; the 政务办 overseers for all."""
+        return staff.department == department or staff.role is CommissionerRole.OVERSIGHT
+
     def _staff_ticket_action(
         self, s: Session, staff: Commissioner, word: str, number: str, rest: str
     ) -> Reply:
         number = number.upper()
         try:
+            lead = self.tickets.get(number, session=s).department
+            if not self._may_act(staff, lead):
+                return Reply(self.r("staff_not_your_department", department=lead))
             if word == "签收":
                 view = self.tickets.accept(number, actor=staff.name, session=s)
                 return Reply(f"已签收 {view.number}，请尽快与企业联系。")

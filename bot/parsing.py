@@ -22,7 +22,7 @@ __all__ = [
     "rating_of",
 ]
 
-TICKET_NUMBER = re.compile(r"\byx-\d{8}-\d{4}\b", re.IGNORECASE)
+TICKET_NUMBER = re.compile(r"(?<![A-Za-z0-9])yx-\d{8}-\d{4}(?!\d)", re.IGNORECASE)
 _MEANINGFUL = re.compile(r"[\u3400-\u9fff\uf900-\ufaffA-Za-z0-9]")
 
 

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from handoff.models import Base, ChannelIdentity, Commissioner, Ticket, _enum
@@ -133,9 +134,13 @@ def get_or_create_identity(session: Session, channel: str, user_key: str) -> Cha
     )
     identity = session.scalars(stmt).one_or_none()
     if identity is None:
-        identity = ChannelIdentity(channel=channel, user_key=user_key)
-        session.add(identity)
-        session.flush()
+        try:
+            with session.begin_nested():
+                identity = ChannelIdentity(channel=channel, user_key=user_key)
+                session.add(identity)
+        except IntegrityError:
+            # a first message of the same user is being handled concurrently: use its row
+            identity = session.scalars(stmt).one()
     return identity
 
 
@@ -148,7 +153,12 @@ def load_conversation(
         stmt = stmt.with_for_update()
     conv = session.scalars(stmt).one_or_none()
     if conv is None:
-        conv = Conversation(channel_identity_id=identity.id, state="idle", data={}, updated_at=now)
-        session.add(conv)
-        session.flush()
+        try:
+            with session.begin_nested():
+                conv = Conversation(
+                    channel_identity_id=identity.id, state="idle", data={}, updated_at=now
+                )
+                session.add(conv)
+        except IntegrityError:
+            conv = session.scalars(stmt).one()
     return conv

@@ -464,3 +464,146 @@ def test_unanswered_request_for_a_person_becomes_a_ticket(
     assert any("YX-" in r.text for r in officer.last)  # the new-ticket notice
     # the conversation is back with the bot
     assert "依据" in chat.send("12345热线能反映企业的问题吗")
+
+
+# ------------------------------------------------------------- review regressions
+
+
+def _resolved_ticket(app: App, chat: Chat, staff: Callable[..., Chat]) -> tuple[str, Chat]:
+    number = _file_ticket(chat)
+    with app.db.begin() as session:
+        department = session.scalars(select(Ticket.department)).one()
+    officer = staff("王芳", department)
+    officer.send(f"办结 {number} 已修复")
+    return number, officer
+
+
+def test_binding_an_enterprise_reveals_no_one_elses_tickets(
+    app: App, chat: Chat, staff: Callable[..., Chat]
+) -> None:
+    register_enterprise(app)
+    chat.send(f"绑定 {VALID_USCC}")
+    number, _ = _resolved_ticket(app, chat, staff)
+    chat.pushes()
+    mallory = Chat(app, "mallory")
+    assert "已绑定" in mallory.send(f"绑定 {VALID_USCC}")
+    assert number not in mallory.send("查询")
+    assert "没有找到编号为" in mallory.send(number)
+    assert "没有待评价" in mallory.send("不满意")
+    assert "没有待评价" in mallory.send(f"rate:{number}:不满意", kind=MessageKind.BUTTON,
+                                   payload=f"rate:{number}:不满意")  # fmt: skip
+    with app.db.begin() as session:
+        assert session.scalars(select(Ticket.state)).one() is TicketState.FEEDBACK_SENT
+
+
+def test_commissioners_act_only_for_their_department(
+    app: App, chat: Chat, staff: Callable[..., Chat]
+) -> None:
+    number = _file_ticket(chat)
+    with app.db.begin() as session:
+        department = session.scalars(select(Ticket.department)).one()
+    other_department = "商务局" if department != "商务局" else "工信局"
+    outsider = staff("钱多", other_department)
+    for text in (f"签收 {number}", f"办结 {number} 随便", f"转派 {number} 政务办 随便"):
+        assert "无权处理" in outsider.send(text)
+    with app.db.begin() as session:
+        assert session.scalars(select(Ticket.state)).one() is TicketState.NEW
+    staff("李娜", "政务办")
+    chat.send("转人工")
+    with app.db.begin() as session:
+        handoff_id = session.scalars(select(LiveHandoff.id)).one()
+    assert "无权处理" in outsider.send(f"take:{handoff_id}", kind=MessageKind.BUTTON,
+                                   payload=f"take:{handoff_id}")  # fmt: skip
+
+
+def test_rating_during_another_step_keeps_that_step(
+    app: App, chat: Chat, staff: Callable[..., Chat]
+) -> None:
+    number, _ = _resolved_ticket(app, chat, staff)
+    result = chat.pushes()
+    chat.send("提交诉求")
+    assert "请简要描述" in chat.last[0].text
+    chat.last = result
+    assert "感谢您的评价" in chat.tap("满意")
+    assert "请提供贵企业" in chat.send("园区门口道路积水严重，请协调排水")
+    with app.db.begin() as session:
+        assert session.scalars(select(Ticket.state).where(Ticket.number == number)).one() is (
+            TicketState.SURVEYED
+        )
+
+
+def test_requests_for_a_person_do_not_pile_up(
+    app: App, chat: Chat, staff: Callable[..., Chat]
+) -> None:
+    officer = staff("李娜", "政务办")
+    chat.send("转人工")
+    assert "正在为您联系" in chat.send("转人工")
+    assert count(app, LiveHandoff) == 1
+    offer = officer.pushes()
+    chat.send("/start")  # leaving the wait withdraws the request
+    with app.db.begin() as session:
+        assert session.scalars(select(LiveHandoff.state)).one().value == "cancelled"
+    officer.last = offer
+    assert "已经结束" in officer.tap("接入")
+    chat.send("提交诉求")
+    assert "请简要描述" in chat.last[0].text  # still filing, not connected to anyone
+
+
+def test_first_messages_of_a_new_user_at_the_same_time(app: App) -> None:
+    import threading
+
+    replies: list[str] = []
+
+    def send(text: str, msg_id: str) -> None:
+        out = app.dialogue.handle(Incoming("terminal", "twins", text, msg_id=msg_id))
+        replies.append(out[0].text)
+
+    threads = [
+        threading.Thread(target=send, args=("菜单", "a")),
+        threading.Thread(target=send, args=("帮助", "b")),
+    ]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(timeout=30)
+    assert len(replies) == 2
+    assert all("系统暂时出了点问题" not in r for r in replies)
+
+
+def test_long_texts_in_any_step_do_not_break(
+    app: App, chat: Chat, staff: Callable[..., Chat]
+) -> None:
+    _resolved_ticket(app, chat, staff)
+    chat.pushes()
+    assert "感谢您的评价" in chat.send("满意")
+    comment = "处理得很好。" * 90  # 540 characters: longer than a knowledge-base query
+    assert "您的意见已记录" in chat.send(comment)
+
+
+def test_parsing_edge_cases(app: App, chat: Chat) -> None:
+    number = _file_ticket(chat)
+    assert f"诉求 {number}" in chat.send(f"查询{number}")
+    chat.send("提交诉求")
+    chat.send("我们申报的高新技术企业认定材料被退回，想了解具体原因")
+    out = chat.send("天津港保税区海河智能装备制造有限公司")  # 18 characters, not a code
+    assert "请确认诉求信息" in out and "企业：天津港保税区海河智能装备制造有限公司" in out
+    assert "诉求已登记" in chat.send("提交诉求")  # at the confirmation: submit
+    assert "没有待评价" in chat.send(f"rate:{number.lower()}:好", kind=MessageKind.BUTTON,
+                                  payload=f"rate:{number.lower()}:好")  # fmt: skip
+
+
+def test_user_ending_a_live_chat_is_told_so(chat: Chat, staff: Callable[..., Chat]) -> None:
+    officer = staff("李娜", "政务办")
+    chat.send("转人工")
+    officer.last = officer.pushes()
+    officer.tap("接入")
+    assert "您已结束与专员的对话" in chat.send("结束")
+    assert any("已结束对话" in r.text for r in officer.pushes())
+
+
+def test_an_old_button_says_so(chat: Chat) -> None:
+    chat.send("营业执照丢了怎么补办")
+    old = chat.last
+    chat.tap("已解决")
+    chat.last = old
+    assert "按钮对应的步骤已经结束" in chat.tap("未解决")

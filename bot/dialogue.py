@@ -107,10 +107,12 @@ TRANSITIONS: dict[State, frozenset[State]] = {
 
 _STAFF_BUTTONS = {
     "accept": "",
+    "transcript": "",
     "resolve": "请回复：办结 {number} 办理结果（例如：办结 {number} 已协调解决……）",
     "transfer": "请回复：转派 {number} 目标部门 理由（例如：转派 {number} 商务局 属贸易业事项）",
     "assist": "请回复：协同 {number} 部门1、部门2",
 }
+TRANSCRIPT_LINES = 30
 _INTERRUPTIBLE = frozenset(
     {State.IDLE, State.CHOOSING, State.CONFIRMING, State.OFFERING, State.RATING_COMMENT}
 )
@@ -1181,6 +1183,8 @@ class Dialogue:
         if head in _STAFF_BUTTONS and parsing.TICKET_NUMBER.fullmatch(rest.lower()):
             if head == "accept":
                 return [self._staff_ticket_action(s, staff, "签收", rest, "")]
+            if head == "transcript":
+                return [self._transcript_reply(s, staff, rest.upper())]
             return [Reply(_STAFF_BUTTONS[head].format(number=rest.upper()))]
         norm = text.replace("：", " ").split()
         word = norm[0] if norm else ""
@@ -1206,6 +1210,8 @@ class Dialogue:
             return [Reply(f"已结束与{self._who(target.identity)}的对话。")]
         if word in ("待办", "列表", "/queue"):
             return [self._queue(staff)]
+        if word in ("对话", "记录") and len(norm) >= 2:
+            return [self._transcript_reply(s, staff, norm[1].upper())]
         if word in ("签收", "办结", "转派", "协同") and len(norm) >= 2:
             return [self._staff_ticket_action(s, staff, word, norm[1], " ".join(norm[2:]))]
         target = self._pick_handoff(active, msg)
@@ -1344,6 +1350,30 @@ class Dialogue:
             due = f"{nxt.kind.label} {format_due(nxt.due_at)}" if nxt else ""
             lines.append(f"{v.number}｜{v.state.label}｜{v.title[:20]}｜{due}")
         return Reply("\n".join(lines))
+
+    def _transcript_reply(self, s: Session, staff: Commissioner, number: str) -> Reply:
+        """The enterprise's conversation behind a ticket (the commissioner's 一企一档 view)."""
+        ticket = s.scalars(select(Ticket).where(Ticket.number == number)).one_or_none()
+        if ticket is None:
+            return Reply(f"找不到工单 {number}")
+        helpers = {h.department for h in ticket.helpers}
+        if not self._may_act(staff, ticket.department) and staff.department not in helpers:
+            return Reply(self.r("staff_not_your_department", department=ticket.department))
+        if ticket.channel_identity_id is None:
+            return Reply(f"工单 {number} 不是从对话中提交的，没有对话记录。")
+        lines = s.scalars(
+            select(TranscriptLine)
+            .where(TranscriptLine.channel_identity_id == ticket.channel_identity_id)
+            .order_by(TranscriptLine.at.desc(), TranscriptLine.id.desc())
+            .limit(TRANSCRIPT_LINES)
+        ).all()
+        shown = [
+            f"{line.at.astimezone(SHANGHAI):%m-%d %H:%M} "
+            f"{'企业' if line.direction is Direction.IN else '助手'}：{line.text[:200]}"
+            for line in reversed(lines)
+        ]
+        head = f"工单 {number} 的对话记录（最近 {len(shown)} 条）："
+        return Reply("\n".join([head, *shown]))
 
     @staticmethod
     def _may_act(staff: Commissioner, department: str) -> bool:

@@ -58,6 +58,7 @@ class Notifier:
             done_due=_due(ticket, ClockKind.DONE),
         )
         buttons = (
+            Button("查看对话", f"transcript:{ticket.number}"),
             Button("签收", f"accept:{ticket.number}"),
             Button("转派", f"transfer:{ticket.number}"),
             Button("申请协同", f"assist:{ticket.number}"),

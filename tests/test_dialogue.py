@@ -249,12 +249,15 @@ def test_progress_query_lists_own_tickets_only(app: App, chat: Chat) -> None:
 def _file_ticket(
     chat: Chat, description: str = "园区道路路灯损坏三个月无人维修，夜间运输车辆进出存在安全隐患"
 ) -> str:
-    chat.send("提交诉求")
-    chat.send(description)
-    chat.send("天津示例物流有限公司")
-    chat.send("13800138000")
-    out = chat.tap("确认提交")
-    return out.split("编号 ")[1].split("。")[0]
+    """File a ticket, answering only what the bot asks (it remembers the phone)."""
+    out = chat.send("提交诉求")
+    out = chat.send(description)
+    if "企业" in out and "统一社会信用代码" in out:
+        out = chat.send("天津示例物流有限公司")
+    if "联系电话" in out:
+        chat.send("13800138000")
+    done = chat.tap("确认提交")
+    return done.split("编号 ")[1].split("。")[0]
 
 
 # ---------------------------------------------------------------------- rating, reopen
@@ -607,3 +610,21 @@ def test_an_old_button_says_so(chat: Chat) -> None:
     chat.tap("已解决")
     chat.last = old
     assert "按钮对应的步骤已经结束" in chat.tap("未解决")
+
+
+def test_commissioner_reads_the_conversation_behind_a_ticket(
+    app: App, chat: Chat, staff: Callable[..., Chat]
+) -> None:
+    number = _file_ticket(chat)
+    with app.db.begin() as session:
+        department = session.scalars(select(Ticket.department)).one()
+    officer = staff("王芳", department)
+    out = officer.send(f"对话 {number}")
+    assert f"工单 {number} 的对话记录" in out
+    assert "企业：园区道路路灯损坏" in out and "助手：诉求已登记" in out
+    outsider = staff("钱多", "商务局" if department != "商务局" else "工信局")
+    assert "无权处理" in outsider.send(f"对话 {number}")
+    # new tickets carry a button for it
+    second = _file_ticket(chat)
+    officer.last = [n for n in officer.pushes() if second in n.text]
+    assert f"工单 {second} 的对话记录" in officer.tap("查看对话")

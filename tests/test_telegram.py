@@ -285,7 +285,7 @@ def test_enterprise_and_commissioner_end_to_end(
     assert "诉求已登记，编号 YX-" in created
     number = created.split("编号 ")[1].split("。")[0].split()[0]
     notice = staff.receive(f"【新诉求】{number}")
-    assert [b for b, _ in api.buttons(notice)] == ["签收", "转派", "申请协同", "办结"]
+    assert [b for b, _ in api.buttons(notice)] == ["查看对话", "签收", "转派", "申请协同", "办结"]
     assert f"已签收 {number}" in staff.tap("签收")
     assert api.buttons(staff.inbox()[-2]), "the notice keeps 转派/协同/办结 after 签收"
 

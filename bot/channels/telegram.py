@@ -113,7 +113,7 @@ COMMANDS = (
 
 # Tapping a button removes that message's keyboard, except on a commissioner's ticket
 # notice: after 签收 the same notice still offers 转派 / 申请协同 / 办结.
-_KEEP_KEYBOARD = ("accept:", "transfer:", "assist:", "resolve:")
+_KEEP_KEYBOARD = ("transcript:", "accept:", "transfer:", "assist:", "resolve:")
 
 
 # ----------------------------------------------------------------------------- settings

@@ -37,18 +37,22 @@ class EvalReport:
 _ACTIONS = {"answer", "suggest", "none", "handoff", "not_answer"}
 
 
-def load_cases(path: Path) -> list[AskCase]:
-    """The ``ask:`` list of an evaluation file; a bad case raises ``ConfigError``."""
+def case_list(path: Path, key: str) -> list[tuple[int, object]]:
+    """The items of the list under *key* of a one-mapping YAML file, with their lines."""
     docs = load_documents(path)
     if len(docs) != 1 or not isinstance(docs[0].data, dict):
-        raise ConfigError("expected one mapping with an 'ask' list", path=str(path))
+        raise ConfigError(f"expected one mapping with a '{key}' list", path=str(path))
     doc = docs[0]
-    raw = doc.data.get("ask")
+    raw = doc.data.get(key)
     if not isinstance(raw, list):
-        raise ConfigError("expected a list", path=str(path), key="ask")
+        raise ConfigError("expected a list", path=str(path), key=key)
+    return [(doc.lines.get((key, i), 0), item) for i, item in enumerate(raw)]
+
+
+def load_cases(path: Path) -> list[AskCase]:
+    """The ``ask:`` list of an evaluation file; a bad case raises ``ConfigError``."""
     cases = []
-    for i, item in enumerate(raw):
-        line = doc.lines.get(("ask", i), 0)
+    for i, (line, item) in enumerate(case_list(path, "ask")):
         if not isinstance(item, dict) or not isinstance(item.get("text"), str):
             raise ConfigError("expected {text, action}", path=str(path), line=line, key=f"ask.{i}")
         action = item.get("action")

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from knowledge.base import Action, Hit, KnowledgeBase, choose
+from knowledge.evaluate import case_list
 from knowledge.settings import DecisionSettings
 from yxby.errors import ConfigError
-from yxby.yamlconf import load_documents
 
 __all__ = ["Score", "TuneCase", "load_tuning_cases", "score", "sweep"]
 
@@ -80,18 +80,13 @@ class Score:
 
 def load_tuning_cases(path: Path) -> list[TuneCase]:
     """The ``cases:`` of a tuning file; ``ConfigError`` names the bad case's line."""
-    docs = load_documents(path)
-    if len(docs) != 1 or not isinstance(docs[0].data, dict):
-        raise ConfigError("expected a mapping with a 'cases' list", path=str(path))
-    doc = docs[0]
-    raw = doc.data.get("cases")
-    if not isinstance(raw, list):
-        raise ConfigError("expected a list", path=str(path), key="cases")
     cases = []
-    for i, item in enumerate(raw):
-        line = doc.lines.get(("cases", i))
-        ok = isinstance(item, dict) and isinstance(item.get("text"), str)
-        if not ok or item.get("expect") not in EXPECTS:
+    for i, (line, item) in enumerate(case_list(path, "cases")):
+        if (
+            not isinstance(item, dict)
+            or not isinstance(item.get("text"), str)
+            or item.get("expect") not in EXPECTS
+        ):
             raise ConfigError(
                 f"expected {{text, expect: {'|'.join(sorted(EXPECTS))}, entry}}",
                 path=str(path), line=line, key=f"cases.{i}",

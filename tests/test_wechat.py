@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
@@ -319,20 +320,25 @@ class GatedEngine:
 
 def stored_answer(app: App, user: str, text: str, msg_id: str) -> str:
     """What the dialogue answered to *msg_id* (a redelivery replays the stored replies)."""
-    replayed = app.dialogue.handle(Incoming("wechat", user, text, msg_id=msg_id))
+    scoped = f"{user}:{msg_id}"  # the adapter scopes MsgIds to their sender
+    replayed = app.dialogue.handle(Incoming("wechat", user, text, msg_id=scoped))
     return "\n\n".join(r.render_plain() for r in replayed)
 
 
-def official() -> dict[str, str]:
+def official(clock: MovableClock) -> dict[str, str]:
+    """WeChat's published sample; the clock moves to its timestamp (signatures expire)."""
     data: dict[str, str] = json.loads((DATA / "official_sample.json").read_text("utf-8"))
+    clock.set(datetime.fromtimestamp(int(data["timestamp"]), UTC))
     return data
 
 
 # ----------------------------------------------------------------------------- verification
 
 
-def test_url_verification_with_the_official_sample(serve: Callable[..., Harness]) -> None:
-    sample = official()
+def test_url_verification_with_the_official_sample(
+    serve: Callable[..., Harness], clock: MovableClock
+) -> None:
+    sample = official(clock)
     h = serve(token=sample["token"], appid=sample["appid"], aes_key=sample["encoding_aes_key"])
     params = {k: sample[k] for k in ("signature", "timestamp", "nonce")}
     ok = h.http.get("/wechat", params=params | {"echostr": "5837397520665436492"})
@@ -343,9 +349,9 @@ def test_url_verification_with_the_official_sample(serve: Callable[..., Harness]
 
 
 def test_official_encrypted_sample_is_answered_encrypted(
-    serve: Callable[..., Harness], app: App
+    serve: Callable[..., Harness], app: App, clock: MovableClock
 ) -> None:
-    sample = official()
+    sample = official(clock)
     h = serve(token=sample["token"], appid=sample["appid"], aes_key=sample["encoding_aes_key"])
     body = (DATA / "official_sample_request.xml").read_bytes()
     params = {k: sample[k] for k in ("signature", "timestamp", "nonce", "msg_signature")}
@@ -372,13 +378,15 @@ def test_official_encrypted_sample_is_answered_encrypted(
     # the reply is exactly what the dialogue answered (and stored) for that MsgId
     expected = stored_answer(app, sample["from_user"], sample["content"], sample["msg_id"])
     assert reply["Content"] == expected
-    assert count(app, ProcessedMessage, ProcessedMessage.msg_id == sample["msg_id"]) == 1
+    scoped = f"{sample['from_user']}:{sample['msg_id']}"
+    assert count(app, ProcessedMessage, ProcessedMessage.msg_id == scoped) == 1
+    assert count(app, ProcessedMessage) == 1  # the replay above found the stored answer
 
 
 def test_official_sample_in_compatible_mode_without_a_key(
-    serve: Callable[..., Harness], app: App
+    serve: Callable[..., Harness], app: App, clock: MovableClock
 ) -> None:
-    sample = official()
+    sample = official(clock)
     h = serve(token=sample["token"], appid=sample["appid"])
     params = {k: sample[k] for k in ("signature", "timestamp", "nonce", "msg_signature")}
     params["encrypt_type"] = "aes"
@@ -445,7 +453,7 @@ def test_retries_of_one_msgid_get_one_answer_and_one_ticket(
     assert answers[0] is not None and "诉求已登记" in answers[0]
     assert answers == [answers[0]] * 4
     assert count(app, Ticket) == 1
-    assert count(app, ProcessedMessage, ProcessedMessage.msg_id == "424242") == 1
+    assert count(app, ProcessedMessage, ProcessedMessage.msg_id == f"{OPENID}:424242") == 1
 
 
 def test_forged_signature_is_refused_and_changes_nothing(

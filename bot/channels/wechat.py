@@ -60,8 +60,9 @@ from wechatpy.utils import check_signature
 from bot.app import App
 from bot.dialogue import reply_from_payload
 from bot.types import Channel, Engine, Incoming, MessageKind, Reply
+from handoff.conversations import get_or_create_identity
 from handoff.models import ChannelIdentity, OutboxMessage, OutboxStatus
-from handoff.outbox import HoldForUser, PermanentFailure, RetryLater, enqueue
+from handoff.outbox import HoldForUser, PermanentFailure, RetryLater, enqueue, release_held
 from yxby.errors import ConfigError
 
 __all__ = [
@@ -89,6 +90,8 @@ DEFAULT_MENU: Mapping[str, str] = {"FAQ": "菜单", "MY_TICKETS": "查询", "HUM
 PASSIVE_LIMIT_BYTES = 2048
 """What a text message may hold (UTF-8 bytes of ``Content``)."""
 FULL_TEXT_COMMAND = "全文"
+SIGNATURE_MAX_AGE = 300
+"""Seconds a signed request's timestamp may differ from now (replays of old URLs fail)."""
 MORE_PROMPT = "……\n回复“全文”查看完整内容"
 HOLD_REASON = "未送达，等待企业再次发消息"
 SUCCESS = "success"
@@ -363,8 +366,7 @@ class WeChatSender:
             raise HoldForUser(HOLD_REASON)
         head, rest = fit_passive(reply_from_payload(payload).render_plain())
         await asyncio.to_thread(self._post, recipient, head)
-        if rest:
-            self.continuations.put(recipient, rest)
+        self.continuations.put(recipient, rest)  # an empty rest clears an older answer's
 
     def _window_of(self, recipient: str) -> _Window:
         now = self.clock()
@@ -504,6 +506,14 @@ class WeChatAdapter:
 
     def _signed(self, request: Request) -> bool:
         q = request.query_params
+        # The signature covers token, timestamp and nonce only, so a signed URL must not be
+        # good forever: refuse timestamps away from now (WeChat signs each request afresh).
+        try:
+            stamp = int(q.get("timestamp", ""))
+        except ValueError:
+            return False
+        if abs(self.app.clock().timestamp() - stamp) > SIGNATURE_MAX_AGE:
+            return False
         try:
             check_signature(
                 self.config.token,
@@ -602,7 +612,8 @@ class WeChatAdapter:
         common: dict[str, Any] = {
             "channel": CHANNEL,
             "user_key": user,
-            "msg_id": str(message.id) if message.id else f"{user}:{created}",
+            # scoped to the sender: a MsgId replayed under another user is another message
+            "msg_id": f"{user}:{message.id}" if message.id else f"{user}:{created}",
             "at": at,
         }
         kind = (root.findtext("MsgType") or "").strip().lower()
@@ -657,12 +668,15 @@ class WeChatAdapter:
         key = msg.msg_id or ""
         if key in self._answered:
             return self._answered[key]
-        if msg.kind is MessageKind.TEXT and msg.text.strip() == FULL_TEXT_COMMAND:
+        asked_rest = msg.text.strip().rstrip("。.!！") == FULL_TEXT_COMMAND
+        if msg.kind in (MessageKind.TEXT, MessageKind.VOICE) and asked_rest:
             rest = self.continuations.take(msg.user_key)
             if rest is not None:
                 head, more = fit_passive(rest)
                 self.continuations.put(msg.user_key, more)
                 self._remember(key, head)
+                # the user wrote: that opens the push window like any other message
+                await asyncio.to_thread(self._user_wrote, msg.user_key)
                 return head
         task = self._inflight.get(key)
         if task is None:
@@ -687,6 +701,14 @@ class WeChatAdapter:
         self.continuations.put(msg.user_key, rest)
         self._remember(key, head)
         return head
+
+    def _user_wrote(self, user: str) -> None:
+        try:
+            with self.app.db.begin() as session:
+                get_or_create_identity(session, CHANNEL, user).last_inbound_at = self.app.clock()
+                release_held(session, CHANNEL, user)
+        except SQLAlchemyError:
+            log.exception("wechat: cannot record that %s wrote", user)
 
     def _handle(self, msg: Incoming) -> list[Reply] | None:
         """Run the dialogue (in a worker thread); ``None`` when it was already pushed."""

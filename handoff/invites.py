@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+import unicodedata
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -34,12 +35,13 @@ MAX_VALID_HOURS = 30 * 24
 CODE_LENGTH = 12
 # no 0/O, 1/I/L: a code read out over the phone survives
 _ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
-_SEPARATORS = re.compile(r"[\s\-_]+")
+_SEPARATORS = re.compile(r"[^0-9A-Za-z]+")
 
 
 def normalize_code(text: str) -> str:
-    """A code as typed (any case, with spaces or dashes) in its canonical form."""
-    return _SEPARATORS.sub("", text).upper()
+    """A code as typed (any case, full width, any dashes or spaces) in its canonical form."""
+    folded = unicodedata.normalize("NFKC", text)  # Chinese input methods type full width
+    return _SEPARATORS.sub("", folded).upper()
 
 
 def hash_code(code: str) -> str:

@@ -50,7 +50,10 @@ class Sender(Protocol):
     """Delivers one outbox payload to one recipient of a channel.
 
     Raise ``RetryLater`` for transient failures, ``PermanentFailure`` when it can never
-    work, ``HoldForUser`` when the channel needs the user to write first.
+    work, ``HoldForUser`` when the channel needs the user to write first. A sender that
+    delivers a payload in several messages may record its progress in *payload* itself
+    (e.g. ``parts_sent``); the worker stores the payload with a retry, so the next attempt
+    does not send again what already went out.
     """
 
     async def send(self, recipient: str, payload: dict[str, Any]) -> None: ...
@@ -176,7 +179,8 @@ class OutboxWorker:
             if outcome == "sent":
                 mark_sent(session, job.id, now)
             elif outcome == "retried":
-                mark_retry(session, job.id, now + timedelta(seconds=delay), reason)
+                at = now + timedelta(seconds=delay)
+                mark_retry(session, job.id, at, reason, payload=job.payload)
             elif outcome == "held":
                 mark_held(session, job.id, reason)
             else:

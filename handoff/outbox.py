@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from handoff.models import OutboxMessage, OutboxStatus, utcnow
@@ -67,8 +67,13 @@ def enqueue(
     dedupe_key: str,
     *,
     now: datetime | None = None,
+    not_before: datetime | None = None,
 ) -> bool:
-    """Queue a message; ``False`` (and nothing written) if *dedupe_key* was queued before."""
+    """Queue a message; ``False`` (and nothing written) if *dedupe_key* was queued before.
+
+    With *not_before* no worker takes the message before that time (a channel's
+    ``retry_after``, or a lease held by whoever queued it and is sending it directly).
+    """
     at = now or utcnow()
     return _insert_ignoring_duplicates(
         session,
@@ -80,7 +85,7 @@ def enqueue(
             "dedupe_key": dedupe_key,
             "status": OutboxStatus.PENDING,
             "attempts": 0,
-            "next_attempt_at": None,
+            "next_attempt_at": not_before,
             "created_at": at,
         },
     )
@@ -166,8 +171,11 @@ def claim(
     The reservation is a lease (``next_attempt_at`` moves past *now*), taken under a row lock
     with SKIP LOCKED on PostgreSQL (SQLite serialises writers), so concurrent workers never
     take the same message; a worker that dies leaves the message to be retried after the
-    lease. A message waits while an older one to the same recipient is leased or backing
-    off, so a conversation's pushes arrive in order. Commit the session right after claiming.
+    lease. A message is taken only when every older pending message to the same recipient
+    is taken with it (ahead of it in the batch): one leased or backing off blocks it, and so
+    does one another worker is claiming right now (its uncommitted lease is invisible here,
+    the row merely locked). So a conversation's pushes arrive in order. Commit the session
+    right after claiming.
     """
     from datetime import timedelta
 
@@ -196,11 +204,33 @@ def claim(
     )
     if channels is not None:
         stmt = stmt.where(OutboxMessage.channel.in_(list(channels)))
-    rows = list(session.scalars(stmt))
+    rows = _in_order(session, list(session.scalars(stmt)))
     for row in rows:
         row.attempts += 1
         row.next_attempt_at = now + timedelta(seconds=LEASE_SECONDS)
     return rows
+
+
+def _in_order(session: Session, rows: list[OutboxMessage]) -> list[OutboxMessage]:
+    """*rows* without those behind an older pending message to the same recipient not in *rows*.
+
+    The rows stay locked (unchanged) until the claim commits; the ones left out wait.
+    """
+    if not rows:
+        return rows
+    mine = {row.id for row in rows}
+    others = session.execute(
+        select(OutboxMessage.channel, OutboxMessage.recipient, func.min(OutboxMessage.id))
+        .where(
+            OutboxMessage.status == OutboxStatus.PENDING,
+            OutboxMessage.recipient.in_({row.recipient for row in rows}),
+            OutboxMessage.id < max(mine),
+            OutboxMessage.id.not_in(mine),
+        )
+        .group_by(OutboxMessage.channel, OutboxMessage.recipient)
+    )
+    oldest_other = {(channel, recipient): first for channel, recipient, first in others}
+    return [row for row in rows if oldest_other.get((row.channel, row.recipient), row.id) >= row.id]
 
 
 def mark_sent(session: Session, message_id: int, now: datetime) -> None:
@@ -213,10 +243,19 @@ def mark_sent(session: Session, message_id: int, now: datetime) -> None:
         row.next_attempt_at = None
 
 
-def mark_retry(session: Session, message_id: int, at: datetime, reason: str) -> None:
-    """Try again at *at*."""
+def mark_retry(
+    session: Session,
+    message_id: int,
+    at: datetime,
+    reason: str,
+    *,
+    payload: dict[str, Any] | None = None,
+) -> None:
+    """Try again at *at*; *payload*, when given, replaces the stored one (send progress)."""
     row = session.get(OutboxMessage, message_id)
     if row is not None:
+        if payload is not None and payload != row.payload:
+            row.payload = dict(payload)
         row.next_attempt_at = at
         row.last_error = reason[:1000]
 

@@ -26,6 +26,7 @@ from handoff.outbox import (
     HoldForUser,
     PermanentFailure,
     RetryLater,
+    claim,
     enqueue,
     problems,
     release_held,
@@ -206,6 +207,45 @@ def test_pushes_to_one_recipient_keep_their_order(
     clock.advance(seconds=10)
     assert once(w).sent == 4
     assert [t for r, t in sender.sent if r == "1"] == ["一", "二", "三", "四"]
+
+
+def test_a_push_waits_behind_an_older_one_another_worker_is_claiming(
+    db: Database, clock: MovableClock
+) -> None:
+    if db.engine.dialect.name == "sqlite":
+        pytest.skip("SQLite serialises writers (BEGIN IMMEDIATE): no second claim meanwhile")
+    queue(db, "一", "二")
+    first = db.sessions()
+    try:
+        with first.begin():
+            [taken] = claim(first, clock(), limit=1)  # leased, not yet committed
+            first.flush()
+            assert taken.payload["text"] == "一"
+            with db.begin() as second:  # another worker meanwhile sees 一 still due
+                assert claim(second, clock()) == []  # 二 must not overtake it
+    finally:
+        first.close()
+    assert row(db, "二").attempts == 0
+
+
+def test_a_retry_keeps_the_progress_the_sender_recorded(
+    db: Database, worker: Callable[..., OutboxWorker], clock: MovableClock
+) -> None:
+    class PartialSender(RecordingSender):
+        async def send(self, recipient: str, payload: dict[str, Any]) -> None:
+            self.tries += 1
+            if self.tries == 1:
+                payload["parts_sent"] = 2  # two parts went out, then the channel failed
+                raise RetryLater("网络错误", after=5)
+            self.sent.append((recipient, f"{payload['text']}@{payload.get('parts_sent')}"))
+
+    queue(db, "甲")
+    sender = PartialSender()
+    w = worker(sender)
+    assert once(w).retried == 1
+    assert row(db, "甲").payload == {"text": "甲", "parts_sent": 2}
+    clock.advance(seconds=5)
+    assert once(w).sent == 1 and sender.sent == [("1", "甲@2")]
 
 
 def test_two_workers_at_once_send_each_message_once(

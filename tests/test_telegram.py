@@ -48,7 +48,7 @@ from handoff.models import (
     OutboxMessage,
     OutboxStatus,
 )
-from handoff.outbox import PermanentFailure, RetryLater
+from handoff.outbox import PermanentFailure, RetryLater, enqueue
 from handoff.registry import add_commissioner
 from handoff.telegram_state import TelegramUpdate, update_done
 from tests.conftest import MovableClock
@@ -309,10 +309,12 @@ def test_enterprise_and_commissioner_end_to_end(
     assert [b for b, _ in api.buttons(result)] == ["满意", "基本满意", "不满意"]
     assert "感谢您的评价" in firm.tap("满意")
 
-    # every push arrived exactly once
+    # every push arrived exactly once (direct replies are in the outbox too, all sent)
     with app.db.sessions() as session:
-        pushes = session.scalars(select(OutboxMessage)).all()
-    assert pushes and all(p.status is OutboxStatus.SENT for p in pushes)
+        rows = session.scalars(select(OutboxMessage)).all()
+    assert rows and all(p.status is OutboxStatus.SENT for p in rows)
+    pushes = [p for p in rows if p.kind != "reply"]
+    assert pushes
     for push in pushes:
         texts = api.texts(int(push.recipient))
         assert texts.count(push.payload["text"]) == 1, push.payload["text"]
@@ -362,6 +364,38 @@ def test_redelivered_update_is_answered_once(
     assert api.texts(ENTERPRISE) == answered(app, update)  # once each
     assert len(api.texts(ENTERPRISE)) == 2  # the answer and "solved?"
     assert count(app, DialogueTurn) == 1
+
+
+def test_the_same_update_handled_twice_at_once_is_answered_once(
+    app: App, api: FakeTelegramAPI, running: Callable[[str], Bot], monkeypatch: Any
+) -> None:
+    bot = running("webhook")
+    handle = app.dialogue.handle
+    both = threading.Barrier(2, timeout=10)
+
+    def in_step(incoming: Incoming) -> list[Reply]:
+        replies = handle(incoming)
+        both.wait()  # both handlings are past the "done?" check before either answers
+        return replies
+
+    monkeypatch.setattr(app.dialogue, "handle", in_step)
+    update = api.user_message(ENTERPRISE, "营业执照丢了怎么补办")
+    codes: list[int] = []
+    posts = [
+        threading.Thread(target=lambda: codes.append(bot.served.post(update).status_code))
+        for _ in range(2)
+    ]
+    for post in posts:
+        post.start()
+    for post in posts:
+        post.join(timeout=20)
+    assert codes == [200, 200]
+    assert api.texts(ENTERPRISE) == answered(app, update)  # once each
+    assert len(api.texts(ENTERPRISE)) == 2
+    start = bot.served.worker.passes
+    wait_for(lambda: bot.served.worker.passes >= start + 3, what="worker passes")
+    assert len(api.texts(ENTERPRISE)) == 2  # nor sent again from the outbox
+    assert count(app, OutboxMessage, OutboxMessage.status != OutboxStatus.SENT) == 0
 
 
 def test_update_handled_but_not_answered_before_a_crash_is_answered_on_redelivery(
@@ -500,6 +534,74 @@ def test_messages_survive_500s_and_429s_and_arrive_once_in_order(
     print(f"\n--- fake Bot API log (500, then 429) ---\n{api.transcript()}")
 
 
+def test_a_429_on_a_direct_reply_waits_retry_after(
+    app: App, api: FakeTelegramAPI, running: Callable[[str], Bot], clock: MovableClock
+) -> None:
+    bot = running("webhook")
+    api.fail(429, times=1, retry_after=30)
+    update = api.user_message(ENTERPRISE, "营业执照丢了怎么补办")
+    bot.deliver(update)
+    with app.db.sessions() as session:
+        first = session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)).first()
+        assert first is not None and first.status is OutboxStatus.PENDING
+        assert first.next_attempt_at == clock() + timedelta(seconds=30)
+        assert "429" in (first.last_error or "")
+    worker = bot.served.worker
+    start = worker.passes
+    wait_for(lambda: worker.passes >= start + 5, what="worker passes")
+    assert [r.status for r in api.calls("sendMessage")] == [429]  # neither reply before 30 s
+    clock.advance(seconds=30)
+    wait_for(lambda: len(api.messages(ENTERPRISE)) == 2, what="delivery")
+    assert api.texts(ENTERPRISE) == answered(app, update)
+
+
+def test_polling_update_whose_handling_failed_is_handled_again(
+    app: App, api: FakeTelegramAPI, running: Callable[[str], Bot], monkeypatch: Any
+) -> None:
+    bot = running("polling")
+    bot.adapter.requeue_delays = (0.01, 0.01)
+    handle = app.dialogue.handle
+    calls: list[str] = []
+
+    def flaky(incoming: Incoming) -> list[Reply]:
+        calls.append(incoming.msg_id or "")
+        if len(calls) == 1:
+            raise RuntimeError("database is locked")
+        return handle(incoming)
+
+    monkeypatch.setattr(app.dialogue, "handle", flaky)
+    update = api.user_message(ENTERPRISE, "营业执照丢了怎么补办")
+    bot.deliver(update)  # PTB confirmed the offset; the adapter put the update back itself
+    assert len(calls) == 2
+    assert api.texts(ENTERPRISE) == answered(app, update)
+
+
+def test_polling_gives_up_on_an_update_that_keeps_failing_and_never_logs_its_text(
+    app: App,
+    api: FakeTelegramAPI,
+    running: Callable[[str], Bot],
+    monkeypatch: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    bot = running("polling")
+    bot.adapter.requeue_delays = (0.01, 0.01)
+    tries: list[str] = []
+
+    def broken(code: str, chat_key: str) -> Reply:
+        tries.append(code)
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(bot.adapter, "_redeem", broken)
+    update = api.user_message(STAFF, "/link SECRET-CODE-XYZ")
+    api.push_update(update)
+    wait_for(lambda: "given up" in caplog.text, what="giving up")
+    assert tries == ["SECRET-CODE-XYZ"] * 3  # the first handling and two more
+    assert not bot.done(update["update_id"])
+    assert f"telegram update {update['update_id']} failed" in caplog.text
+    assert "SECRET-CODE-XYZ" not in caplog.text
+    bot.person(ENTERPRISE).say("/help")  # later updates are still handled
+
+
 def test_blocked_user_is_a_permanent_failure_kept_with_its_reason(
     app: App, api: FakeTelegramAPI, running: Callable[[str], Bot]
 ) -> None:
@@ -600,6 +702,37 @@ def test_long_push_is_split_and_keeps_its_keyboard_and_reference(
 
     with app.db.sessions() as session:
         assert {ref_of(session, str(STAFF), m["message_id"]) for m in sent} == {"handoff:9"}
+
+
+@pytest.mark.parametrize("status", [429, 502])
+def test_long_push_interrupted_after_its_first_part_sends_only_the_rest(
+    status: int, app: App, api: FakeTelegramAPI, clock: MovableClock
+) -> None:
+    sentence = "企业开办可以通过网上办事大厅一次提交全部材料，审核通过后即可领取执照。"
+    payload = {"text": sentence * 200, "choices": [], "buttons": [], "ref": "handoff:9"}
+    with app.db.begin() as session:
+        enqueue(session, "telegram", str(STAFF), "t", payload, "long", now=clock())
+    api.fail(status, times=1, retry_after=3, after=1)
+
+    async def push(sender: Any) -> None:
+        worker = OutboxWorker(app.db.sessions, {"telegram": sender}, clock)
+        assert (await worker.run_once()).retried == 1
+        with app.db.sessions() as session:
+            row = session.scalars(select(OutboxMessage)).one()
+            assert row.payload["parts_sent"] == 1
+        clock.advance(seconds=5)
+        assert (await worker.run_once()).sent == 1
+
+    run(_with_adapter(app, api, push))
+    sent = api.texts(STAFF)
+    assert len(sent) >= 2 and len(set(sent)) == len(sent)  # no part twice
+    assert "".join(sent) == payload["text"]
+    assert [r.status for r in api.calls("sendMessage")] == [200, status] + [200] * (len(sent) - 1)
+    from handoff.telegram_state import ref_of
+
+    with app.db.sessions() as session:  # replies to either attempt's parts find the handoff
+        message_ids = [m["message_id"] for m in api.messages(STAFF)]
+        assert {ref_of(session, str(STAFF), m) for m in message_ids} == {"handoff:9"}
 
 
 def test_sla_notice_payload_is_sent_as_text(app: App, api: FakeTelegramAPI) -> None:

@@ -6,9 +6,15 @@ runs in a thread; its :class:`~bot.types.Reply` values go back as HTML messages 
 text, numbered choices, inline keyboards, split under 4,096 characters at sentence ends).
 Pushes from the outbox go out through :class:`TelegramSender` on the same ``Bot``.
 
-Nothing is answered twice and nothing is lost: an update is recorded as done only after its
-replies were sent or, when Telegram failed, queued in the outbox behind the chat's other
-pushes; a redelivered update that was done is only acknowledged. ``/start CODE`` and
+Nothing is answered twice and nothing is lost: each reply is first written to the outbox
+under a key of its update — only the handler whose write went in sends it, directly when
+the chat has no waiting pushes (the row leased meanwhile, then marked sent or left for the
+worker's retry), so the same update handled twice at once is still answered once. An update
+is recorded as done only after its replies were sent or queued; a redelivered update that
+was done is only acknowledged, and in polling mode an update whose handling failed is put
+back on the queue a few times (Telegram will not deliver it again). A message split in
+parts records the parts already sent (``parts_sent``), so a retry sends only the rest.
+``/start CODE`` and
 ``/link CODE`` redeem a commissioner invite (:mod:`handoff.invites`).
 
 PTB's own retries stay out of the way: no rate limiter (``AIORateLimiter`` would retry
@@ -71,7 +77,15 @@ from bot.dialogue import reply_from_payload
 from bot.notify import reply_payload
 from bot.types import Button, Channel, Incoming, MessageKind, Reply
 from handoff.models import OutboxMessage, OutboxStatus
-from handoff.outbox import PermanentFailure, RetryLater, enqueue
+from handoff.outbox import (
+    LEASE_SECONDS,
+    PermanentFailure,
+    RetryLater,
+    enqueue,
+    mark_failed,
+    mark_retry,
+    mark_sent,
+)
 from yxby.errors import ConfigError, InputError
 
 __all__ = [
@@ -100,6 +114,8 @@ MAX_CALLBACK_DATA = 64
 MAX_WEBHOOK_BODY = 1_000_000
 ALLOWED_UPDATES = ("message", "callback_query", "my_chat_member")
 UPDATE_MEMORY = timedelta(days=2)  # Telegram gives up redelivering after a day
+DIRECT_SEND_TIMEOUT = LEASE_SECONDS / 2  # a direct reply's outbox row is leased meanwhile
+REQUEUE_DELAYS = (0.5, 2.0, 5.0)  # polling: seconds before each retry of a failed update
 
 COMMANDS = (
     ("start", "开始与菜单"),
@@ -321,6 +337,9 @@ class TelegramAdapter:
     def __init__(self, app: App, settings: TelegramSettings) -> None:
         self.app = app
         self.settings = settings
+        self.requeue_delays: tuple[float, ...] = REQUEUE_DELAYS
+        self._failures: dict[int, int] = {}  # update_id → failed handlings (polling)
+        self._requeues: set[asyncio.Task[None]] = set()
         builder: Any = (
             ApplicationBuilder()
             .token(settings.token)
@@ -390,6 +409,8 @@ class TelegramAdapter:
 
     async def shutdown(self) -> None:
         """Stop polling and processing; close the HTTP clients (the webhook stays set)."""
+        for task in list(self._requeues):
+            task.cancel()
         updater = self.application.updater
         if updater is not None and updater.running:
             await updater.stop()
@@ -425,6 +446,7 @@ class TelegramAdapter:
 
     async def _on_update(self, update: Update, _context: Any) -> None:
         if await asyncio.to_thread(self._is_done, update.update_id):
+            self._failures.pop(update.update_id, None)
             await self._answer_query(update.callback_query)
             return
         chat = update.effective_chat
@@ -451,13 +473,43 @@ class TelegramAdapter:
             with contextlib.suppress(TelegramError):  # cosmetic: a stale tap is handled anyway
                 await query.edit_message_reply_markup(reply_markup=None)
         await asyncio.to_thread(self._mark_done, update.update_id)
+        self._failures.pop(update.update_id, None)
 
     async def _on_other(self, update: Update, _context: Any) -> None:
         # edited messages, group chats, channel posts…: nothing to answer
         await asyncio.to_thread(self._mark_done, update.update_id)
 
     async def _on_error(self, update: object, context: Any) -> None:
-        log.error("telegram update failed: %r", update, exc_info=context.error)
+        # the update's repr holds the message text (``/link CODE``): log its id only
+        if not isinstance(update, Update):
+            log.error("telegram handling failed", exc_info=context.error)
+            return
+        update_id = update.update_id
+        log.error("telegram update %s failed", update_id, exc_info=context.error)
+        if self.settings.mode != "polling":
+            return  # the webhook answers 500 and Telegram delivers the update again
+        try:
+            done = await asyncio.to_thread(self._is_done, update_id)
+        except Exception:
+            done = False
+        if done:
+            self._failures.pop(update_id, None)
+            return
+        # PTB already confirmed the offset: Telegram will not send this update again
+        tries = self._failures.get(update_id, 0)
+        if tries >= len(self.requeue_delays):
+            self._failures.pop(update_id, None)
+            log.error("telegram update %s given up after %d attempts", update_id, tries + 1)
+            return
+        self._failures[update_id] = tries + 1
+        task = asyncio.create_task(self._requeue(update, self.requeue_delays[tries]))
+        self._requeues.add(task)
+        task.add_done_callback(self._requeues.discard)
+
+    async def _requeue(self, update: Update, delay: float) -> None:
+        await asyncio.sleep(delay)
+        log.info("telegram update %s handled again", update.update_id)
+        await self.application.update_queue.put(update)
 
     @staticmethod
     async def _answer_query(query: CallbackQuery | None) -> None:
@@ -521,67 +573,94 @@ class TelegramAdapter:
         )
 
     async def _deliver(self, chat_key: str, replies: Sequence[Reply], update_id: int) -> None:
-        """Send *replies* now, or queue them behind the chat's waiting pushes."""
+        """Send *replies* now, or queue them behind the chat's waiting pushes — once per update.
+
+        Each reply goes to the outbox first; a reply some other handling of the same update
+        already wrote is left to it. One sent directly is leased while it is sent, then
+        marked sent, or left for the worker to retry (after ``retry_after`` on a 429).
+        """
         queued = await asyncio.to_thread(self._has_waiting, chat_key)
         for i, reply in enumerate(replies):
             payload = reply_payload(reply)
-            if not queued:
-                try:
-                    await self.send(chat_key, payload)
-                    continue
-                except RetryLater as exc:
-                    log.info("reply to %s queued: %s", chat_key, exc.reason)
-                    queued = True
-                except PermanentFailure as exc:
-                    log.warning("reply to %s dropped: %s", chat_key, exc.reason)
-                    return
             key = f"telegram-reply:{self.settings.bot_id}:{update_id}:{i}"
-            await asyncio.to_thread(self._enqueue, chat_key, payload, key)
+            lease = None if queued else timedelta(seconds=LEASE_SECONDS)
+            message_id = await asyncio.to_thread(self._enqueue, chat_key, payload, key, lease)
+            if message_id is None or queued:
+                continue  # already another handling's, or queued behind the waiting pushes
+            try:
+                await asyncio.wait_for(self.send(chat_key, payload), DIRECT_SEND_TIMEOUT)
+            except RetryLater as exc:
+                log.info("reply to %s queued: %s", chat_key, exc.reason)
+                await asyncio.to_thread(self._retry, message_id, payload, exc.reason, exc.after)
+                queued = True
+            except TimeoutError:
+                reason = f"发送超时（{DIRECT_SEND_TIMEOUT:g} 秒）"
+                log.info("reply to %s queued: %s", chat_key, reason)
+                await asyncio.to_thread(self._retry, message_id, payload, reason, None)
+                queued = True
+            except PermanentFailure as exc:
+                log.warning("reply to %s dropped: %s", chat_key, exc.reason)
+                await asyncio.to_thread(self._failed, message_id, exc.reason)
+                return
+            else:
+                await asyncio.to_thread(self._sent, message_id)
 
     # -- sending (direct replies and outbox pushes)
 
     async def send(self, chat_key: str, payload: dict[str, Any]) -> None:
-        """Send one payload; raise ``RetryLater`` / ``PermanentFailure`` as the outbox expects."""
+        """Send one payload; raise ``RetryLater`` / ``PermanentFailure`` as the outbox expects.
+
+        When sending stops part-way, the parts of a long message already sent are counted
+        in ``payload["parts_sent"]`` (updated in place as they go out; removed again once
+        all went out) and skipped when the payload is sent again.
+        """
         try:
             chat_id = int(chat_key)
         except ValueError:
             raise PermanentFailure(f"不是 Telegram 会话 ID：{chat_key!r}") from None
-        reply = reply_from_payload(payload)
+        parts = render(reply_from_payload(payload))
+        done = payload.get("parts_sent")
+        done = done if isinstance(done, int) and 0 <= done <= len(parts) else 0
         sent: list[int] = []
-        for part in render(reply):
-            try:
-                message = await self.application.bot.send_message(
-                    chat_id,
-                    part.html,
-                    parse_mode=ParseMode.HTML,
-                    reply_markup=part.markup(),
-                    link_preview_options=LinkPreviewOptions(is_disabled=True),
-                )
-            except RetryAfter as exc:
-                seconds = _retry_seconds(exc)
-                raise RetryLater(
-                    f"Telegram 限流（429），{seconds:g} 秒后重试", after=seconds
-                ) from exc
-            except Forbidden as exc:
-                raise PermanentFailure(f"用户已屏蔽机器人或不允许发送：{exc.message}") from exc
-            except ChatMigrated as exc:
-                raise PermanentFailure(f"会话已迁移至 {exc.new_chat_id}") from exc
-            except BadRequest as exc:  # before NetworkError: BadRequest is a subclass of it
-                if "chat not found" in exc.message.lower():
-                    raise PermanentFailure("会话不存在（chat not found）") from exc
-                raise PermanentFailure(f"Telegram 拒绝了该消息：{exc.message}") from exc
-            except InvalidToken as exc:
-                raise RetryLater(
-                    f"Telegram 令牌无效，请检查 YXBY_TELEGRAM_TOKEN：{exc.message}"
-                ) from exc
-            except NetworkError as exc:  # timeouts, connection errors, 5xx
-                raise RetryLater(f"Telegram 网络错误：{exc.message}") from exc
-            except TelegramError as exc:
-                raise RetryLater(f"Telegram 错误：{exc.message}") from exc
-            sent.append(message.message_id)
-        ref = payload.get("ref")
-        if ref and sent:
-            await asyncio.to_thread(self._remember, chat_key, sent, str(ref))
+        try:
+            for part in parts[done:]:
+                message = await self._send_part(chat_id, part)
+                sent.append(message.message_id)
+                payload["parts_sent"] = done + len(sent)
+            payload.pop("parts_sent", None)
+        finally:
+            ref = payload.get("ref")
+            if ref and sent:
+                await asyncio.to_thread(self._remember, chat_key, sent, str(ref))
+
+    async def _send_part(self, chat_id: int, part: Part) -> Message:
+        try:
+            return await self.application.bot.send_message(
+                chat_id,
+                part.html,
+                parse_mode=ParseMode.HTML,
+                reply_markup=part.markup(),
+                link_preview_options=LinkPreviewOptions(is_disabled=True),
+            )
+        except RetryAfter as exc:
+            seconds = _retry_seconds(exc)
+            raise RetryLater(f"Telegram 限流（429），{seconds:g} 秒后重试", after=seconds) from exc
+        except Forbidden as exc:
+            raise PermanentFailure(f"用户已屏蔽机器人或不允许发送：{exc.message}") from exc
+        except ChatMigrated as exc:
+            raise PermanentFailure(f"会话已迁移至 {exc.new_chat_id}") from exc
+        except BadRequest as exc:  # before NetworkError: BadRequest is a subclass of it
+            if "chat not found" in exc.message.lower():
+                raise PermanentFailure("会话不存在（chat not found）") from exc
+            raise PermanentFailure(f"Telegram 拒绝了该消息：{exc.message}") from exc
+        except InvalidToken as exc:
+            raise RetryLater(
+                f"Telegram 令牌无效，请检查 YXBY_TELEGRAM_TOKEN：{exc.message}"
+            ) from exc
+        except NetworkError as exc:  # timeouts, connection errors, 5xx
+            raise RetryLater(f"Telegram 网络错误：{exc.message}") from exc
+        except TelegramError as exc:
+            raise RetryLater(f"Telegram 错误：{exc.message}") from exc
 
     # -- database work (run in threads)
 
@@ -635,9 +714,33 @@ class TelegramAdapter:
             )
             return bool(waiting)
 
-    def _enqueue(self, chat_key: str, payload: dict[str, Any], key: str) -> None:
+    def _enqueue(
+        self, chat_key: str, payload: dict[str, Any], key: str, lease: timedelta | None
+    ) -> int | None:
+        """Queue a reply (leased for *lease* when sent directly); ``None`` if queued before."""
+        now = self.app.clock()
+        not_before = None if lease is None else now + lease
         with self.app.db.begin() as session:
-            enqueue(session, self.name, chat_key, "reply", payload, key, now=self.app.clock())
+            if not enqueue(
+                session, self.name, chat_key, "reply", payload, key, now=now, not_before=not_before
+            ):
+                return None
+            return session.scalar(select(OutboxMessage.id).where(OutboxMessage.dedupe_key == key))
+
+    def _sent(self, message_id: int) -> None:
+        with self.app.db.begin() as session:
+            mark_sent(session, message_id, self.app.clock())
+
+    def _retry(
+        self, message_id: int, payload: dict[str, Any], reason: str, after: float | None
+    ) -> None:
+        at = self.app.clock() + timedelta(seconds=after or 0)
+        with self.app.db.begin() as session:
+            mark_retry(session, message_id, at, reason, payload=payload)
+
+    def _failed(self, message_id: int, reason: str) -> None:
+        with self.app.db.begin() as session:
+            mark_failed(session, message_id, reason)
 
     def _redeem(self, code: str, chat_key: str) -> Reply:
         from handoff.invites import redeem_invite

@@ -59,13 +59,14 @@ class Record:
 
 @dataclass
 class Fault:
-    """The next *times* calls of *methods* fail with *status*."""
+    """The next *times* calls of *methods* fail with *status* (after *after* that succeed)."""
 
     status: int
     times: int
     methods: frozenset[str]
     retry_after: int | None = None
     description: str | None = None
+    after: int = 0
 
 
 class _ApiError(Exception):
@@ -187,10 +188,17 @@ class FakeTelegramAPI:
         methods: tuple[str, ...] = ("sendMessage",),
         retry_after: int | None = None,
         description: str | None = None,
+        after: int = 0,
     ) -> None:
-        """Answer the next *times* calls of *methods* with *status* (429: with retry_after)."""
+        """Answer the next *times* calls of *methods* with *status* (429: with retry_after).
+
+        With *after*, that many calls succeed first (a failure in the middle of a
+        multi-part message).
+        """
         with self._lock:
-            self._faults.append(Fault(status, times, frozenset(methods), retry_after, description))
+            self._faults.append(
+                Fault(status, times, frozenset(methods), retry_after, description, after)
+            )
 
     def block(self, chat_id: int) -> None:
         """The user of *chat_id* blocked the bot: sending to it is 403 Forbidden."""
@@ -395,6 +403,9 @@ class FakeTelegramAPI:
     def _inject_fault(self, method: str) -> None:
         for fault in self._faults:
             if fault.times > 0 and method in fault.methods:
+                if fault.after > 0:
+                    fault.after -= 1
+                    return
                 fault.times -= 1
                 if fault.status == 429:
                     after = fault.retry_after or 1

@@ -6,8 +6,8 @@ from sqlalchemy import select
 
 from bot.app import App
 from bot.types import Channel
-from handoff.models import Commissioner, CommissionerBinding
-from yxby.errors import InputError
+from handoff.invites import find_commissioner
+from handoff.models import CommissionerBinding
 
 __all__ = ["bind_terminal"]
 
@@ -19,18 +19,8 @@ def bind_terminal(app: App, name: str, department: str | None = None) -> str:
     as a registered commissioner (remote channels need a one-time code instead).
     """
     with app.db.begin() as session:
-        stmt = select(Commissioner).where(Commissioner.name == name.strip(), Commissioner.active)
-        if department:
-            stmt = stmt.where(
-                Commissioner.department == app.router.departments.canonical(department)
-            )
-        people = list(session.scalars(stmt))
-        if not people:
-            raise InputError(f"没有名为「{name}」的在岗专员，请先用 yxby commissioners add 登记")
-        if len(people) > 1:
-            depts = "、".join(p.department for p in people)
-            raise InputError(f"「{name}」在多个部门（{depts}），请用 --department 指明")
-        person = people[0]
+        dept = app.router.departments.canonical(department) if department else None
+        person = find_commissioner(session, name, dept)
         exists = session.scalars(
             select(CommissionerBinding)
             .where(

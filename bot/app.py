@@ -73,7 +73,6 @@ def build(
         router=router,
         tickets=tickets,
         sessions=db.sessions,
-        calendar=calendar,
         replies=replies,
         settings=settings,
         clock=clock,

@@ -34,7 +34,7 @@ from bot.parsing import Command
 from bot.replies import Replies
 from bot.settings import DialogueSettings
 from bot.types import Button, Incoming, MessageKind, Reply
-from handoff.calendar import SHANGHAI, WorkCalendar
+from handoff.calendar import SHANGHAI
 from handoff.conversations import (
     Conversation,
     DialogueTurn,
@@ -171,7 +171,6 @@ class Dialogue:
         router: Router,
         tickets: TicketService,
         sessions: sessionmaker[Session],
-        calendar: WorkCalendar,
         replies: Replies,
         settings: DialogueSettings,
         clock: Callable[[], datetime],
@@ -182,7 +181,6 @@ class Dialogue:
         self.router = router
         self.tickets = tickets
         self.sessions = sessions
-        self.calendar = calendar
         self.r = replies
         self.settings = settings
         self.clock = clock

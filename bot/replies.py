@@ -113,10 +113,6 @@ class Replies:
     def __call__(self, key: str, **values: object) -> str:
         return self._templates[key].format(**values)
 
-    def raw(self, key: str) -> str:
-        """The template text itself (for button labels and matching)."""
-        return self._templates[key]
-
 
 def _fields(template: str) -> set[str]:
     names = set()

@@ -48,16 +48,6 @@ class Lexicon:
     stopwords: frozenset[str] = frozenset()
     userdict: Path | None = None
 
-    def fingerprint(self) -> str:
-        """A stable digest input describing this lexicon (for index caches)."""
-        parts = [
-            "|".join(self.words),
-            "|".join(f"{k}>{v}" for k, v in sorted(self.synonyms.items())),
-            "|".join(sorted(self.stopwords)),
-            self.userdict.read_text(encoding="utf-8") if self.userdict else "",
-        ]
-        return "\n".join(parts)
-
 
 def _read_lines(path: Path) -> list[str]:
     try:
@@ -245,7 +235,3 @@ class Tokenizer:
                 self._cache.clear()
             self._cache[text] = hit
         return hit
-
-    def tokenize_query(self, text: str) -> tuple[str, ...]:
-        """Like :meth:`tokenize`, memoised for short repeated queries."""
-        return self.analyze_query(text).tokens

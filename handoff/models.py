@@ -146,6 +146,25 @@ class TicketState(StrEnum):
         """Chinese name of the state."""
         return _STATE_LABELS[self]
 
+    @classmethod
+    def options(cls) -> str:
+        """Every state as ``待签收(new)``, joined with 、 (for help texts and errors)."""
+        return "、".join(f"{s.label}({s.value})" for s in cls)
+
+    @classmethod
+    def parse(cls, text: str | TicketState) -> TicketState:
+        """The state named by its value (``new``) or Chinese label (``待签收``).
+
+        ``ValueError`` (Chinese, listing every option) for anything else.
+        """
+        if isinstance(text, cls):
+            return text
+        wanted = str(text).strip()
+        for state in cls:
+            if wanted.lower() == state.value or wanted == state.label:
+                return state
+        raise ValueError(f"未知的工单状态「{text}」（应为 {cls.options()} 之一）")
+
 
 _STATE_LABELS = {
     TicketState.NEW: "待签收",
@@ -195,6 +214,25 @@ class SurveyResult(StrEnum):
     MOSTLY_SATISFIED = "基本满意"
     UNSATISFIED = "不满意"
 
+    @classmethod
+    def options(cls) -> str:
+        """Every result, joined with 、 (for help texts and errors)."""
+        return "、".join(r.value for r in cls)
+
+    @classmethod
+    def parse(cls, text: str | SurveyResult) -> SurveyResult:
+        """The result named by *text* (``满意`` …, also ``satisfied``-style member names).
+
+        ``ValueError`` (Chinese, listing every option) for anything else.
+        """
+        if isinstance(text, cls):
+            return text
+        wanted = str(text).strip()
+        for result in cls:
+            if wanted == result.value or wanted.upper() == result.name:
+                return result
+        raise ValueError(f"回访结果应为 {cls.options()} 之一，收到「{text}」")
+
 
 class OutboxStatus(StrEnum):
     """Delivery state of an outbox message."""
@@ -203,6 +241,7 @@ class OutboxStatus(StrEnum):
     SENT = "sent"
     FAILED = "failed"
     HELD = "held"
+    CANCELLED = "cancelled"  # withdrawn before delivery (e.g. an offer for a chat that ended)
 
 
 def _enum(cls: type[StrEnum], name: str) -> SAEnum:

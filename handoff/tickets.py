@@ -40,11 +40,11 @@ from handoff.models import (
     TicketEvent,
     TicketState,
 )
-from handoff.sla import SlaSettings, load_sla_settings
 from yxby.errors import RoutingError, TicketError
 
 if TYPE_CHECKING:
     from handoff.calendar import WorkCalendar
+    from handoff.sla import SlaSettings
     from routing.departments import DepartmentDirectory
 
 __all__ = [
@@ -60,6 +60,7 @@ __all__ = [
     "SurveyView",
     "TicketNotFound",
     "TicketNotifier",
+    "TicketRuleError",
     "TicketService",
     "TicketState",
     "TicketView",
@@ -158,13 +159,17 @@ class TicketNotFound(TicketError):
 
 
 class IllegalTransition(TicketError):
-    """The action is not allowed from the ticket's current state."""
+    """The action is not allowed from the ticket's current state.
+
+    ``allowed`` holds the states the action could have been done from.
+    """
 
     def __init__(self, number: str, action: Action, state: TicketState) -> None:
+        moves = TRANSITIONS.get(action, {})
         self.number = number
         self.action = action
         self.state = state
-        moves = TRANSITIONS.get(action, {})
+        self.allowed: tuple[TicketState, ...] = tuple(moves)
         targets = sorted({t.label for t in moves.values()})
         allowed = "、".join(f"「{s.label}」" for s in moves) or "任何"
         to = f"「{'／'.join(targets)}」" if targets else "新状态"
@@ -172,6 +177,22 @@ class IllegalTransition(TicketError):
             f"工单 {number} 不能从「{state.label}」变为{to}（{action.label}）："
             f"{action.label}只能在{allowed}状态下进行"
         )
+
+
+class TicketRuleError(TicketError):
+    """A rule other than the transition table refuses the action on this ticket.
+
+    Already at that department, helper rules, reopen rules, an unknown commissioner…;
+    ``number`` and ``state`` say which ticket and where it stood, ``action`` what was tried.
+    """
+
+    def __init__(
+        self, number: str, state: TicketState, message: str, *, action: Action | None = None
+    ) -> None:
+        self.number = number
+        self.state = state
+        self.action = action
+        super().__init__(message)
 
 
 # ------------------------------------------------------------------------------ views
@@ -488,12 +509,38 @@ def _route_rules() -> frozenset[str]:
     return frozenset(rule.value for rule in RouteRule) | {MANUAL_RULE}
 
 
+@dataclass
+class _Step:
+    """One action under way: the locked ticket, its session, the moment and who acts."""
+
+    session: Session
+    ticket: Ticket
+    now: datetime
+    actor: str
+    action: Action
+    before: TicketState
+    commissioner: Commissioner | None = None
+    """The registered commissioner performing the action, when the caller named one."""
+
+    def refuse(self, message: str) -> TicketRuleError:
+        """The error for a rule that forbids this action on this ticket."""
+        return TicketRuleError(self.ticket.number, self.before, message, action=self.action)
+
+
+_Body = Callable[[_Step], tuple[str | None, dict[str, Any]]]
+"""What one action does beyond load → move → event → view: returns (reason, event data)."""
+
+
+def _nothing(step: _Step) -> tuple[str | None, dict[str, Any]]:
+    return None, {}
+
+
 class TicketService:
     """Creates tickets and moves them through their states; one transaction per call.
 
     *clock* returns the current aware time (injected so tests move time instead of
-    sleeping); *calendar* counts working days; *settings* come from ``config/sla.yaml``;
-    *departments* validates department names (default: ``config/departments.yaml``).
+    sleeping); *calendar* counts working days; *settings* are the SLA settings
+    (``config/sla.yaml``); *departments* validates department names.
     """
 
     def __init__(
@@ -502,19 +549,15 @@ class TicketService:
         calendar: WorkCalendar,
         clock: Callable[[], datetime],
         *,
-        settings: SlaSettings | None = None,
-        departments: DepartmentDirectory | None = None,
+        settings: SlaSettings,
+        departments: DepartmentDirectory,
         notifier: TicketNotifier | None = None,
     ) -> None:
         self._notifier = notifier
         self._sessions = session_factory
         self._calendar = calendar
         self._clock = clock
-        self._settings = settings or load_sla_settings()
-        if departments is None:
-            from routing.departments import load_departments
-
-            departments = load_departments()
+        self._settings = settings
         self._departments = departments
 
     # -- helpers
@@ -583,22 +626,78 @@ class TicketService:
         )
         return TicketView.of(session.scalars(stmt).one())
 
+    def _act(
+        self,
+        number: str,
+        action: Action,
+        actor: str,
+        session: Session | None,
+        body: _Body = _nothing,
+        *,
+        commissioner_id: int | None = None,
+        claim: bool = False,
+        then: Callable[[_Step], None] | None = None,
+    ) -> TicketView:
+        """The one path of every action: load (locked) → move → *body* → event → view.
+
+        *body* does what is specific to the action and returns the event's reason and data;
+        *then* runs after the event (follow-up moves, notices). *commissioner_id* is the
+        registered commissioner performing the action: named in the event data and, with
+        *claim*, made the ticket's commissioner when it has none.
+        """
+        who = _text(actor, "操作人")
+        now = self._now()
+        with self._transaction(session) as session:
+            ticket = self._load(session, number)
+            step = _Step(session, ticket, now, who, action, ticket.state)
+            if commissioner_id is not None:
+                step.commissioner = self._acting(step, commissioner_id)
+            extra: dict[str, Any] = {}
+            if step.commissioner is not None:
+                extra["commissioner"] = step.commissioner.name
+                if claim and ticket.commissioner_id is None:
+                    self._assign(ticket, step.commissioner)
+                    extra["assigned"] = step.commissioner.name
+            self._apply(step, action, body, extra)
+            if then is not None:
+                then(step)
+            return self._view(session, ticket.id)
+
+    def _apply(
+        self,
+        step: _Step,
+        action: Action,
+        body: _Body = _nothing,
+        extra: Mapping[str, Any] | None = None,
+        *,
+        actor: str | None = None,
+    ) -> None:
+        """Move the ticket by *action* (if it changes state), run *body*, write the event."""
+        ticket = step.ticket
+        step.action = action
+        step.before = ticket.state
+        if action in TRANSITIONS:
+            self._move(ticket, action)
+        reason, data = body(step)
+        data = {**(extra or {}), **data}
+        self._event(step, action, step.before, reason, data, actor=actor)
+
     @staticmethod
     def _event(
-        session: Session,
-        ticket: Ticket,
-        now: datetime,
-        actor: str,
+        step: _Step,
         kind: Action,
         from_state: TicketState | None,
         reason: str | None = None,
         data: Mapping[str, Any] | None = None,
+        *,
+        actor: str | None = None,
     ) -> None:
-        session.add(
+        ticket = step.ticket
+        step.session.add(
             TicketEvent(
                 ticket_id=ticket.id,
-                at=now,
-                actor=actor,
+                at=step.now,
+                actor=actor or step.actor,
                 kind=kind.value,
                 from_state=from_state,
                 to_state=ticket.state,
@@ -606,7 +705,7 @@ class TicketService:
                 data=dict(data or {}),
             )
         )
-        ticket.updated_at = now
+        ticket.updated_at = step.now
 
     @staticmethod
     def _move(ticket: Ticket, action: Action) -> TicketState:
@@ -620,14 +719,15 @@ class TicketService:
 
     def _start_clock(
         self,
-        session: Session,
-        ticket: Ticket,
+        step: _Step,
         kind: ClockKind,
-        start: datetime,
         *,
         due: datetime | None = None,
         department: str | None = None,
     ) -> dict[str, Any]:
+        """Start a clock of *kind* now; it joins ``ticket.clocks`` so later steps of the
+        same call (meeting it, superseding it) see it."""
+        ticket, start = step.ticket, step.now
         workdays: int | None = None
         fallback: tuple[int, ...] = ()
         if due is None:
@@ -636,7 +736,7 @@ class TicketService:
             due, fallback = result.at, result.fallback_years
         lead = self._settings.reminder.lead_workdays
         remind_at = self._calendar.sub_workdays(due, lead) if lead else None
-        session.add(
+        ticket.clocks.append(
             SlaClock(
                 ticket_id=ticket.id,
                 kind=kind,
@@ -659,10 +759,11 @@ class TicketService:
         wanted = set(kinds)
         return [c for c in ticket.clocks if c.active and c.kind in wanted]
 
-    def _meet(self, ticket: Ticket, kinds: Iterable[ClockKind], now: datetime) -> list[str]:
+    def _meet(self, step: _Step, *kinds: ClockKind) -> list[str]:
         """Stop running clocks of *kinds*; a late stop records the breach too."""
         met = []
-        for clock in self._active_clocks(ticket, kinds):
+        now = step.now
+        for clock in self._active_clocks(step.ticket, kinds):
             if clock.met_at is None:
                 clock.met_at = now
                 if now > clock.due_at and clock.breached_at is None:
@@ -670,29 +771,38 @@ class TicketService:
                 met.append(clock.kind.value)
         return met
 
-    def _supersede(
-        self,
-        ticket: Ticket,
-        kinds: Iterable[ClockKind],
-        now: datetime,
-        *,
-        running_only: bool = False,
-    ) -> None:
+    def _supersede(self, step: _Step, *kinds: ClockKind, running_only: bool = False) -> None:
         """Retire the active clocks of *kinds* (rows are kept, never rewritten)."""
-        for clock in self._active_clocks(ticket, kinds):
+        for clock in self._active_clocks(step.ticket, kinds or list(ClockKind)):
             if running_only and clock.met_at is not None:
                 continue
             clock.active = False
-            clock.superseded_at = now
+            clock.superseded_at = step.now
 
-    def _assigned_commissioner(self, enterprise: Enterprise | None, department: str) -> int | None:
+    @staticmethod
+    def _assigned_commissioner(
+        enterprise: Enterprise | None, department: str
+    ) -> Commissioner | None:
+        """The enterprise's 包保 commissioner, if active and in *department*."""
         person = enterprise.commissioner if enterprise else None
         if person is not None and person.active and person.department == department:
-            return person.id
+            return person
         return None
 
-    def _commissioner_named(self, session: Session, name: str, department: str) -> Commissioner:
-        person = session.scalars(
+    @staticmethod
+    def _assign(ticket: Ticket, person: Commissioner | None) -> None:
+        ticket.commissioner = person
+        ticket.commissioner_id = person.id if person else None
+
+    def _acting(self, step: _Step, commissioner_id: int) -> Commissioner:
+        person = step.session.get(Commissioner, commissioner_id)
+        if person is None or not person.active:
+            raise step.refuse(f"专员（编号 {commissioner_id}）未登记或已停用，不能办理工单")
+        return person
+
+    def _commissioner_named(self, step: _Step, name: str) -> Commissioner:
+        department = step.ticket.department
+        person = step.session.scalars(
             select(Commissioner).where(
                 Commissioner.name == name.strip(),
                 Commissioner.department == department,
@@ -700,7 +810,7 @@ class TicketService:
             )
         ).one_or_none()
         if person is None:
-            raise TicketError(f"{department}没有名为「{name.strip()}」的在岗专员")
+            raise step.refuse(f"{department}没有名为「{name.strip()}」的在岗专员")
         return person
 
     # -- creation
@@ -741,7 +851,8 @@ class TicketService:
                 if enterprise is None:
                     raise TicketError(f"企业库中没有统一社会信用代码为 {enterprise_uscc} 的企业")
             if commissioner_id is None:
-                commissioner_id = self._assigned_commissioner(enterprise, dept)
+                assigned = self._assigned_commissioner(enterprise, dept)
+                commissioner_id = assigned.id if assigned else None
             ticket = Ticket(
                 number=next_ticket_number(session, now.astimezone(SHANGHAI).date()),
                 enterprise_id=enterprise.id if enterprise else None,
@@ -756,13 +867,15 @@ class TicketService:
                 reopen_count=0,
                 created_at=now,
                 updated_at=now,
+                clocks=[],
             )
             session.add(ticket)
             session.flush()
+            step = _Step(session, ticket, now, who, Action.CREATE, TicketState.NEW)
             data: dict[str, Any] = {"department": dept, "rule": rule}
-            data["contact"] = self._start_clock(session, ticket, ClockKind.CONTACT, now)
-            data["done"] = self._start_clock(session, ticket, ClockKind.DONE, now)
-            self._event(session, ticket, now, who, Action.CREATE, None, why, data)
+            data["contact"] = self._start_clock(step, ClockKind.CONTACT)
+            data["done"] = self._start_clock(step, ClockKind.DONE)
+            self._event(step, Action.CREATE, None, why, data)
             if self._notifier is not None:
                 self._notifier.created(session, ticket, now)
             return self._view(session, ticket.id)
@@ -775,73 +888,117 @@ class TicketService:
         *,
         actor: str,
         commissioner: str | None = None,
+        commissioner_id: int | None = None,
         session: Session | None = None,
     ) -> TicketView:
-        """签收: contact with the enterprise is made; stops the contact clock."""
-        who = _text(actor, "操作人")
-        now = self._now()
-        with self._transaction(session) as session:
-            ticket = self._load(session, number)
-            before = self._move(ticket, Action.ACCEPT)
-            data: dict[str, Any] = {"met": self._meet(ticket, [ClockKind.CONTACT], now)}
-            if commissioner:
-                person = self._commissioner_named(session, commissioner, ticket.department)
-                ticket.commissioner_id = person.id
-                data["commissioner"] = person.name
-            self._event(session, ticket, now, who, Action.ACCEPT, before, None, data)
-            return self._view(session, ticket.id)
+        """签收: contact with the enterprise is made; stops the contact clock.
+
+        The ticket's commissioner becomes *commissioner* (a name in the lead department)
+        or else the registered commissioner performing the action (*commissioner_id*).
+        """
+
+        def body(step: _Step) -> tuple[str | None, dict[str, Any]]:
+            data: dict[str, Any] = {"met": self._meet(step, ClockKind.CONTACT)}
+            holder = self._commissioner_named(step, commissioner) if commissioner else None
+            holder = holder or step.commissioner
+            if holder is not None:
+                self._assign(step.ticket, holder)
+                data["commissioner"] = holder.name
+                if step.commissioner is not None and step.commissioner is not holder:
+                    data["acting_commissioner"] = step.commissioner.name
+            return None, data
+
+        return self._act(
+            number, Action.ACCEPT, actor, session, body, commissioner_id=commissioner_id
+        )
 
     def start(
-        self, number: str, *, actor: str, note: str | None = None, session: Session | None = None
+        self,
+        number: str,
+        *,
+        actor: str,
+        note: str | None = None,
+        commissioner_id: int | None = None,
+        session: Session | None = None,
     ) -> TicketView:
         """Start (or, after the meeting, resume) handling."""
-        who = _text(actor, "操作人")
-        now = self._now()
-        with self._transaction(session) as session:
-            ticket = self._load(session, number)
-            before = self._move(ticket, Action.START)
-            self._event(session, ticket, now, who, Action.START, before, note)
-            return self._view(session, ticket.id)
+        return self._act(
+            number,
+            Action.START,
+            actor,
+            session,
+            lambda step: (note, {}),
+            commissioner_id=commissioner_id,
+            claim=True,
+        )
 
     def resolve(
-        self, number: str, *, result: str, actor: str, session: Session | None = None
+        self,
+        number: str,
+        *,
+        result: str,
+        actor: str,
+        commissioner_id: int | None = None,
+        session: Session | None = None,
     ) -> TicketView:
-        """办结 with a result text; stops the done clock and starts the feedback clock."""
+        """办结 with a result text; stops the done clock and starts the feedback clock.
+
+        When the notifier pushed the result to the enterprise's chat, that is the feedback:
+        the ticket moves on to ``feedback_sent`` and the feedback clock is met at once.
+        """
         outcome = _text(result, "办理结果")
-        who = _text(actor, "操作人")
-        now = self._now()
-        with self._transaction(session) as session:
-            ticket = self._load(session, number)
-            before = self._move(ticket, Action.RESOLVE)
-            ticket.result = outcome
+
+        def body(step: _Step) -> tuple[str | None, dict[str, Any]]:
+            step.ticket.result = outcome
             data: dict[str, Any] = {
                 "result": outcome,
-                "met": self._meet(ticket, [ClockKind.DONE, ClockKind.ESCALATION], now),
+                "met": self._meet(step, ClockKind.DONE, ClockKind.ESCALATION),
             }
-            data["feedback"] = self._start_clock(session, ticket, ClockKind.FEEDBACK, now)
-            self._event(session, ticket, now, who, Action.RESOLVE, before, None, data)
-            pushed = self._notifier.resolved(session, ticket, now) if self._notifier else None
-            if pushed:
-                # the result went to the enterprise's chat (平台留言): that is the feedback
-                before = self._move(ticket, Action.SEND_FEEDBACK)
-                met = {"met": self._meet(ticket, [ClockKind.FEEDBACK], now)}
-                self._event(
-                    session, ticket, now, SYSTEM_ACTOR, Action.SEND_FEEDBACK, before, pushed, met
+            data["feedback"] = self._start_clock(step, ClockKind.FEEDBACK)
+            return None, data
+
+        def then(step: _Step) -> None:
+            if self._notifier is None:
+                return
+            pushed = self._notifier.resolved(step.session, step.ticket, step.now)
+            if pushed:  # the result went to the enterprise's chat (平台留言)
+                self._apply(
+                    step,
+                    Action.SEND_FEEDBACK,
+                    lambda step: (pushed, {"met": self._meet(step, ClockKind.FEEDBACK)}),
+                    actor=SYSTEM_ACTOR,
                 )
-            return self._view(session, ticket.id)
+
+        return self._act(
+            number,
+            Action.RESOLVE,
+            actor,
+            session,
+            body,
+            commissioner_id=commissioner_id,
+            claim=True,
+            then=then,
+        )
 
     def send_feedback(
-        self, number: str, *, actor: str, note: str | None = None, session: Session | None = None
+        self,
+        number: str,
+        *,
+        actor: str,
+        note: str | None = None,
+        commissioner_id: int | None = None,
+        session: Session | None = None,
     ) -> TicketView:
         """The result was told to the enterprise; stops the feedback clock."""
-        who = _text(actor, "操作人")
-        now = self._now()
-        with self._transaction(session) as session:
-            ticket = self._load(session, number)
-            before = self._move(ticket, Action.SEND_FEEDBACK)
-            data = {"met": self._meet(ticket, [ClockKind.FEEDBACK], now)}
-            self._event(session, ticket, now, who, Action.SEND_FEEDBACK, before, note, data)
-            return self._view(session, ticket.id)
+        return self._act(
+            number,
+            Action.SEND_FEEDBACK,
+            actor,
+            session,
+            lambda step: (note, {"met": self._meet(step, ClockKind.FEEDBACK)}),
+            commissioner_id=commissioner_id,
+            claim=True,
+        )
 
     def record_survey(
         self,
@@ -854,72 +1011,65 @@ class TicketService:
     ) -> TicketView:
         """Record the satisfaction callback; a second 不满意 (after 重办) closes the ticket."""
         try:
-            verdict = SurveyResult(str(result).strip())
-        except ValueError:
-            options = "、".join(r.value for r in SurveyResult)
-            raise TicketError(f"回访结果应为 {options} 之一，收到「{result}」") from None
-        who = _text(actor, "操作人")
+            verdict = SurveyResult.parse(result)
+        except ValueError as exc:
+            raise TicketError(str(exc)) from None
         remark = (comment or "").strip() or None
-        now = self._now()
-        with self._transaction(session) as session:
-            ticket = self._load(session, number)
-            before = self._move(ticket, Action.RECORD_SURVEY)
-            session.add(
+
+        def body(step: _Step) -> tuple[str | None, dict[str, Any]]:
+            ticket = step.ticket
+            ticket.surveys.append(
                 Survey(
                     ticket_id=ticket.id,
                     round=ticket.reopen_count,
                     result=verdict,
                     comment=remark,
-                    actor=who,
-                    at=now,
+                    actor=step.actor,
+                    at=step.now,
                 )
             )
-            data = {"result": verdict.value, "comment": remark, "round": ticket.reopen_count}
-            self._event(session, ticket, now, who, Action.RECORD_SURVEY, before, remark, data)
-            if verdict is SurveyResult.UNSATISFIED and ticket.reopen_count >= MAX_REOPENS:
-                before = self._move(ticket, Action.CLOSE)
-                self._supersede(ticket, list(ClockKind), now, running_only=True)
-                self._event(
-                    session,
-                    ticket,
-                    now,
-                    who,
-                    Action.CLOSE,
-                    before,
-                    "重办后企业仍不满意，按规定结案（不再重办）",
-                    {"result": verdict.value, "automatic": True},
-                )
-            return self._view(session, ticket.id)
+            return remark, {
+                "result": verdict.value,
+                "comment": remark,
+                "round": ticket.reopen_count,
+            }
+
+        def then(step: _Step) -> None:
+            if verdict is SurveyResult.UNSATISFIED and step.ticket.reopen_count >= MAX_REOPENS:
+                self._apply(step, Action.CLOSE, closing)
+
+        def closing(step: _Step) -> tuple[str | None, dict[str, Any]]:
+            self._supersede(step, running_only=True)
+            reason = "重办后企业仍不满意，按规定结案（不再重办）"
+            return reason, {"result": verdict.value, "automatic": True}
+
+        return self._act(number, Action.RECORD_SURVEY, actor, session, body, then=then)
 
     def add_survey_comment(
         self, number: str, *, comment: str, actor: str, session: Session | None = None
     ) -> TicketView:
         """Add the enterprise's remarks to the latest callback (given after the rating)."""
         remark = _text(comment, "回访意见")
-        who = _text(actor, "操作人")
-        now = self._now()
-        with self._transaction(session) as session:
-            ticket = self._load(session, number)
-            survey = ticket.surveys[-1] if ticket.surveys else None
+
+        def body(step: _Step) -> tuple[str | None, dict[str, Any]]:
+            survey = step.ticket.surveys[-1] if step.ticket.surveys else None
             if survey is None:
-                raise TicketError(f"工单 {ticket.number} 还没有回访记录，无法补充意见")
+                raise step.refuse(f"工单 {step.ticket.number} 还没有回访记录，无法补充意见")
             survey.comment = f"{survey.comment}\n{remark}" if survey.comment else remark
-            data = {"round": survey.round, "comment": remark}
-            self._event(session, ticket, now, who, Action.SURVEY_COMMENT, ticket.state, None, data)
-            return self._view(session, ticket.id)
+            return None, {"round": survey.round, "comment": remark}
+
+        return self._act(number, Action.SURVEY_COMMENT, actor, session, body)
 
     def close(
         self, number: str, *, actor: str, reason: str | None = None, session: Session | None = None
     ) -> TicketView:
         """Close after the callback (or after feedback when the enterprise did not answer)."""
-        who = _text(actor, "操作人")
-        now = self._now()
-        with self._transaction(session) as session:
-            ticket = self._load(session, number)
-            before = self._move(ticket, Action.CLOSE)
-            self._supersede(ticket, list(ClockKind), now, running_only=True)
-            self._event(session, ticket, now, who, Action.CLOSE, before, reason)
-            return self._view(session, ticket.id)
+
+        def body(step: _Step) -> tuple[str | None, dict[str, Any]]:
+            self._supersede(step, running_only=True)
+            return reason, {}
+
+        return self._act(number, Action.CLOSE, actor, session, body)
 
     # -- side roads
 
@@ -931,6 +1081,7 @@ class TicketService:
         deadline: datetime | date,
         actor: str,
         reason: str | None = None,
+        commissioner_id: int | None = None,
         session: Session | None = None,
     ) -> TicketView:
         """提请联席会议: record the meeting's lead department and deadline.
@@ -941,31 +1092,31 @@ class TicketService:
         from handoff.calendar import END_OF_DAY, SHANGHAI
 
         lead = self._department(lead_department)
-        who = _text(actor, "操作人")
         if isinstance(deadline, datetime):
             if deadline.tzinfo is None or deadline.utcoffset() is None:
                 deadline = deadline.replace(tzinfo=SHANGHAI)
             due = deadline
         else:
             due = datetime.combine(deadline, END_OF_DAY, tzinfo=SHANGHAI)
-        now = self._now()
-        if due <= now:
+        if due <= self._now():
             raise TicketError(f"联席会议完成时限 {_iso(due)} 已过，请给出将来的时间")
-        with self._transaction(session) as session:
-            ticket = self._load(session, number)
-            before = self._move(ticket, Action.ESCALATE)
-            ticket.escalation_lead_department = lead
-            ticket.escalation_deadline = due
-            self._supersede(ticket, [ClockKind.DONE, ClockKind.ESCALATION], now)
-            data = {
-                "lead_department": lead,
-                "deadline": _iso(due),
-                "escalation": self._start_clock(
-                    session, ticket, ClockKind.ESCALATION, now, due=due, department=lead
-                ),
-            }
-            self._event(session, ticket, now, who, Action.ESCALATE, before, reason, data)
-            return self._view(session, ticket.id)
+
+        def body(step: _Step) -> tuple[str | None, dict[str, Any]]:
+            step.ticket.escalation_lead_department = lead
+            step.ticket.escalation_deadline = due
+            self._supersede(step, ClockKind.DONE, ClockKind.ESCALATION)
+            clock = self._start_clock(step, ClockKind.ESCALATION, due=due, department=lead)
+            return reason, {"lead_department": lead, "deadline": _iso(due), "escalation": clock}
+
+        return self._act(
+            number,
+            Action.ESCALATE,
+            actor,
+            session,
+            body,
+            commissioner_id=commissioner_id,
+            claim=True,
+        )
 
     def transfer(
         self,
@@ -974,28 +1125,42 @@ class TicketService:
         to_department: str,
         reason: str,
         actor: str,
+        commissioner_id: int | None = None,
         session: Session | None = None,
     ) -> TicketView:
-        """转派/退单 to another department: back to ``new``, the contact clock restarts."""
+        """转派/退单 to another department: back to ``new``, the contact clock restarts.
+
+        The ticket's commissioner becomes the enterprise's 包保 commissioner in the target
+        department, else nobody; *commissioner_id* (who transfers) is only recorded.
+        """
         target = self._department(to_department)
         why = _text(reason, "转派理由")
-        who = _text(actor, "操作人")
-        now = self._now()
-        with self._transaction(session) as session:
-            ticket = self._load(session, number)
-            if ticket.department == target and ticket.state in TRANSITIONS[Action.TRANSFER]:
-                raise TicketError(f"工单 {ticket.number} 已由{target}承办，无需转派")
-            before = self._move(ticket, Action.TRANSFER)
+
+        def body(step: _Step) -> tuple[str | None, dict[str, Any]]:
+            ticket = step.ticket
+            if ticket.department == target:
+                raise step.refuse(f"工单 {ticket.number} 已由{target}承办，无需转派")
             source = ticket.department
             ticket.department = target
-            ticket.commissioner_id = self._assigned_commissioner(ticket.enterprise, target)
-            self._supersede(ticket, [ClockKind.CONTACT], now)
+            self._assign(ticket, self._assigned_commissioner(ticket.enterprise, target))
+            self._supersede(step, ClockKind.CONTACT)
             data: dict[str, Any] = {"from_department": source, "to_department": target}
-            data["contact"] = self._start_clock(session, ticket, ClockKind.CONTACT, now)
-            self._event(session, ticket, now, who, Action.TRANSFER, before, why, data)
+            data["contact"] = self._start_clock(step, ClockKind.CONTACT)
+            return why, data
+
+        def then(step: _Step) -> None:
             if self._notifier is not None:
-                self._notifier.created(session, ticket, now)
-            return self._view(session, ticket.id)
+                self._notifier.created(step.session, step.ticket, step.now)
+
+        return self._act(
+            number,
+            Action.TRANSFER,
+            actor,
+            session,
+            body,
+            commissioner_id=commissioner_id,
+            then=then,
+        )
 
     def add_helpers(
         self,
@@ -1004,6 +1169,7 @@ class TicketService:
         departments: Sequence[str],
         actor: str,
         reason: str | None = None,
+        commissioner_id: int | None = None,
         session: Session | None = None,
     ) -> TicketView:
         """协同: add helper departments to the lead department; each must acknowledge."""
@@ -1014,80 +1180,76 @@ class TicketService:
                 names.append(dept)
         if not names:
             raise TicketError("请至少指定一个协办部门")
-        who = _text(actor, "操作人")
-        now = self._now()
-        with self._transaction(session) as session:
-            ticket = self._load(session, number)
+
+        def body(step: _Step) -> tuple[str | None, dict[str, Any]]:
+            ticket = step.ticket
             if ticket.state not in HELPER_STATES:
-                raise TicketError(
+                raise step.refuse(
                     f"工单 {ticket.number} 当前状态为「{ticket.state.label}」，不能再增加协办部门"
                 )
             if ticket.department in names:
-                raise TicketError(f"{ticket.department}是牵头部门，不能同时作为协办部门")
+                raise step.refuse(f"{ticket.department}是牵头部门，不能同时作为协办部门")
             present = {h.department for h in ticket.helpers}
             added = [n for n in names if n not in present]
             if not added:
-                raise TicketError(f"{'、'.join(names)}已是本工单的协办部门")
+                raise step.refuse(f"{'、'.join(names)}已是本工单的协办部门")
             for dept in added:
-                session.add(
+                ticket.helpers.append(
                     TicketDepartment(
-                        ticket_id=ticket.id, department=dept, added_at=now, added_by=who
+                        ticket_id=ticket.id, department=dept, added_at=step.now, added_by=step.actor
                     )
                 )
-            data = {"departments": added}
-            self._event(session, ticket, now, who, Action.ASSIST, ticket.state, reason, data)
-            return self._view(session, ticket.id)
+            return reason, {"departments": added}
+
+        return self._act(
+            number, Action.ASSIST, actor, session, body, commissioner_id=commissioner_id
+        )
 
     def acknowledge_helper(
         self, number: str, *, department: str, actor: str, session: Session | None = None
     ) -> TicketView:
         """A helper department acknowledges its part of a co-handled ticket."""
         dept = self._department(department)
-        who = _text(actor, "操作人")
-        now = self._now()
-        with self._transaction(session) as session:
-            ticket = self._load(session, number)
+
+        def body(step: _Step) -> tuple[str | None, dict[str, Any]]:
+            ticket = step.ticket
             if ticket.state not in HELPER_STATES:
-                raise TicketError(
+                raise step.refuse(
                     f"工单 {ticket.number} 当前状态为「{ticket.state.label}」，无需协办确认"
                 )
             helper = next((h for h in ticket.helpers if h.department == dept), None)
             if helper is None:
-                raise TicketError(f"{dept}不是工单 {ticket.number} 的协办部门")
+                raise step.refuse(f"{dept}不是工单 {ticket.number} 的协办部门")
             if helper.acknowledged_at is not None:
-                raise TicketError(f"{dept}已于 {_iso(helper.acknowledged_at)} 确认协办")
-            helper.acknowledged_at = now
-            helper.acknowledged_by = who
-            data = {"department": dept}
-            self._event(session, ticket, now, who, Action.ACKNOWLEDGE, ticket.state, None, data)
-            return self._view(session, ticket.id)
+                raise step.refuse(f"{dept}已于 {_iso(helper.acknowledged_at)} 确认协办")
+            helper.acknowledged_at = step.now
+            helper.acknowledged_by = step.actor
+            return None, {"department": dept}
+
+        return self._act(number, Action.ACKNOWLEDGE, actor, session, body)
 
     def reopen(
         self, number: str, *, actor: str, reason: str | None = None, session: Session | None = None
     ) -> TicketView:
         """重办 after an unsatisfied callback, once: fresh contact and done clocks."""
-        who = _text(actor, "操作人")
-        now = self._now()
-        with self._transaction(session) as session:
-            ticket = self._load(session, number)
-            if ticket.state is TicketState.SURVEYED:
-                last = ticket.surveys[-1] if ticket.surveys else None
-                if last is None or last.result is not SurveyResult.UNSATISFIED:
-                    raise TicketError(f"工单 {ticket.number} 的回访结果不是「不满意」，不能重办")
-                if ticket.reopen_count >= MAX_REOPENS:
-                    raise TicketError(
-                        f"工单 {ticket.number} 已重办过 {MAX_REOPENS} 次，不能再次重办"
-                    )
-            before = self._move(ticket, Action.REOPEN)
+
+        def body(step: _Step) -> tuple[str | None, dict[str, Any]]:
+            ticket = step.ticket
+            last = ticket.surveys[-1] if ticket.surveys else None
+            if last is None or last.result is not SurveyResult.UNSATISFIED:
+                raise step.refuse(f"工单 {ticket.number} 的回访结果不是「不满意」，不能重办")
+            if ticket.reopen_count >= MAX_REOPENS:
+                raise step.refuse(f"工单 {ticket.number} 已重办过 {MAX_REOPENS} 次，不能再次重办")
             previous = ticket.result
             ticket.reopen_count += 1
             ticket.result = None
-            self._supersede(ticket, list(ClockKind), now)
+            self._supersede(step)
             data: dict[str, Any] = {"round": ticket.reopen_count, "previous_result": previous}
-            data["contact"] = self._start_clock(session, ticket, ClockKind.CONTACT, now)
-            data["done"] = self._start_clock(session, ticket, ClockKind.DONE, now)
-            self._event(session, ticket, now, who, Action.REOPEN, before, reason, data)
-            return self._view(session, ticket.id)
+            data["contact"] = self._start_clock(step, ClockKind.CONTACT)
+            data["done"] = self._start_clock(step, ClockKind.DONE)
+            return reason, data
+
+        return self._act(number, Action.REOPEN, actor, session, body)
 
     # -- reading
 
@@ -1110,14 +1272,14 @@ class TicketService:
         limit: int | None = None,
         session: Session | None = None,
     ) -> builtins.list[TicketView]:
-        """Tickets, newest first; filter by state, lead department or overdue at *now*."""
+        """Tickets, newest first; filter by state (value or Chinese label), lead department
+        or overdue at *now*."""
         stmt = select(Ticket).options(*_LOAD).order_by(Ticket.created_at.desc(), Ticket.id.desc())
         if state is not None:
             try:
-                wanted = TicketState(str(state).strip())
-            except ValueError:
-                options = "、".join(s.value for s in TicketState)
-                raise TicketError(f"未知的工单状态「{state}」（应为 {options} 之一）") from None
+                wanted = TicketState.parse(state)
+            except ValueError as exc:
+                raise TicketError(str(exc)) from None
             stmt = stmt.where(Ticket.state == wanted)
         if department is not None:
             stmt = stmt.where(Ticket.department == self._department(department))

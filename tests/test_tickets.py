@@ -667,3 +667,50 @@ def test_survey_comment_is_added_to_the_latest_callback(
     assert (last.kind, last.from_state, last.to_state) == ("survey_comment", S.SURVEYED, S.SURVEYED)
     view = service.add_survey_comment(ticket.number, comment="谢谢", actor="企业")
     assert view.surveys[-1].comment == "希望更快一些\n谢谢"
+
+
+# ------------------------------------------------------- result pushed by the notifier
+
+
+class _PushingNotifier:
+    """A notifier that delivers every result to the enterprise's chat."""
+
+    def created(self, session: Any, ticket: Any, now: datetime) -> None:
+        return None
+
+    def resolved(self, session: Any, ticket: Any, now: datetime) -> str | None:
+        return "已通过平台留言告知企业"
+
+
+def test_a_pushed_result_meets_the_feedback_clock_it_started(
+    db: Database,
+    calendar: WorkCalendar,
+    clock: MovableClock,
+    sla_settings: SlaSettings,
+    departments: DepartmentDirectory,
+) -> None:
+    from datetime import timedelta
+
+    from handoff.sla import TickReport, tick
+
+    service = TicketService(
+        db.sessions,
+        calendar,
+        clock,
+        settings=sla_settings,
+        departments=departments,
+        notifier=_PushingNotifier(),
+    )
+    number = service.create(
+        "x", department="市场监管局", rule="topic", reason="营业执照", actor="a"
+    ).number
+    service.accept(number, actor="张三")
+    service.start(number, actor="张三")
+    view = service.resolve(number, result="已办结", actor="张三")
+    assert view.state is S.FEEDBACK_SENT
+    assert [e.kind for e in view.events][-2:] == ["resolve", "send_feedback"]
+    feedback = view.clock(ClockKind.FEEDBACK)
+    assert feedback is not None
+    assert feedback.met_at == clock.now
+    assert not view.running_clocks()
+    assert tick(db.sessions, clock.now + timedelta(days=30), sla_settings) == TickReport()

@@ -36,12 +36,20 @@ def _service() -> Iterator[TicketService]:
     from handoff.db import open_database
     from handoff.tickets import TicketService
 
+    from handoff.sla import load_sla_settings
+    from routing.departments import load_departments
+
     calendar = load_calendar()
     notifier = Notifier(load_replies())
     db = open_database()
     try:
         yield TicketService(
-            db.sessions, calendar, lambda: datetime.now(SHANGHAI), notifier=notifier
+            db.sessions,
+            calendar,
+            lambda: datetime.now(SHANGHAI),
+            settings=load_sla_settings(),
+            departments=load_departments(),
+            notifier=notifier,
         )
     finally:
         db.dispose()

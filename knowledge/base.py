@@ -10,19 +10,22 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import logging
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from knowledge.index import BM25Index, BM25Params
-from knowledge.loader import LocatedEntry, read_entries
+from knowledge.lint import LintIssue, check_entries
 from knowledge.schema import Entry
 from knowledge.settings import DecisionSettings, KnowledgeSettings, load_settings
 from knowledge.tokenizer import Analysis, Tokenizer, normalize
 from yxby.errors import InputError, KnowledgeError
 
 __all__ = ["Action", "Decision", "Hit", "KnowledgeBase", "choose", "load"]
+
+log = logging.getLogger(__name__)
 
 
 class Action(enum.StrEnum):
@@ -117,11 +120,16 @@ def _document_tokens(entry: Entry, tokenizer: Tokenizer, settings: KnowledgeSett
 
 @dataclass
 class KnowledgeBase:
-    """Searchable entries. Build with :func:`load`."""
+    """Searchable entries. Build with :func:`load`.
+
+    ``problems`` are the errors that kept entries out when loading (empty when every entry
+    loaded); the bot serves the rest, ``yxby doctor`` and ``yxby kb lint`` fail on them.
+    """
 
     entries: tuple[Entry, ...]
     settings: KnowledgeSettings
     tokenizer: Tokenizer
+    problems: tuple[LintIssue, ...] = ()
     index: BM25Index = field(init=False)
     _handoff: tuple[re.Pattern[str], ...] = field(init=False)
 
@@ -248,34 +256,42 @@ def load(
     tokenizer: Tokenizer | None = None,
     today: dt.date | None = None,
 ) -> KnowledgeBase:
-    """Load every entry under *directory* (default ``knowledge/entries``) into a searchable base.
+    """Load every good entry under *directory* (default ``knowledge/entries``).
 
-    Entries not in force on *today* (``effective`` in the future or ``expires`` passed) are
-    left out. Raises ``KnowledgeError`` listing every broken entry with file:line.
+    A broken entry, or a later copy of an id, is left out and recorded in
+    :attr:`KnowledgeBase.problems` (Chinese, with file:line; logged once as a warning), so
+    one mistake never stops the bot. With *today*, entries not in force on that date
+    (``effective`` in the future or ``expires`` passed) are left out too; without it no
+    entry is left out for its dates (the library never reads the wall clock: callers pass
+    their clock's date). Raises ``KnowledgeError`` when the directory is missing or no
+    entry at all could be loaded.
     """
     from yxby.paths import entries_dir
 
     base = Path(directory) if directory is not None else entries_dir()
-    located, issues = read_entries(base)
-    if issues:
-        shown = "\n".join(f"  {i}" for i in issues[:20])
-        more = f"\n  … and {len(issues) - 20} more" if len(issues) > 20 else ""
-        raise KnowledgeError(f"knowledge base has {len(issues)} broken entries:\n{shown}{more}")
-    _check_unique_ids(located)
+    located, problems = check_entries(base)
+    if not located:
+        raise KnowledgeError(_nothing_loaded(base, problems), problems=tuple(problems))
+    if problems:
+        log.warning(
+            "知识库有 %d 处问题，有问题的条目未加载（yxby kb lint 查看全部）：\n%s",
+            len(problems),
+            _listing(problems),
+        )
     settings = settings or load_settings()
-    day = today or dt.date.today()
-    entries = tuple(le.entry for le in located if le.entry.is_effective(day))
+    entries = tuple(le.entry for le in located if today is None or le.entry.is_effective(today))
     if tokenizer is None:
         tokenizer = Tokenizer(**settings.tokenizer.model_dump())
-    return KnowledgeBase(entries, settings, tokenizer)
+    return KnowledgeBase(entries, settings, tokenizer, problems=tuple(problems))
 
 
-def _check_unique_ids(located: Sequence[LocatedEntry]) -> None:
-    seen: dict[str, LocatedEntry] = {}
-    for le in located:
-        first = seen.setdefault(le.entry.id, le)
-        if first is not le:
-            raise KnowledgeError(
-                f"{le.path}:{le.line}: duplicate id '{le.entry.id}' "
-                f"(first at {first.path}:{first.line})"
-            )
+def _listing(problems: Sequence[LintIssue], limit: int = 20) -> str:
+    shown = "\n".join(f"  {p}" for p in problems[:limit])
+    more = f"\n  ……另有 {len(problems) - limit} 处" if len(problems) > limit else ""
+    return shown + more
+
+
+def _nothing_loaded(base: Path, problems: Sequence[LintIssue]) -> str:
+    if not problems:
+        return f"{base}: 知识库中没有任何条目"
+    return f"{base}: 知识库没有一条可用的条目，共 {len(problems)} 处问题：\n{_listing(problems)}"

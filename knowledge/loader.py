@@ -60,12 +60,16 @@ def read_entries(directory: Path) -> tuple[list[LocatedEntry], list[YamlIssue]]:
             for prefix, item in _split(doc.data):
                 line = line_for(doc.lines, prefix, default=doc.start_line)
                 if not isinstance(item, dict):
-                    issues.append(YamlIssue(src, line, "expected an entry (a mapping of keys)"))
+                    issues.append(YamlIssue(src, line, "应为一个条目（键: 值 的映射）"))
                     continue
                 try:
                     entry = Entry.model_validate(item)
                 except ValidationError as exc:
-                    issues.extend(validation_issues(exc, src, doc.lines, prefix))
+                    found = validation_issues(exc, src, doc.lines, prefix, model=Entry)
+                    named = item.get("id")
+                    if isinstance(named, str) and named:
+                        found = [YamlIssue(i.path, i.line, f"[{named}] {i.message}") for i in found]
+                    issues.extend(found)
                     continue
                 sub = {
                     k[len(prefix) :]: v for k, v in doc.lines.items() if k[: len(prefix)] == prefix

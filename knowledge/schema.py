@@ -29,7 +29,7 @@ class Source(StrictModel):
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         if value is not None and not re.match(r"^https?://\S+$", value):
-            raise ValueError("expected an http(s) URL")
+            raise ValueError("应为 http(s) 网址")
         return value
 
 
@@ -53,8 +53,7 @@ class Entry(StrictModel):
     def _id(cls, value: str) -> str:
         if not ENTRY_ID_PATTERN.match(value):
             raise ValueError(
-                "expected a stable id of lower-case letters, digits, '.', '_' or '-' "
-                "(2–80 characters), e.g. 'seed-time-limit'"
+                "应为稳定的条目编号：2–80 个小写字母、数字、“.”“_”或“-”，如 seed-time-limit"
             )
         return value
 
@@ -63,13 +62,13 @@ class Entry(StrictModel):
     def _no_blank_items(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         cleaned = tuple(v.strip() for v in value)
         if any(not v for v in cleaned):
-            raise ValueError("items must not be empty")
+            raise ValueError("列表中不能有空项")
         return cleaned
 
     @model_validator(mode="after")
     def _dates(self) -> Entry:
         if self.effective and self.expires and self.expires < self.effective:
-            raise ValueError("'expires' is before 'effective'")
+            raise ValueError("失效日期 expires 早于生效日期 effective")
         return self
 
     def is_expired(self, today: dt.date) -> bool:

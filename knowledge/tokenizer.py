@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 
 from yxby.errors import KnowledgeError
-from yxby.paths import config_dir, data_dir
+from yxby.paths import config_dir, data_dir, usable_dir
 
 __all__ = ["Analysis", "Lexicon", "Tokenizer", "load_lexicon", "normalize"]
 
@@ -53,7 +53,7 @@ def _read_lines(path: Path) -> list[str]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise KnowledgeError(f"{path}: cannot read ({exc.strerror})") from None
+        raise KnowledgeError(f"{path}: 无法读取（{exc.strerror}）") from None
     return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
 
 
@@ -61,12 +61,12 @@ def _synonym_groups(path: Path) -> list[list[str]]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
-        raise KnowledgeError(f"{path}: cannot read synonyms ({exc})") from None
+        raise KnowledgeError(f"{path}: 无法读取同义词表（{exc}）") from None
     groups = data.get("groups", []) if isinstance(data, dict) else None
     if not isinstance(groups, list) or not all(
         isinstance(g, list) and len(g) >= 2 and all(isinstance(t, str) for t in g) for g in groups
     ):
-        raise KnowledgeError(f"{path}: 'groups' must be a list of lists of two or more words")
+        raise KnowledgeError(f"{path}: 「groups」应为词组列表，每组至少两个词")
     return [[normalize(t) for t in g] for g in groups]
 
 
@@ -77,7 +77,7 @@ def _department_groups(path: Path) -> list[list[str]]:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
-        raise KnowledgeError(f"{path}: cannot read departments ({exc})") from None
+        raise KnowledgeError(f"{path}: 无法读取部门表（{exc}）") from None
     groups = []
     for dept in data.get("departments", []) if isinstance(data, dict) else []:
         if isinstance(dept, dict) and isinstance(dept.get("name"), str):
@@ -161,8 +161,7 @@ class Tokenizer:
         self.char_unigrams = char_unigrams
         self.char_bigrams = char_bigrams
         tk = jieba.Tokenizer()
-        cache = cache_dir or data_dir() / "jieba"
-        cache.mkdir(parents=True, exist_ok=True)
+        cache = usable_dir(cache_dir) if cache_dir else usable_dir(data_dir() / "jieba")
         tk.tmp_dir = str(cache)
         with _JIEBA_LOCK:
             _initialize(tk, cache / "jieba.cache")

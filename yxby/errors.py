@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "DataDirError",
     "DatabaseError",
     "InputError",
     "KnowledgeError",
@@ -20,7 +21,8 @@ class YxbyError(Exception):
 class ConfigError(YxbyError):
     """A configuration file is missing, unreadable or invalid.
 
-    The message names the file, the line where known, the key and what was expected.
+    The message names the file, the line where known, the key and what was expected;
+    ``str()`` reads ``path:line: 「key」message``.
     """
 
     def __init__(
@@ -39,12 +41,34 @@ class ConfigError(YxbyError):
         if path and line:
             where = f"{path}:{line}"
         prefix = f"{where}: " if where else ""
-        keypart = f"'{key}': " if key else ""
+        # a message that already names its key (「key」…) is not prefixed with it again
+        keypart = f"「{key}」" if key and f"「{key}」" not in message else ""
         super().__init__(f"{prefix}{keypart}{message}")
 
 
+class DataDirError(ConfigError):
+    """The runtime data directory cannot be created or written to.
+
+    ``path`` is the directory, ``reason`` why (Chinese) and ``variable`` the environment
+    variable that chose it, so the message can tell the user what to check.
+    """
+
+    def __init__(self, path: str, reason: str, *, variable: str = "YXBY_DATA_DIR") -> None:
+        super().__init__(f"数据目录 {path} 不可用：{reason}（请检查 {variable}）")
+        self.path = path
+        self.reason = reason
+        self.variable = variable
+
+
 class KnowledgeError(YxbyError):
-    """The knowledge base cannot be loaded or searched."""
+    """The knowledge base cannot be loaded or searched.
+
+    ``problems`` lists what kept entries out (each with file:line) when that is the cause.
+    """
+
+    def __init__(self, message: str, *, problems: tuple[object, ...] = ()) -> None:
+        self.problems = problems
+        super().__init__(message)
 
 
 class RoutingError(YxbyError):

@@ -19,12 +19,14 @@ if TYPE_CHECKING:
     from handoff.calendar import WorkCalendar
 
 __all__ = [
+    "DAY",
     "TODAY_ENV",
     "Check",
     "CheckOutcome",
     "CheckResult",
     "DoctorContext",
     "Status",
+    "current_day",
     "default_checks",
     "register",
     "run_checks",
@@ -35,7 +37,7 @@ TODAY_ENV = "YXBY_TODAY"
 
 
 class Status(enum.Enum):
-    """Outcome of one check; only ``FAIL`` makes ``yxby doctor`` exit non-zero."""
+    """Outcome of one check; ``FAIL`` makes ``yxby doctor`` exit 1, ``WARN`` only with --strict."""
 
     OK = "✓"
     WARN = "!"
@@ -141,12 +143,17 @@ def _knowledge(ctx: DoctorContext) -> CheckResult:
 
     issues = lint(entries_dir(), departments=load_departments().alias_map(), today=ctx.today)
     errors = [i for i in issues if i.severity is Severity.ERROR]
-    if errors:
-        first = errors[0]
-        return CheckResult(Status.FAIL, f"{len(errors)} 个错误，请运行 yxby kb lint；首个：{first}")
     import knowledge
 
     kb = knowledge.load(today=ctx.today)
+    if errors or kb.problems:
+        first = errors[0] if errors else kb.problems[0]
+        count = len(errors) or len(kb.problems)
+        return CheckResult(
+            Status.FAIL,
+            f"{count} 个错误（有问题的条目未加载，{len(kb)} 条在用），请运行 yxby kb lint；"
+            f"首个：{first}",
+        )
     warn = f"，{len(issues)} 个警告（yxby kb lint）" if issues else ""
     return CheckResult(Status.WARN if issues else Status.OK, f"{len(kb)} 条在用{warn}")
 
@@ -163,6 +170,42 @@ def _database(ctx: DoctorContext) -> CheckResult:
     return CheckResult(Status.OK, f"已是最新版本（{rendered or database_url()}）")
 
 
+def _commissioners(ctx: DoctorContext) -> CheckResult:
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from handoff.db import check_schema, make_engine, read_only
+    from handoff.models import Commissioner, CommissionerRole
+    from routing.departments import load_departments
+
+    names = [d.name for d in load_departments()]
+    engine = make_engine()
+    try:
+        check_schema(engine)
+        with Session(engine) as session:
+            covered = set(
+                read_only(session).scalars(
+                    select(Commissioner.department)
+                    .join(Commissioner.bindings)
+                    .where(
+                        Commissioner.active.is_(True),
+                        Commissioner.role == CommissionerRole.COMMISSIONER,
+                    )
+                    .distinct()
+                )
+            )
+    finally:
+        engine.dispose()
+    missing = [name for name in names if name not in covered]
+    if missing:
+        return CheckResult(
+            Status.WARN,
+            "警告：以下部门尚无绑定渠道的在岗专员，新诉求将发给部门负责人或政务办："
+            + "、".join(missing),
+        )
+    return CheckResult(Status.OK, f"{len(names)} 个部门都有绑定渠道的在岗专员")
+
+
 def default_checks() -> list[Check]:
     """Every check ``yxby doctor`` runs, in order."""
     return [
@@ -174,6 +217,7 @@ def default_checks() -> list[Check]:
         Check("回复文本", _replies),
         Check("知识库", _knowledge),
         Check("数据库", _database),
+        Check("专员", _commissioners),
     ]
 
 
@@ -205,21 +249,49 @@ class _Day(click.ParamType):
             self.fail(f"无法识别的日期“{value}”，应为 YYYY-MM-DD", param, ctx)
 
 
-def _today() -> date:
-    from handoff.calendar import SHANGHAI
+DAY = _Day()
+"""The ``--today`` option type shared by the commands that take one."""
 
+
+def current_day(value: date | None = None) -> date:
+    """The CLI's "today": *value*, else ``YXBY_TODAY``, else the date in Asia/Shanghai.
+
+    This is the one place the command line reads the wall clock; library functions get the
+    date passed in.
+    """
+    import os
+
+    from handoff.calendar import SHANGHAI
+    from yxby.errors import ConfigError
+
+    if value is not None:
+        return value
+    env = os.environ.get(TODAY_ENV, "").strip()
+    if env:
+        try:
+            return date.fromisoformat(env)
+        except ValueError:
+            raise ConfigError(
+                f"环境变量 {TODAY_ENV} 的日期“{env}”无法识别，应为 YYYY-MM-DD"
+            ) from None
     return datetime.now(SHANGHAI).date()
 
 
 @click.command("doctor")
-@click.option("--today", type=_Day(), envvar=TODAY_ENV, hidden=True)
-def doctor_command(today: date | None) -> None:
-    """检查配置文件、工作日历（今明两年的节假日数据）等是否可用；有失败项时退出码为 1。"""
-    ctx = DoctorContext(today=today or _today())
+@click.option("--today", type=DAY, envvar=TODAY_ENV, hidden=True)
+@click.option("--strict", is_flag=True, help="有警告项时退出码也为 1。")
+def doctor_command(today: date | None, strict: bool) -> None:
+    """检查配置文件、工作日历（今明两年的节假日数据）、知识库、数据库与专员是否可用。
+
+    有失败项时退出码为 1；只有警告时为 0，加 --strict 则为 1。
+    """
+    ctx = DoctorContext(today=current_day(today))
     outcomes = run_checks(default_checks(), ctx)
     for outcome in outcomes:
         click.echo(outcome.line())
-    if any(o.result.status is Status.FAIL for o in outcomes):
+    failed = any(o.result.status is Status.FAIL for o in outcomes)
+    warned = any(o.result.status is Status.WARN for o in outcomes)
+    if failed or (strict and warned):
         raise click.exceptions.Exit(1)
 
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
+
+from bot.cli.doctor import DAY, TODAY_ENV
 
 if TYPE_CHECKING:
     from knowledge import Decision, KnowledgeBase
@@ -16,8 +19,9 @@ __all__ = ["print_decision", "register"]
 
 def _kb(path: Path | None = None) -> KnowledgeBase:
     import knowledge
+    from bot.cli.doctor import current_day
 
-    return knowledge.load(path)
+    return knowledge.load(path, today=current_day())
 
 
 def _dump(obj: object) -> str:
@@ -78,20 +82,25 @@ def kb_group() -> None:
 
 
 @kb_group.command("lint")
+@click.option("--today", type=DAY, envvar=TODAY_ENV, hidden=True)
 @click.argument("path", required=False, type=click.Path(path_type=Path))
-def kb_lint(path: Path | None) -> None:
-    """Check entries: schema, duplicates, departments, expiry, answer size, YAML."""
+def kb_lint(path: Path | None, today: date | None) -> None:
+    """Check entries: schema, duplicates, departments, expiry, answer size, YAML.
+
+    Every mistake of every file is reported in one run; exit 1 when there is an error.
+    """
+    from bot.cli.doctor import current_day
     from knowledge.lint import Severity, lint
     from routing import load_departments
     from yxby.paths import entries_dir
 
     target = path or entries_dir()
-    issues = lint(target, departments=load_departments().alias_map())
+    issues = lint(target, departments=load_departments().alias_map(), today=current_day(today))
     for issue in issues:
         click.echo(str(issue), err=issue.severity is Severity.ERROR)
     errors = sum(1 for i in issues if i.severity is Severity.ERROR)
     warnings = len(issues) - errors
-    click.echo(f"{target}: {errors} error(s), {warnings} warning(s)")
+    click.echo(f"{target}：{errors} 个错误，{warnings} 个警告")
     if errors:
         raise click.exceptions.Exit(1)
 

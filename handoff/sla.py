@@ -170,13 +170,30 @@ def _reminder_text(clock: SlaClock) -> str:
     )
 
 
-def _breach_text(clock: SlaClock) -> str:
+def _assigned(clock: SlaClock) -> Commissioner | None:
+    """The ticket's commissioner, if active and in the department answering for *clock*."""
+    person = clock.ticket.commissioner
+    if person is not None and person.active and person.department == _responsible_department(clock):
+        return person
+    return None
+
+
+def _breach_text(clock: SlaClock, heads: Iterable[Commissioner] = ()) -> str:
+    """The overdue notice; it names who answers for the clock: the ticket's commissioner,
+    else the department's 负责人 (*heads*), else says that nobody was assigned."""
     ticket = clock.ticket
-    who = ticket.commissioner.name if ticket.commissioner else "未指定"
+    person = _assigned(clock)
+    names = "、".join(dict.fromkeys(h.name for h in heads))
+    if person is not None:
+        who = f"专员 {person.name}"
+    elif names:
+        who = f"部门负责人 {names}（未指定专员）"
+    else:
+        who = "未指定专员（请部门负责人指定）"
     return (
         f"【超时通报】工单 {ticket.number}（{ticket.title}）的「{clock.kind.label}」时限"
         f"已于 {_local(clock.due_at)} 到期未完成。承办部门：{_responsible_department(clock)}；"
-        f"专员：{who}。"
+        f"责任人：{who}。"
     )
 
 
@@ -202,12 +219,13 @@ def _open_clocks() -> Any:
 
 def _remind(session: Session, clock: SlaClock, now: datetime, settings: SlaSettings) -> int | None:
     """Queue reminders; the number queued, or ``None`` if nobody could be found."""
-    assigned = clock.ticket.commissioner
-    department = _responsible_department(clock)
-    if assigned is not None and assigned.active and assigned.department == department:
+    assigned = _assigned(clock)
+    if assigned is not None:
         people = [assigned]
     else:
-        people = _people(session, settings.reminder.department_roles, department)
+        people = _people(
+            session, settings.reminder.department_roles, _responsible_department(clock)
+        )
     text = _reminder_text(clock)
     queued = 0
     for channel, recipient in _targets(people):
@@ -225,9 +243,10 @@ def _notify_breach(
 ) -> int | None:
     """Mark the breach and queue notices; the number queued, or ``None`` if nobody."""
     department = _responsible_department(clock)
+    heads = _people(session, (CommissionerRole.HEAD,), department)
     people = _people(session, settings.overdue.department_roles, department)
     people += _people(session, settings.overdue.oversight_roles, None)
-    text = _breach_text(clock)
+    text = _breach_text(clock, heads)
     queued = 0
     for channel, recipient in _targets(people):
         key = f"breach:{clock.id}:{channel}:{recipient}"
@@ -237,13 +256,11 @@ def _notify_breach(
     return queued if people else None
 
 
-def tick(
-    sessions: sessionmaker[Session], now: datetime, settings: SlaSettings | None = None
-) -> TickReport:
+def tick(sessions: sessionmaker[Session], now: datetime, settings: SlaSettings) -> TickReport:
     """One idempotent pass at *now* (aware): reminders, breaches and overdue notices."""
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be timezone-aware")
-    cfg = settings or load_sla_settings()
+    cfg = settings
     reminders = breaches = notices = unaddressed = 0
     with sessions.begin() as session:
         clocks = list(session.scalars(_open_clocks()))

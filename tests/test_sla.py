@@ -258,3 +258,46 @@ def test_report_to_dict() -> None:
         "notices": 3,
         "unaddressed": 4,
     }
+
+
+# ----------------------------------------------------- who answers for an overdue clock
+
+
+def _breach_texts(db: Database) -> set[str]:
+    return {m.payload["text"] for m in outbox(db) if m.kind == "sla_overdue"}
+
+
+def test_overdue_notice_names_the_ticket_commissioner(
+    db: Database,
+    make_ticket: MakeTicket,
+    service: TicketService,
+    staff: dict[str, Any],
+    sla_settings: SlaSettings,
+) -> None:
+    ticket = make_ticket()
+    service.accept(ticket.number, actor="张三", commissioner="张三")
+    tick(db.sessions, datetime(2026, 12, 3, 8, 0, tzinfo=SHANGHAI), sla_settings)  # done due
+    (text,) = _breach_texts(db)
+    assert "责任人：专员 张三。" in text
+
+
+def test_overdue_notice_without_commissioner_names_the_head(
+    db: Database, make_ticket: MakeTicket, staff: dict[str, Any], sla_settings: SlaSettings
+) -> None:
+    make_ticket()
+    tick(db.sessions, AFTER_CONTACT_DUE, sla_settings)
+    (text,) = _breach_texts(db)
+    assert "责任人：部门负责人 王局（未指定专员）。" in text
+
+
+def test_overdue_notice_with_nobody_asks_for_an_assignment(
+    db: Database,
+    make_ticket: MakeTicket,
+    make_commissioner: Callable[..., Any],
+    sla_settings: SlaSettings,
+) -> None:
+    make_commissioner("钱主任", "政务办", role=CommissionerRole.OVERSIGHT)
+    make_ticket()
+    tick(db.sessions, AFTER_CONTACT_DUE, sla_settings)
+    (text,) = _breach_texts(db)
+    assert "责任人：未指定专员（请部门负责人指定）。" in text

@@ -20,6 +20,7 @@ from handoff.tickets import (
     Action,
     IllegalTransition,
     TicketNotFound,
+    TicketRuleError,
     TicketService,
     TicketState,
     TicketView,
@@ -714,3 +715,168 @@ def test_a_pushed_result_meets_the_feedback_clock_it_started(
     assert feedback.met_at == clock.now
     assert not view.running_clocks()
     assert tick(db.sessions, clock.now + timedelta(days=30), sla_settings) == TickReport()
+
+
+# --------------------------------------------------------- the acting commissioner
+
+
+def test_accept_by_a_commissioner_makes_them_hold_the_ticket(
+    make_ticket: MakeTicket, service: TicketService, make_commissioner: Callable[..., Any]
+) -> None:
+    person = make_commissioner("赵六", "市场监管局")
+    view = service.accept(make_ticket().number, actor="赵六", commissioner_id=person.id)
+    assert view.commissioner == "赵六"
+    assert view.events[-1].data["commissioner"] == "赵六"
+
+
+def test_the_commissioner_option_wins_over_the_acting_commissioner(
+    make_ticket: MakeTicket, service: TicketService, make_commissioner: Callable[..., Any]
+) -> None:
+    head = make_commissioner("王局", "市场监管局", role="负责人")
+    make_commissioner("赵六", "市场监管局")
+    view = service.accept(
+        make_ticket().number, actor="王局", commissioner="赵六", commissioner_id=head.id
+    )
+    assert view.commissioner == "赵六"
+    data = view.events[-1].data
+    assert (data["commissioner"], data["acting_commissioner"]) == ("赵六", "王局")
+
+
+@pytest.mark.parametrize("action", [Action.START, Action.RESOLVE, Action.ESCALATE])
+def test_acting_commissioner_claims_a_ticket_without_one(
+    make_ticket: MakeTicket,
+    service: TicketService,
+    make_commissioner: Callable[..., Any],
+    action: Action,
+) -> None:
+    person = make_commissioner("赵六", "市场监管局")
+    ticket = make_ticket(state=S.ACCEPTED if action is Action.START else S.IN_PROGRESS)
+    assert ticket.commissioner is None
+    args: dict[str, Any] = {"actor": "赵六", "commissioner_id": person.id}
+    if action is Action.RESOLVE:
+        args["result"] = "已办结"
+    elif action is Action.ESCALATE:
+        args |= {"lead_department": "发改局", "deadline": date(2026, 12, 31)}
+    view = getattr(service, action.value)(ticket.number, **args)
+    assert view.commissioner == "赵六"
+    assert view.events[-1].data["commissioner"] == "赵六"
+    assert view.events[-1].data["assigned"] == "赵六"
+
+
+def test_send_feedback_claims_and_does_not_replace_a_holder(
+    make_ticket: MakeTicket, service: TicketService, make_commissioner: Callable[..., Any]
+) -> None:
+    holder = make_commissioner("赵六", "市场监管局")
+    other = make_commissioner("钱七", "市场监管局")
+    ticket = make_ticket(state=S.RESOLVED)
+    view = service.send_feedback(ticket.number, actor="赵六", commissioner_id=holder.id)
+    assert view.commissioner == "赵六"
+    second = make_ticket(state=S.IN_PROGRESS)
+    service.resolve(second.number, result="好了", actor="赵六", commissioner_id=holder.id)
+    view = service.send_feedback(second.number, actor="钱七", commissioner_id=other.id)
+    assert view.commissioner == "赵六"  # already held: only recorded
+    assert view.events[-1].data["commissioner"] == "钱七"
+    assert "assigned" not in view.events[-1].data
+
+
+def test_transfer_and_helpers_only_record_the_acting_commissioner(
+    make_ticket: MakeTicket, service: TicketService, make_commissioner: Callable[..., Any]
+) -> None:
+    person = make_commissioner("赵六", "市场监管局")
+    ticket = make_ticket()
+    view = service.add_helpers(
+        ticket.number, departments=["财政局"], actor="赵六", commissioner_id=person.id
+    )
+    assert view.events[-1].data["commissioner"] == "赵六"
+    view = service.transfer(
+        ticket.number,
+        to_department="工信局",
+        reason="职责",
+        actor="赵六",
+        commissioner_id=person.id,
+    )
+    assert view.commissioner is None  # no 包保 commissioner at 工信局
+    assert view.events[-1].data["commissioner"] == "赵六"
+
+
+def test_an_unknown_acting_commissioner_is_refused(
+    make_ticket: MakeTicket, service: TicketService, db: Database
+) -> None:
+    ticket = make_ticket()
+    before = event_count(db)
+    with pytest.raises(TicketRuleError, match="未登记或已停用") as info:
+        service.accept(ticket.number, actor="x", commissioner_id=987654)
+    assert (info.value.number, info.value.state) == (ticket.number, S.NEW)
+    assert event_count(db) == before
+
+
+# ---------------------------------------------------------------- errors with fields
+
+
+def test_illegal_transition_carries_its_fields(
+    make_ticket: MakeTicket, service: TicketService
+) -> None:
+    ticket = make_ticket()
+    with pytest.raises(IllegalTransition) as info:
+        service.resolve(ticket.number, result="好了", actor="李四")
+    error = info.value
+    assert (error.number, error.action, error.state) == (ticket.number, Action.RESOLVE, S.NEW)
+    assert error.allowed == (S.IN_PROGRESS, S.ESCALATED)
+
+
+def test_not_found_carries_the_number(service: TicketService) -> None:
+    with pytest.raises(TicketNotFound) as info:
+        service.start("YX-20990101-0001", actor="x")
+    assert info.value.number == "YX-20990101-0001"
+
+
+def test_rule_refusals_carry_number_and_state(
+    make_ticket: MakeTicket, service: TicketService
+) -> None:
+    ticket = make_ticket(state=S.ACCEPTED)
+    with pytest.raises(TicketRuleError, match="无需转派") as info:
+        service.transfer(ticket.number, to_department="市场监管局", reason="x", actor="x")
+    assert (info.value.number, info.value.state, info.value.action) == (
+        ticket.number,
+        S.ACCEPTED,
+        Action.TRANSFER,
+    )
+    assert isinstance(info.value, TicketError)
+    resolved = make_ticket(state=S.RESOLVED)
+    with pytest.raises(TicketRuleError, match="不能再增加协办部门") as info:
+        service.add_helpers(resolved.number, departments=["财政局"], actor="x")
+    assert info.value.state is S.RESOLVED
+    surveyed = make_ticket(state=S.SURVEYED)
+    with pytest.raises(TicketRuleError, match="不是「不满意」") as info:
+        service.reopen(surveyed.number, actor="x")
+    assert (info.value.number, info.value.state) == (surveyed.number, S.SURVEYED)
+
+
+# ---------------------------------------------------------------- Chinese state names
+
+
+@pytest.mark.parametrize("text", ["new", " NEW ", "待签收", S.NEW])
+def test_state_parse_accepts_value_and_label(text: str) -> None:
+    assert TicketState.parse(text) is S.NEW
+
+
+def test_state_parse_lists_the_options() -> None:
+    with pytest.raises(ValueError, match="未知的工单状态「丢了」") as info:
+        TicketState.parse("丢了")
+    assert "待签收(new)" in str(info.value)
+    assert "已关闭(closed)" in str(info.value)
+
+
+def test_list_accepts_the_chinese_label(make_ticket: MakeTicket, service: TicketService) -> None:
+    fresh = make_ticket()
+    make_ticket(state=S.ACCEPTED)
+    assert [v.number for v in service.list(state="待签收")] == [fresh.number]
+    with pytest.raises(TicketError, match="待签收\\(new\\)"):
+        service.list(state="lost")
+
+
+def test_survey_result_parse() -> None:
+    assert SurveyResult.parse(" 基本满意 ") is SurveyResult.MOSTLY_SATISFIED
+    assert SurveyResult.parse("unsatisfied") is SurveyResult.UNSATISFIED
+    with pytest.raises(ValueError, match="回访结果应为 满意、基本满意、不满意 之一"):
+        SurveyResult.parse("还行")

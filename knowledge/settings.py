@@ -46,7 +46,7 @@ class DecisionSettings(StrictModel):
     @model_validator(mode="after")
     def _ordered(self) -> DecisionSettings:
         if self.suggest_confidence > self.answer_confidence:
-            raise ValueError("suggest_confidence must not exceed answer_confidence")
+            raise ValueError("suggest_confidence 不能大于 answer_confidence")
         return self
 
 
@@ -64,7 +64,7 @@ class HandoffSettings(StrictModel):
             try:
                 re.compile(pattern)
             except re.error as exc:
-                raise ValueError(f"bad regular expression {pattern!r}: {exc}") from None
+                raise ValueError(f"正则表达式 {pattern!r} 有误：{exc}") from None
         return value
 
 

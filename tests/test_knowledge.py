@@ -1,6 +1,7 @@
 """The knowledge base: loading, search with explanations, and the answer/suggest/none decision."""
 
 import datetime as dt
+import logging
 import textwrap
 from pathlib import Path
 
@@ -130,10 +131,20 @@ def test_expired_and_future_entries_are_not_served(tmp_path: Path) -> None:
     assert [e.id for e in kb.entries] == ["now"]
 
 
-def test_broken_entries_stop_loading_with_file_and_line(tmp_path: Path) -> None:
+BROKEN = Path(__file__).parent / "data" / "kb_broken"
+
+
+def test_broken_entries_are_left_out_and_recorded(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text(
         textwrap.dedent("""\
             - id: ok-entry
+              title: 标题
+              questions: [营业执照怎么办理]
+              answer: 答案
+              department: 政务办
+              source: {document: 测试}
+              updated: 2026-01-01
+            - id: bad-entry
               title: 标题
               questions: [问题]
               answer: 答案
@@ -144,19 +155,65 @@ def test_broken_entries_stop_loading_with_file_and_line(tmp_path: Path) -> None:
             """),
         encoding="utf-8",
     )
-    with pytest.raises(KnowledgeError, match=r"bad.yaml:8.*colour.*unknown key"):
-        knowledge.load(tmp_path)
+    kb = knowledge.load(tmp_path, today=dt.date(2026, 11, 26))
+    assert [e.id for e in kb.entries] == ["ok-entry"]
+    assert [str(p) for p in kb.problems] == [
+        f"{tmp_path / 'bad.yaml'}:15: 错误：[bad-entry] 未知字段「colour」，允许的字段："
+        "id、title、questions、answer、department、keywords、tags、source、updated、"
+        "effective、expires"
+    ]
+    assert kb.get("ok-entry") is not None and kb.get("bad-entry") is None
 
 
-def test_duplicate_ids_stop_loading(tmp_path: Path) -> None:
+def test_a_duplicate_id_keeps_the_first_and_records_both_places(tmp_path: Path) -> None:
     write_entries(tmp_path, {"id": "same", "q": "甲"}, {"id": "same", "q": "乙"})
-    with pytest.raises(KnowledgeError, match="duplicate id 'same'"):
-        knowledge.load(tmp_path)
+    kb = knowledge.load(tmp_path, today=dt.date(2026, 11, 26))
+    assert [e.questions for e in kb.entries] == [("甲",)]
+    (problem,) = kb.problems
+    assert (problem.path, problem.line) == (str(tmp_path / "a.yaml"), 8)
+    assert f"条目编号「same」重复：{tmp_path / 'a.yaml'}:1 已有同一编号" in problem.message
+
+
+def test_problems_are_logged_once_as_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="knowledge"):
+        kb = knowledge.load(BROKEN, today=dt.date(2026, 11, 26))
+    records = [r for r in caplog.records if r.name.startswith("knowledge")]
+    assert len(records) == 1 and records[0].levelno == logging.WARNING
+    text = records[0].getMessage()
+    assert "知识库有 7 处问题" in text and "a.yaml:16" in text and "c.yaml:4" in text
+    assert len(kb.problems) == 7
+    # the good, the unknown-department and the expired entries; the expired one is not served
+    assert {e.id for e in kb.entries} == {"broken-good", "broken-unknown-department"}
+
+
+def test_no_usable_entry_is_a_chinese_error(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text("- id: [\n", encoding="utf-8")
+    with pytest.raises(KnowledgeError, match="知识库没有一条可用的条目，共 1 处问题") as info:
+        knowledge.load(tmp_path, today=dt.date(2026, 11, 26))
+    assert "bad.yaml:2: 错误：YAML 格式错误" in str(info.value)
+    assert len(info.value.problems) == 1
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(KnowledgeError, match="知识库中没有任何条目"):
+        knowledge.load(empty, today=dt.date(2026, 11, 26))
+
+
+def test_without_a_date_no_entry_is_left_out_for_its_dates(tmp_path: Path) -> None:
+    write_entries(
+        tmp_path,
+        {"id": "old", "q": "旧政策补贴怎么申请", "extra": "  expires: 2020-01-01\n"},
+        {"id": "now", "q": "现行政策补贴怎么申请"},
+    )
+    assert [e.id for e in knowledge.load(tmp_path).entries] == ["old", "now"]
 
 
 def test_missing_directory(tmp_path: Path) -> None:
     with pytest.raises(KnowledgeError, match="不存在"):
         knowledge.load(tmp_path / "nowhere")
+
+
+def test_shipped_knowledge_base_has_no_problems(kb: KnowledgeBase) -> None:
+    assert kb.problems == ()
 
 
 def test_dev_eval_passes(kb: KnowledgeBase) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from datetime import date
 from pathlib import Path
@@ -49,12 +50,37 @@ def lines(result: Result) -> list[str]:
     return result.stdout.splitlines()
 
 
+def staff_every_department(url: str, *, skip: tuple[str, ...] = ()) -> None:
+    """An active, channel-bound commissioner in every department but *skip*."""
+    from handoff.db import open_database
+    from handoff.registry import add_commissioner
+    from routing.departments import load_departments
+
+    departments = load_departments()
+    db = open_database(url)
+    try:
+        with db.begin() as session:
+            for i, dept in enumerate(departments):
+                if dept.name not in skip:
+                    add_commissioner(
+                        session,
+                        name=f"专员{i}",
+                        department=dept.name,
+                        bindings=[("telegram", str(1000 + i))],
+                        departments=departments,
+                    )
+    finally:
+        db.dispose()
+
+
 def test_all_good_in_a_year_chinesecalendar_covers(config: Path) -> None:
+    staff_every_department(os.environ["YXBY_DATABASE_URL"])
     result = doctor("--today", "2025-06-01")
     assert result.exit_code == 0, result.output
     out = lines(result)
-    assert len(out) == len(default_checks()) == 8
+    assert len(out) == len(default_checks()) == 9
     assert all(line.startswith("✓ ") for line in out), out
+    assert out[8].startswith("✓ 专员：")
     assert out[0].startswith("✓ 部门配置：")
     assert "2025 年按 chinesecalendar" in out[2]
     assert "2026 年按 chinesecalendar" in out[3]
@@ -97,7 +123,7 @@ def test_a_broken_departments_file_fails(config: Path) -> None:
     out = lines(result)
     assert out[0].startswith("✗ 部门配置：")
     assert "departments.yaml:2" in out[0]
-    assert "'departments.0.full_name': required key is missing" in out[0]
+    assert "缺少必填字段「departments.0.full_name」" in out[0]
     assert len(out) == len(default_checks())  # a multi-line error still makes one line
     assert out[1].startswith("✓ 节假日配置")
 
@@ -163,5 +189,52 @@ def test_the_calendar_is_loaded_once_per_run(config: Path, monkeypatch: pytest.M
 
     monkeypatch.setattr(handoff.calendar, "load_calendar", counting)
     outcomes = run_checks(default_checks(), DoctorContext(today=date(2025, 6, 1)))
-    assert all(o.result.status is Status.OK for o in outcomes)
+    assert all(o.result.status is not Status.FAIL for o in outcomes)
     assert len(calls) == 1
+
+
+def test_departments_without_a_bound_commissioner_are_a_warning(config: Path) -> None:
+    from handoff.db import open_database
+    from handoff.registry import add_commissioner
+
+    url = os.environ["YXBY_DATABASE_URL"]
+    staff_every_department(url, skip=("工信局", "商务局", "财政局"))
+    db = open_database(url)
+    try:
+        with db.begin() as session:  # neither counts: no binding, or a head not a commissioner
+            add_commissioner(session, name="无渠道", department="工信局")
+            add_commissioner(
+                session, name="负责人", department="商务局", role="负责人",
+                bindings=[("telegram", "42")],
+            )  # fmt: skip
+    finally:
+        db.dispose()
+    result = doctor("--today", "2025-06-01")
+    assert result.exit_code == 0, result.output  # a warning does not fail by default
+    assert lines(result)[8] == (
+        "! 专员：警告：以下部门尚无绑定渠道的在岗专员，新诉求将发给部门负责人或政务办："
+        "工信局、商务局、财政局"
+    )
+
+
+def test_strict_makes_a_warning_fail(config: Path) -> None:
+    assert doctor("--today", "2025-06-01").exit_code == 0
+    result = doctor("--today", "2025-06-01", "--strict")
+    assert result.exit_code == 1
+    assert any(line.startswith("! 专员：") for line in lines(result))
+    staff_every_department(os.environ["YXBY_DATABASE_URL"])
+    assert doctor("--today", "2025-06-01", "--strict").exit_code == 0
+
+
+def test_a_broken_entry_fails_the_knowledge_check(
+    config: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    entries = tmp_path / "entries"
+    shutil.copytree(PROJECT_ROOT / "knowledge" / "entries", entries)
+    (entries / "zz-broken.yaml").write_text("- id: [\n", encoding="utf-8")
+    monkeypatch.setenv("YXBY_KNOWLEDGE_DIR", str(entries))
+    result = doctor("--today", "2025-06-01")
+    assert result.exit_code == 1
+    (line,) = [x for x in lines(result) if "知识库" in x]
+    assert line.startswith("✗ 知识库：1 个错误（有问题的条目未加载，")
+    assert "zz-broken.yaml:2: 错误：YAML 格式错误" in line

@@ -238,6 +238,91 @@ def test_errors_are_one_chinese_line(
     fails(run("tickets", "survey", number, "--result", "还行", "--actor", "a"), 1, "回访结果应为")
 
 
+def test_list_by_chinese_state_label(
+    run: Callable[..., Result], make_ticket: Callable[..., TicketView]
+) -> None:
+    from handoff.models import TicketState
+
+    fresh = make_ticket().number
+    accepted = make_ticket(state=TicketState.ACCEPTED).number
+    listed = json.loads(ok(run("tickets", "list", "--state", "待签收", "--json")).output)
+    assert [t["number"] for t in listed] == [fresh]
+    out = ok(run("tickets", "list", "--state", "已签收")).output
+    assert accepted in out and fresh not in out
+    fails(run("tickets", "list", "--state", "丢了"), 1, "待签收(new)")
+
+
+def test_list_help_shows_the_chinese_state_labels(run: Callable[..., Result]) -> None:
+    out = ok(run("tickets", "list", "-h")).output
+    assert "待签收 new" in out
+    assert "已关闭 closed" in out
+
+
+def test_an_illegal_transition_is_one_chinese_line_with_exit_1(
+    run: Callable[..., Result], make_ticket: Callable[..., TicketView]
+) -> None:
+    from handoff.models import TicketState
+
+    number = make_ticket(state=TicketState.CLOSED).number
+    result = run("tickets", "reopen", number, "--actor", "政务办")
+    fails(result, 1, f"工单 {number} 不能从「已关闭」变为「待签收」（重办）")
+    assert result.stderr.count("\n") == 1
+    assert result.output == result.stderr  # nothing on stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["start"], "开始办理"),
+        (["feedback", "--note", "电话"], "已反馈"),
+        (["ack", "--department", "工信局"], "协办已确认"),
+    ],
+)
+def test_action_commands_answer_in_one_line(
+    run: Callable[..., Result],
+    make_ticket: Callable[..., TicketView],
+    args: list[str],
+    words: str,
+) -> None:
+    from handoff.models import TicketState
+
+    state = {"start": TicketState.ACCEPTED, "feedback": TicketState.RESOLVED}
+    number = make_ticket(state=state.get(args[0], TicketState.IN_PROGRESS)).number
+    if args[0] == "ack":
+        ok(run("tickets", "assist", number, "--departments", "工信局", "--actor", "张三"))
+    out = ok(run("tickets", args[0], number, *args[1:], "--actor", "张三")).output
+    assert out.startswith(f"工单 {number} {words}（当前：")
+    assert out.count("\n") == 1
+
+
+def test_every_action_command_calls_a_service_method() -> None:
+    from bot.cli.tickets import ACTIONS, tickets_group
+    from handoff.tickets import TicketService
+
+    for action in ACTIONS:
+        assert callable(getattr(TicketService, action.method)), action.name
+        assert tickets_group.commands[action.name].help == action.help
+
+
+def test_ticket_commands_do_not_load_the_knowledge_base(
+    run: Callable[..., Result],
+    make_ticket: Callable[..., TicketView],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bot.app import App
+
+    def refuse(self: App) -> None:
+        raise AssertionError("the knowledge base was loaded")
+
+    monkeypatch.setattr(App, "kb", property(refuse))
+    number = make_ticket().number
+    ok(run("tickets", "list"))
+    ok(run("tickets", "show", number))
+    ok(run("tickets", "accept", number, "--actor", "张三"))
+    ok(run("sla", "tick", "--now", "2026-11-26 08:00"))
+    ok(run("commissioners", "list"))
+
+
 def test_list_overdue_at_a_given_time(
     run: Callable[..., Result], make_ticket: Callable[..., TicketView]
 ) -> None:

@@ -1,18 +1,53 @@
-"""`yxby db`, `yxby enterprises` and `yxby commissioners`: schema and registry data."""
+"""`yxby db`, `yxby enterprises` and `yxby commissioners`: schema and registry data.
+
+:func:`opened_app` is how every command that works on the data gets the application
+(``bot.app.build_app``: database, config, clock); ``db upgrade``/``db current`` only need
+the database address, since the schema they handle may not exist yet.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-__all__ = ["register"]
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from bot.app import App
+
+__all__ = ["commissioners_group", "opened_app", "register"]
 
 
 def _echo_json(data: Any) -> None:
     click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+
+
+@contextmanager
+def opened_app() -> Iterator[App]:
+    """The app built from the ``YXBY_*`` environment on a migrated database; closed after.
+
+    The knowledge base is not loaded (it is built on first use, and no command here uses it).
+    """
+    from bot.app import build_app
+
+    app = build_app()
+    try:
+        yield app
+    finally:
+        app.close()
+
+
+def _engine() -> Engine:
+    """An engine on the configured database (which may not have a schema yet)."""
+    from bot.app import AppSettings
+    from handoff.db import make_engine
+
+    return make_engine(AppSettings.from_env().database_url)
 
 
 # ------------------------------------------------------------------------------- db
@@ -26,9 +61,9 @@ def db_group() -> None:
 @db_group.command("upgrade")
 def upgrade_command() -> None:
     """创建或升级数据库结构到最新版本。"""
-    from handoff.db import make_engine, upgrade
+    from handoff.db import upgrade
 
-    engine = make_engine()
+    engine = _engine()
     try:
         before = _current(engine)
         after = upgrade(engine)
@@ -50,9 +85,9 @@ def _current(engine: Any) -> str | None:
 @db_group.command("current")
 def current_command() -> None:
     """显示数据库当前版本与程序需要的版本。"""
-    from handoff.db import head_revision, make_engine
+    from handoff.db import head_revision
 
-    engine = make_engine()
+    engine = _engine()
     try:
         current = _current(engine)
     finally:
@@ -78,14 +113,12 @@ def enterprises_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="输出 JSON 报告。")
 def import_command(file: Path, as_json: bool) -> None:
     """从 CSV 或 XLSX 导入企业（表头：统一社会信用代码、企业名称、类型、行业、标签、包保专员）。"""
-    from handoff.db import open_database
     from handoff.registry import import_file
 
-    db = open_database()
-    try:
-        report = import_file(db.sessions, file)
-    finally:
-        db.dispose()
+    with opened_app() as app:
+        report = import_file(
+            app.db.sessions, file, departments=app.router.departments, now=app.clock()
+        )
     if as_json:
         _echo_json(report.to_dict())
         return
@@ -100,30 +133,25 @@ def import_command(file: Path, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="输出 JSON。")
 def show_enterprise_command(uscc: str, as_json: bool) -> None:
     """查看一家企业的登记信息。"""
-    from handoff.db import open_database, read_only
+    from handoff.db import read_only
     from handoff.registry import find_enterprise
     from yxby.errors import InputError
 
-    db = open_database()
-    try:
-        with db.sessions() as session:
-            read_only(session)
-            found = find_enterprise(session, uscc)
-            if found is None:
-                raise InputError(f"企业库中没有统一社会信用代码为 {uscc} 的企业")
-            data: dict[str, Any] = {
-                "uscc": found.uscc,
-                "name": found.name,
-                "kind": found.kind.value,
-                "industry": found.industry,
-                "tags": list(found.tags or []),
-                "commissioner": found.commissioner.name if found.commissioner else None,
-                "commissioner_department": (
-                    found.commissioner.department if found.commissioner else None
-                ),
-            }
-    finally:
-        db.dispose()
+    with opened_app() as app, app.db.sessions() as session:
+        found = find_enterprise(read_only(session), uscc)
+        if found is None:
+            raise InputError(f"企业库中没有统一社会信用代码为 {uscc} 的企业")
+        data: dict[str, Any] = {
+            "uscc": found.uscc,
+            "name": found.name,
+            "kind": found.kind.value,
+            "industry": found.industry,
+            "tags": list(found.tags or []),
+            "commissioner": found.commissioner.name if found.commissioner else None,
+            "commissioner_department": (
+                found.commissioner.department if found.commissioner else None
+            ),
+        }
     if as_json:
         _echo_json(data)
         return
@@ -164,7 +192,6 @@ def add_commissioner_command(
     name: str, department: str, role: str, phone: str | None, bindings: tuple[str, ...]
 ) -> None:
     """登记一名人员。"""
-    from handoff.db import open_database
     from handoff.registry import add_commissioner
     from yxby.errors import InputError
 
@@ -174,15 +201,18 @@ def add_commissioner_command(
         if not sep or not channel.strip() or not key.strip():
             raise InputError(f"--bind 应写成 渠道:账号（如 telegram:123456），收到「{item}」")
         pairs.append((channel.strip(), key.strip()))
-    db = open_database()
-    try:
-        with db.begin() as session:
-            person = add_commissioner(
-                session, name=name, department=department, role=role, phone=phone, bindings=pairs
-            )
-            click.echo(f"已登记：{person.name}（{person.department}，{person.role.value}）")
-    finally:
-        db.dispose()
+    with opened_app() as app, app.db.begin() as session:
+        person = add_commissioner(
+            session,
+            name=name,
+            department=department,
+            role=role,
+            phone=phone,
+            bindings=pairs,
+            departments=app.router.departments,
+            now=app.clock(),
+        )
+        click.echo(f"已登记：{person.name}（{person.department}，{person.role.value}）")
 
 
 @commissioners_group.command("list")
@@ -190,29 +220,23 @@ def add_commissioner_command(
 @click.option("--json", "as_json", is_flag=True, help="输出 JSON。")
 def list_commissioners_command(department: str | None, as_json: bool) -> None:
     """列出已登记人员。"""
-    from handoff.db import open_database, read_only
+    from handoff.db import read_only
     from handoff.registry import list_commissioners
-    from routing.departments import load_departments
 
-    # an unknown name raises RoutingError: the CLI prints it and exits 1
-    dept = load_departments().canonical(department) if department else None
-    db = open_database()
-    try:
-        with db.sessions() as session:
-            read_only(session)
-            rows: list[dict[str, Any]] = [
-                {
-                    "name": p.name,
-                    "department": p.department,
-                    "role": p.role.value,
-                    "phone": p.phone,
-                    "active": p.active,
-                    "bindings": [f"{b.channel}:{b.user_key}" for b in p.bindings],
-                }
-                for p in list_commissioners(session, dept)
-            ]
-    finally:
-        db.dispose()
+    with opened_app() as app, app.db.sessions() as session:
+        # an unknown name raises RoutingError: the CLI prints it and exits 1
+        dept = app.router.departments.canonical(department) if department else None
+        rows: list[dict[str, Any]] = [
+            {
+                "name": p.name,
+                "department": p.department,
+                "role": p.role.value,
+                "phone": p.phone,
+                "active": p.active,
+                "bindings": [f"{b.channel}:{b.user_key}" for b in p.bindings],
+            }
+            for p in list_commissioners(read_only(session), dept)
+        ]
     if as_json:
         _echo_json(rows)
         return

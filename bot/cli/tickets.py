@@ -1,58 +1,33 @@
-"""`yxby tickets …` (list, show and every state change) and `yxby sla tick`."""
+"""`yxby tickets …` (list, show and every state change) and `yxby sla tick`.
+
+Every command gets its ticket service, database, router and clock from
+:func:`bot.cli.db.opened_app` (``build_app``); none reads the wall clock or a config file
+itself. The state changes are declared once each in :data:`ACTIONS`.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from bot.cli.db import commissioners_group
+from bot.cli.db import commissioners_group, opened_app
 from bot.cli.sla import ChineseUsageError, parse_moment, sla_group
 
 if TYPE_CHECKING:
-    from handoff.tickets import TicketService, TicketView
+    from bot.app import App
+    from handoff.tickets import TicketView
 
-__all__ = ["register", "tickets_group"]
+__all__ = ["ACTIONS", "ActionCommand", "ActionOption", "register", "tickets_group"]
 
 
 def _echo_json(data: Any) -> None:
     click.echo(json.dumps(data, ensure_ascii=False, indent=2))
-
-
-@contextmanager
-def _service() -> Iterator[TicketService]:
-    """A ticket service on the configured database (which must be migrated).
-
-    It notifies like the bot does: a new or transferred ticket reaches the department's
-    commissioners, a result reaches the enterprise's chat.
-    """
-    from bot.notify import Notifier
-    from bot.replies import load_replies
-    from handoff.calendar import SHANGHAI, load_calendar
-    from handoff.db import open_database
-    from handoff.tickets import TicketService
-
-    from handoff.sla import load_sla_settings
-    from routing.departments import load_departments
-
-    calendar = load_calendar()
-    notifier = Notifier(load_replies())
-    db = open_database()
-    try:
-        yield TicketService(
-            db.sessions,
-            calendar,
-            lambda: datetime.now(SHANGHAI),
-            settings=load_sla_settings(),
-            departments=load_departments(),
-            notifier=notifier,
-        )
-    finally:
-        db.dispose()
 
 
 def _local(moment: datetime | None) -> str:
@@ -74,10 +49,7 @@ def _clock_status(clock: Any, now: datetime) -> str:
     return "进行中"
 
 
-def _print_ticket(view: TicketView, *, full: bool) -> None:
-    from handoff.calendar import SHANGHAI
-
-    now = datetime.now(SHANGHAI)
+def _print_ticket(view: TicketView, now: datetime, *, full: bool) -> None:
     click.echo(f"工单 {view.number}  【{view.state.label}】")
     click.echo(f"标题：{view.title}")
     if full and view.description != view.title:
@@ -190,8 +162,16 @@ def _json_option(func: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--json", "as_json", is_flag=True, help="输出 JSON。")(func)
 
 
+def _state_help() -> str:
+    from handoff.models import TicketState
+
+    # a space inside each pair lets click wrap between words, never inside one
+    pairs = "、".join(f"{s.label} {s.value}" for s in TicketState)
+    return f"按状态筛选，中文名或英文值均可：{pairs}。"
+
+
 @tickets_group.command("list")
-@click.option("--state", help="按状态筛选：new、accepted、in_progress、escalated、resolved 等。")
+@click.option("--state", help=_state_help())
 @click.option("--department", help="按承办（牵头）部门筛选。")
 @click.option("--overdue", is_flag=True, help="只看已超时仍未完成的工单。")
 @click.option("--now", "now_text", help="判断超时所用的时间（默认当前时间；不带时区按北京时间）。")
@@ -209,8 +189,8 @@ def list_command(
 ) -> None:
     """列出工单（最新的在前）。"""
     now = _moment(now_text, ctx) if now_text else None
-    with _service() as service:
-        views = service.list(
+    with opened_app() as app:
+        views = app.tickets.list(
             state=state, department=department, overdue=overdue, now=now, limit=limit
         )
     if as_json:
@@ -232,12 +212,13 @@ def list_command(
 @_json_option
 def show_command(number: str, as_json: bool) -> None:
     """查看一张工单：时限与全部记录。"""
-    with _service() as service:
-        view = service.get(number)
+    with opened_app() as app:
+        view = app.tickets.get(number)
+        now = app.clock()
     if as_json:
         _echo_json(view.to_dict())
     else:
-        _print_ticket(view, full=True)
+        _print_ticket(view, now, full=True)
 
 
 @tickets_group.command("create")
@@ -261,12 +242,12 @@ def create_command(
     from handoff.tickets import MANUAL_RULE
 
     who = _need(actor, "--actor（操作人）", ctx)
-    if department:
-        rule, reason = MANUAL_RULE, f"由{who.strip()}在命令行指定"
-    else:
-        department, rule, reason = _route(text, uscc)
-    with _service() as service:
-        view = service.create(
+    with opened_app() as app:
+        if department:
+            rule, reason = MANUAL_RULE, f"由{who.strip()}在命令行指定"
+        else:
+            department, rule, reason = _route(app, text, uscc)
+        view = app.tickets.create(
             text,
             department=department,
             rule=rule,
@@ -283,128 +264,26 @@ def create_command(
         click.echo(f"  {clock.kind.label}截止：{_local(clock.due_at)}")
 
 
-def _route(text: str, uscc: str | None) -> tuple[str, str, str]:
+def _route(app: App, text: str, uscc: str | None) -> tuple[str, str, str]:
     """Department, rule and reason from the router (with registry facts for *uscc*)."""
-    from routing import RouteFacts, load_router
+    from routing import RouteFacts
 
     facts: dict[str, Any] = {}
     if uscc:
-        from handoff.db import open_database, read_only
+        from handoff.db import read_only
         from handoff.registry import route_facts
         from yxby.errors import InputError
 
-        db = open_database()
-        try:
-            with db.sessions() as session:
-                found = route_facts(read_only(session), uscc)
-        finally:
-            db.dispose()
+        with app.db.sessions() as session:
+            found = route_facts(read_only(session), uscc)
         if found is None:
             raise InputError(f"企业库中没有统一社会信用代码为 {uscc} 的企业")
         facts = found
-    decision = load_router().route(RouteFacts(text, **facts))
+    decision = app.router.route(RouteFacts(text, **facts))
     return decision.department, str(decision.rule.value), decision.reason
 
 
-@tickets_group.command("accept")
-@click.argument("number")
-@click.option("--commissioner", help="签收的专员（须为承办部门的在岗专员），同时指定为本工单专员。")
-@_actor_option
-@_json_option
-@click.pass_context
-def accept_command(
-    ctx: click.Context, number: str, commissioner: str | None, actor: str | None, as_json: bool
-) -> None:
-    """签收（已与企业对接）。"""
-    who = _need(actor, "--actor（操作人）", ctx)
-    with _service() as service:
-        view = service.accept(number, actor=who, commissioner=commissioner)
-    _done(view, as_json, "已签收")
-
-
-@tickets_group.command("start")
-@click.argument("number")
-@_actor_option
-@_json_option
-@click.pass_context
-def start_command(ctx: click.Context, number: str, actor: str | None, as_json: bool) -> None:
-    """开始办理（联席会议后继续办理也用此命令）。"""
-    who = _need(actor, "--actor（操作人）", ctx)
-    with _service() as service:
-        view = service.start(number, actor=who)
-    _done(view, as_json, "开始办理")
-
-
-@tickets_group.command("resolve")
-@click.argument("number")
-@click.option("--result", help="办理结果（必填）。")
-@_actor_option
-@_json_option
-@click.pass_context
-def resolve_command(
-    ctx: click.Context, number: str, result: str | None, actor: str | None, as_json: bool
-) -> None:
-    """办结，记录办理结果。"""
-    outcome = _need(result, "--result（办理结果）", ctx)
-    who = _need(actor, "--actor（操作人）", ctx)
-    with _service() as service:
-        view = service.resolve(number, result=outcome, actor=who)
-    _done(view, as_json, "已办结")
-
-
-@tickets_group.command("feedback")
-@click.argument("number")
-@click.option("--note", help="反馈方式或备注。")
-@_actor_option
-@_json_option
-@click.pass_context
-def feedback_command(
-    ctx: click.Context, number: str, note: str | None, actor: str | None, as_json: bool
-) -> None:
-    """已向企业反馈办理结果。"""
-    who = _need(actor, "--actor（操作人）", ctx)
-    with _service() as service:
-        view = service.send_feedback(number, actor=who, note=note)
-    _done(view, as_json, "已反馈")
-
-
-@tickets_group.command("survey")
-@click.argument("number")
-@click.option("--result", help="满意、基本满意 或 不满意（必填）。")
-@click.option("--comment", help="企业意见。")
-@_actor_option
-@_json_option
-@click.pass_context
-def survey_command(
-    ctx: click.Context,
-    number: str,
-    result: str | None,
-    comment: str | None,
-    actor: str | None,
-    as_json: bool,
-) -> None:
-    """记录满意度回访结果。"""
-    verdict = _need(result, "--result（满意、基本满意 或 不满意）", ctx)
-    who = _need(actor, "--actor（操作人）", ctx)
-    with _service() as service:
-        view = service.record_survey(number, result=verdict, comment=comment, actor=who)
-    _done(view, as_json, f"已记录回访：{verdict.strip()}")
-
-
-@tickets_group.command("close")
-@click.argument("number")
-@click.option("--reason", help="说明（如企业未回应回访）。")
-@_actor_option
-@_json_option
-@click.pass_context
-def close_command(
-    ctx: click.Context, number: str, reason: str | None, actor: str | None, as_json: bool
-) -> None:
-    """关闭工单。"""
-    who = _need(actor, "--actor（操作人）", ctx)
-    with _service() as service:
-        view = service.close(number, actor=who, reason=reason)
-    _done(view, as_json, "已关闭")
+# ----------------------------------------------------------------- state changes
 
 
 def _deadline(value: str, ctx: click.Context) -> datetime | date:
@@ -421,114 +300,184 @@ def _deadline(value: str, ctx: click.Context) -> datetime | date:
         ) from None
 
 
-@tickets_group.command("escalate")
-@click.argument("number")
-@click.option("--lead", help="联席会议明确的牵头部门（必填）。")
-@click.option("--deadline", help="联席会议明确的完成时限：日期（当日 24:00）或时间（必填）。")
-@click.option("--reason", help="提请理由。")
-@_actor_option
-@_json_option
-@click.pass_context
-def escalate_command(
-    ctx: click.Context,
-    number: str,
-    lead: str | None,
-    deadline: str | None,
-    reason: str | None,
-    actor: str | None,
-    as_json: bool,
-) -> None:
-    """提请优化营商环境工作联席会议。"""
-    lead_dept = _need(lead, "--lead（牵头部门）", ctx)
-    due = _deadline(_need(deadline, "--deadline（完成时限）", ctx), ctx)
-    who = _need(actor, "--actor（操作人）", ctx)
-    with _service() as service:
-        view = service.escalate(
-            number, lead_department=lead_dept, deadline=due, actor=who, reason=reason
-        )
-    _done(view, as_json, "已提请联席会议")
+def _names(value: str, ctx: click.Context) -> list[str]:
+    return [n for n in re.split(r"[,，、\s]+", value) if n]
 
 
-@tickets_group.command("transfer")
-@click.argument("number")
-@click.option("--to", "to_department", help="转派到的部门（必填）。")
-@click.option("--reason", help="转派/退单理由（必填）。")
-@_actor_option
-@_json_option
-@click.pass_context
-def transfer_command(
-    ctx: click.Context,
-    number: str,
-    to_department: str | None,
-    reason: str | None,
-    actor: str | None,
-    as_json: bool,
-) -> None:
-    """转派/退单到另一部门（对接时限重新计算）。"""
-    target = _need(to_department, "--to（部门）", ctx)
-    why = _need(reason, "--reason（理由）", ctx)
-    who = _need(actor, "--actor（操作人）", ctx)
-    with _service() as service:
-        view = service.transfer(number, to_department=target, reason=why, actor=who)
-    _done(view, as_json, f"已转派至{view.department}")
+@dataclass(frozen=True)
+class ActionOption:
+    """One option of a state-change command, passed to the service as keyword *name*."""
+
+    flag: str
+    name: str
+    help: str
+    missing: str | None = None
+    """``缺少 …`` text when the option is required (exit 2 when it is not given)."""
+    convert: Callable[[str, click.Context], Any] | None = None
 
 
-@tickets_group.command("assist")
-@click.argument("number")
-@click.option("--departments", help="协办部门，逗号分隔（必填）。")
-@click.option("--reason", help="说明。")
-@_actor_option
-@_json_option
-@click.pass_context
-def assist_command(
-    ctx: click.Context,
-    number: str,
-    departments: str | None,
-    reason: str | None,
-    actor: str | None,
-    as_json: bool,
-) -> None:
-    """增加协办部门（协同办理）。"""
-    import re
+@dataclass(frozen=True)
+class ActionCommand:
+    """``yxby tickets NAME NUMBER [options] --actor 姓名 [--json]``: one service call."""
 
-    names = [n for n in re.split(r"[,，、\s]+", _need(departments, "--departments", ctx)) if n]
-    who = _need(actor, "--actor（操作人）", ctx)
-    with _service() as service:
-        view = service.add_helpers(number, departments=names, actor=who, reason=reason)
-    _done(view, as_json, f"协办部门：{'、'.join(h.department for h in view.helpers)}")
+    name: str
+    help: str
+    method: str
+    """The :class:`~handoff.tickets.TicketService` method it calls."""
+    done: str | Callable[[TicketView, Mapping[str, Any]], str]
+    """What the one-line answer says was done (from the view and the given options)."""
+    options: tuple[ActionOption, ...] = ()
 
+    def command(self) -> click.Command:
+        """The click command: check options in order, then the actor, call, answer."""
 
-@tickets_group.command("ack")
-@click.argument("number")
-@click.option("--department", help="确认协办的部门（必填）。")
-@_actor_option
-@_json_option
-@click.pass_context
-def ack_command(
-    ctx: click.Context, number: str, department: str | None, actor: str | None, as_json: bool
-) -> None:
-    """协办部门确认接收。"""
-    dept = _need(department, "--department（部门）", ctx)
-    who = _need(actor, "--actor（操作人）", ctx)
-    with _service() as service:
-        view = service.acknowledge_helper(number, department=dept, actor=who)
-    _done(view, as_json, "协办已确认")
+        def callback(number: str, actor: str | None, as_json: bool, **given: Any) -> None:
+            ctx = click.get_current_context()
+            args: dict[str, Any] = {}
+            for option in self.options:
+                value = given[option.name]
+                if option.missing is not None:
+                    value = _need(value, option.missing, ctx)
+                if value is not None and option.convert is not None:
+                    value = option.convert(value, ctx)
+                args[option.name] = value
+            who = _need(actor, "--actor（操作人）", ctx)
+            with opened_app() as app:
+                view = getattr(app.tickets, self.method)(number, actor=who, **args)
+            what = self.done if isinstance(self.done, str) else self.done(view, given)
+            _done(view, as_json, what)
+
+        params: list[click.Parameter] = [click.Argument(["number"])]
+        params += [click.Option([o.flag, o.name], help=o.help) for o in self.options]
+        params += [
+            click.Option(["--actor"], help="操作人姓名（必填，写入工单记录）。"),
+            click.Option(["--json", "as_json"], is_flag=True, help="输出 JSON。"),
+        ]
+        return click.Command(self.name, callback=callback, params=params, help=self.help)
 
 
-@tickets_group.command("reopen")
-@click.argument("number")
-@click.option("--reason", help="重办理由。")
-@_actor_option
-@_json_option
-@click.pass_context
-def reopen_command(
-    ctx: click.Context, number: str, reason: str | None, actor: str | None, as_json: bool
-) -> None:
-    """企业不满意时重办（限一次，时限重新计算）。"""
-    who = _need(actor, "--actor（操作人）", ctx)
-    with _service() as service:
-        view = service.reopen(number, actor=who, reason=reason)
-    _done(view, as_json, "已重办")
+def _opt(flag: str, name: str, help: str, missing: str | None = None, **kw: Any) -> ActionOption:
+    return ActionOption(flag, name, help, missing, **kw)
+
+
+ACTIONS: tuple[ActionCommand, ...] = (
+    ActionCommand(
+        "accept",
+        "签收（已与企业对接）。",
+        "accept",
+        "已签收",
+        (
+            _opt(
+                "--commissioner",
+                "commissioner",
+                "签收的专员（须为承办部门的在岗专员），同时指定为本工单专员。",
+            ),
+        ),
+    ),
+    ActionCommand("start", "开始办理（联席会议后继续办理也用此命令）。", "start", "开始办理"),
+    ActionCommand(
+        "resolve",
+        "办结，记录办理结果。",
+        "resolve",
+        "已办结",
+        (_opt("--result", "result", "办理结果（必填）。", "--result（办理结果）"),),
+    ),
+    ActionCommand(
+        "feedback",
+        "已向企业反馈办理结果。",
+        "send_feedback",
+        "已反馈",
+        (_opt("--note", "note", "反馈方式或备注。"),),
+    ),
+    ActionCommand(
+        "survey",
+        "记录满意度回访结果。",
+        "record_survey",
+        lambda view, given: f"已记录回访：{given['result'].strip()}",
+        (
+            _opt(
+                "--result",
+                "result",
+                "满意、基本满意 或 不满意（必填）。",
+                "--result（满意、基本满意 或 不满意）",
+            ),
+            _opt("--comment", "comment", "企业意见。"),
+        ),
+    ),
+    ActionCommand(
+        "close",
+        "关闭工单。",
+        "close",
+        "已关闭",
+        (_opt("--reason", "reason", "说明（如企业未回应回访）。"),),
+    ),
+    ActionCommand(
+        "escalate",
+        "提请优化营商环境工作联席会议。",
+        "escalate",
+        "已提请联席会议",
+        (
+            _opt(
+                "--lead",
+                "lead_department",
+                "联席会议明确的牵头部门（必填）。",
+                "--lead（牵头部门）",
+            ),
+            _opt(
+                "--deadline",
+                "deadline",
+                "联席会议明确的完成时限：日期（当日 24:00）或时间（必填）。",
+                "--deadline（完成时限）",
+                convert=_deadline,
+            ),
+            _opt("--reason", "reason", "提请理由。"),
+        ),
+    ),
+    ActionCommand(
+        "transfer",
+        "转派/退单到另一部门（对接时限重新计算）。",
+        "transfer",
+        lambda view, given: f"已转派至{view.department}",
+        (
+            _opt("--to", "to_department", "转派到的部门（必填）。", "--to（部门）"),
+            _opt("--reason", "reason", "转派/退单理由（必填）。", "--reason（理由）"),
+        ),
+    ),
+    ActionCommand(
+        "assist",
+        "增加协办部门（协同办理）。",
+        "add_helpers",
+        lambda view, given: f"协办部门：{'、'.join(h.department for h in view.helpers)}",
+        (
+            _opt(
+                "--departments",
+                "departments",
+                "协办部门，逗号分隔（必填）。",
+                "--departments",
+                convert=_names,
+            ),
+            _opt("--reason", "reason", "说明。"),
+        ),
+    ),
+    ActionCommand(
+        "ack",
+        "协办部门确认接收。",
+        "acknowledge_helper",
+        "协办已确认",
+        (_opt("--department", "department", "确认协办的部门（必填）。", "--department（部门）"),),
+    ),
+    ActionCommand(
+        "reopen",
+        "企业不满意时重办（限一次，时限重新计算）。",
+        "reopen",
+        "已重办",
+        (_opt("--reason", "reason", "重办理由。"),),
+    ),
+)
+"""Every state-change command, declared once: name, help, options, service method."""
+
+for _action in ACTIONS:
+    tickets_group.add_command(_action.command())
 
 
 # ------------------------------------------------------------------------- sla tick
@@ -540,17 +489,12 @@ def reopen_command(
 @click.pass_context
 def tick_command(ctx: click.Context, now_text: str | None, as_json: bool) -> None:
     """检查全部时限：到期前提醒、标记超时并通报负责人和政务办（可重复运行）。"""
-    from handoff.calendar import SHANGHAI
-    from handoff.db import open_database
-    from handoff.sla import load_sla_settings, tick
+    from handoff.sla import tick
 
-    now = _moment(now_text, ctx) if now_text else datetime.now(SHANGHAI)
-    settings = load_sla_settings()
-    db = open_database()
-    try:
-        report = tick(db.sessions, now, settings)
-    finally:
-        db.dispose()
+    at = _moment(now_text, ctx) if now_text else None
+    with opened_app() as app:
+        now = at or app.clock()
+        report = tick(app.db.sessions, now, app.sla)
     if as_json:
         _echo_json({"now": now.isoformat(), **report.to_dict()})
         return
@@ -580,25 +524,20 @@ def tick_command(ctx: click.Context, now_text: str | None, as_json: bool) -> Non
 )
 def invite_command(name: str, department: str | None, expires_hours: int) -> None:
     """为专员生成一次性邀请码，用于在 Telegram 中绑定账号。"""
-    from datetime import UTC, timedelta
+    from datetime import timedelta
 
     from handoff.calendar import SHANGHAI
-    from handoff.db import open_database
     from handoff.invites import create_invite, find_commissioner
-    from routing.departments import load_departments
 
-    # an unknown name raises RoutingError: the CLI prints it and exits 1
-    dept = load_departments().canonical(department) if department else None
-    db = open_database()
-    try:
-        with db.begin() as session:
+    with opened_app() as app:
+        # an unknown name raises RoutingError: the CLI prints it and exits 1
+        dept = app.router.departments.canonical(department) if department else None
+        with app.db.begin() as session:
             person = find_commissioner(session, name, dept)
             code, invite = create_invite(
-                session, person, now=datetime.now(UTC), valid_for=timedelta(hours=expires_hours)
+                session, person, now=app.clock(), valid_for=timedelta(hours=expires_hours)
             )
             who, where, until = person.name, person.department, invite.expires_at
-    finally:
-        db.dispose()
     click.echo(f"{who}（{where}）的一次性邀请码：")
     click.echo(f"  {code}")
     click.echo(f"有效期至 {until.astimezone(SHANGHAI):%Y-%m-%d %H:%M}（北京时间），仅可使用一次。")

@@ -1,26 +1,42 @@
-"""The one place that wires everything: knowledge base, router, calendar, database, tickets,
-notifier and dialogue engine. No module-level singletons: callers hold the :class:`App`."""
+"""The one place that wires everything: settings, knowledge base, router, calendar, database,
+ticket service, live handoff, inbox, notifier and dialogue engine.
+
+``build_app(settings, clock)`` is called by ``yxby serve``, ``yxby chat``, the demo and every
+CLI command; no other module builds a :class:`~handoff.tickets.TicketService` or reads the
+clock. No module-level singletons: callers hold the :class:`App`. The knowledge base (slow to
+load: jieba) and the dialogue engine are built on first use, so a command that only moves
+tickets starts fast.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import URL
 
-from bot.dialogue import Dialogue
 from bot.notify import Notifier
 from bot.replies import Replies, load_replies
-from bot.settings import load_dialogue_settings
+from bot.settings import DialogueSettings, load_dialogue_settings
 from handoff.calendar import WorkCalendar, load_calendar
 from handoff.db import Database, open_database
-from handoff.sla import load_sla_settings
+from handoff.inbox import Inbox
+from handoff.live import LiveHandoffs
+from handoff.sla import SlaSettings, load_sla_settings
 from handoff.tickets import TicketService
-from knowledge import KnowledgeBase
 from routing import Router, load_router
+from yxby import paths
 
-__all__ = ["App", "build", "system_clock"]
+if TYPE_CHECKING:
+    from bot.dialogue import Dialogue
+    from knowledge import KnowledgeBase
+
+__all__ = ["App", "AppSettings", "build_app", "system_clock"]
 
 
 def system_clock() -> datetime:
@@ -28,55 +44,119 @@ def system_clock() -> datetime:
     return datetime.now(UTC)
 
 
-@dataclass
-class App:
-    """Everything a channel adapter or a command needs, built once."""
+@dataclass(frozen=True)
+class AppSettings:
+    """Where the app finds its database, shipped settings and knowledge entries.
 
-    kb: KnowledgeBase
-    router: Router
-    calendar: WorkCalendar
-    db: Database
-    replies: Replies
-    tickets: TicketService
-    dialogue: Dialogue
-    clock: Callable[[], datetime]
+    :meth:`from_env` reads the ``YXBY_*`` variables; tests pass values directly.
+    """
+
+    database_url: str | URL | None = None
+    config_dir: Path = field(default_factory=paths.config_dir)
+    knowledge_dir: Path = field(default_factory=paths.entries_dir)
+    check_schema: bool = True
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> AppSettings:
+        """Settings from *env* (default ``os.environ``); *overrides* win."""
+        source = os.environ if env is None else env
+        values: dict[str, object] = {
+            "database_url": (source.get("YXBY_DATABASE_URL") or "").strip() or None,
+            "config_dir": Path(source["YXBY_CONFIG_DIR"])
+            if source.get("YXBY_CONFIG_DIR")
+            else paths.PROJECT_ROOT / "config",
+            "knowledge_dir": Path(source["YXBY_KNOWLEDGE_DIR"])
+            if source.get("YXBY_KNOWLEDGE_DIR")
+            else paths.PROJECT_ROOT / "knowledge" / "entries",
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]
+
+
+class App:
+    """Everything a channel adapter, a console page or a command needs, built once."""
+
+    def __init__(
+        self,
+        settings: AppSettings,
+        clock: Callable[[], datetime],
+        *,
+        kb: KnowledgeBase | None = None,
+    ) -> None:
+        cfg = settings.config_dir
+        self.settings = settings
+        self.clock = clock
+        self.router: Router = load_router(cfg)
+        self.calendar: WorkCalendar = load_calendar(cfg / "holidays.yaml")
+        self.replies: Replies = load_replies(cfg / "replies.yaml")
+        self.dialogue_settings: DialogueSettings = load_dialogue_settings(cfg / "dialogue.yaml")
+        self.sla: SlaSettings = load_sla_settings(cfg / "sla.yaml")
+        self.db: Database = open_database(settings.database_url, check=settings.check_schema)
+        self.notifier = Notifier(self.replies, clock)
+        self.tickets = TicketService(
+            self.db.sessions,
+            self.calendar,
+            clock,
+            settings=self.sla,
+            departments=self.router.departments,
+            notifier=self.notifier,
+        )
+        self.inbox = Inbox(self.db.sessions, clock)
+        self.live = LiveHandoffs(
+            self.db.sessions,
+            self.tickets,
+            self.notifier,
+            clock,
+            wait_minutes=self.dialogue_settings.handoff_wait_minutes,
+        )
+        if kb is not None:
+            self.__dict__["kb"] = kb
+
+    @cached_property
+    def kb(self) -> KnowledgeBase:
+        """The 企业服务知识库 (loaded on first use)."""
+        import knowledge
+
+        return knowledge.load(self.settings.knowledge_dir, today=self.today())
+
+    @cached_property
+    def dialogue(self) -> Dialogue:
+        """The conversation engine shared by every channel (built on first use)."""
+        from bot.dialogue import Dialogue
+
+        return Dialogue(
+            kb=self.kb,
+            router=self.router,
+            tickets=self.tickets,
+            live=self.live,
+            inbox=self.inbox,
+            sessions=self.db.sessions,
+            replies=self.replies,
+            settings=self.dialogue_settings,
+            clock=self.clock,
+            sla=self.sla,
+        )
+
+    def today(self) -> date:
+        """Today in Asia/Shanghai, by the app's clock."""
+        from handoff.calendar import SHANGHAI
+
+        return self.clock().astimezone(SHANGHAI).date()
 
     def close(self) -> None:
         """Release database connections."""
         self.db.dispose()
 
 
-def build(
-    *,
-    database_url: str | URL | None = None,
+def build_app(
+    settings: AppSettings | None = None,
     clock: Callable[[], datetime] = system_clock,
+    *,
     kb: KnowledgeBase | None = None,
-    check_schema: bool = True,
 ) -> App:
-    """Build the app from config files and the environment (``YXBY_*`` variables).
+    """Build the app (settings default to the environment's ``YXBY_*`` variables).
 
     Raises ``DatabaseError`` when the database is not at the current schema (run
     ``yxby db upgrade``) and ``ConfigError``/``KnowledgeError`` for bad files.
     """
-    import knowledge
-
-    base = kb or knowledge.load()
-    router = load_router()
-    calendar = load_calendar()
-    replies = load_replies()
-    settings = load_dialogue_settings()
-    db = open_database(database_url, check=check_schema)
-    sla = load_sla_settings()
-    tickets = TicketService(db.sessions, calendar, clock, settings=sla, notifier=Notifier(replies))
-    dialogue = Dialogue(
-        kb=base,
-        router=router,
-        tickets=tickets,
-        sessions=db.sessions,
-        replies=replies,
-        settings=settings,
-        clock=clock,
-        sla_contact_days=sla.limits.contact,
-        sla_done_days=sla.limits.done,
-    )
-    return App(base, router, calendar, db, replies, tickets, dialogue, clock)
+    return App(settings or AppSettings.from_env(), clock, kb=kb)

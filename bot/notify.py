@@ -1,52 +1,138 @@
-"""Pushes about tickets: new tickets to commissioners, results and the rating to enterprises.
+"""Every push about a ticket or a live handoff, worded by ``config/replies.yaml``.
 
-Implements :class:`handoff.tickets.TicketNotifier`; every push is an outbox row written in
-the ticket's own transaction, so it is sent exactly when the change commits.
+Implements :class:`handoff.tickets.TicketNotifier` and :class:`handoff.live.LiveNotifier`:
+each push is an outbox row written in the transaction of the change that causes it, so it
+is sent exactly when the change commits. Who is told follows the seed's chain: the
+department's commissioners with a chat account; when it has none, its 负责人; when it has
+none either, 政务办 — a new ticket is never left unseen until it is overdue.
 """
 
 from __future__ import annotations
 
+import logging
+import uuid
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.replies import Replies
-from bot.types import Button, Reply
-from handoff.models import ClockKind, Commissioner, CommissionerBinding, SlaClock, Ticket
+from bot.replies import Replies, format_due
+from bot.types import Button, Reply, reply_payload
+from handoff.conversations import LiveHandoff
+from handoff.models import (
+    ChannelIdentity,
+    ClockKind,
+    Commissioner,
+    CommissionerBinding,
+    CommissionerRole,
+    SlaClock,
+    Ticket,
+    TicketEvent,
+)
 from handoff.outbox import enqueue
+from handoff.tickets import TicketView
 
-__all__ = ["Notifier", "reply_payload"]
+__all__ = ["Notifier", "staff_label", "who_is"]
+
+log = logging.getLogger("yxby.notify")
 
 
-def reply_payload(reply: Reply) -> dict[str, Any]:
-    """The outbox payload of a reply (adapters render it natively)."""
-    return {
-        "text": reply.text,
-        "choices": list(reply.choices),
-        "buttons": [{"label": b.label, "payload": b.payload} for b in reply.buttons],
-        "ref": reply.ref,
-    }
+def who_is(identity: ChannelIdentity) -> str:
+    """How an enterprise user is named to staff: the enterprise, else the channel account."""
+    if identity.enterprise is not None:
+        return identity.enterprise.name
+    return f"{identity.channel}用户{identity.user_key[-4:]}"
+
+
+def staff_label(person: Commissioner) -> str:
+    """``张敏（市场监管局）``: a commissioner as an enterprise sees them."""
+    return f"{person.name}（{person.department}）"
 
 
 def _due(ticket: Ticket, kind: ClockKind) -> str:
-    from bot.dialogue import format_due
-
     clocks: list[SlaClock] = [c for c in ticket.clocks if c.kind is kind and c.active]
     return format_due(clocks[-1].due_at) if clocks else "—"
 
 
-class Notifier:
-    """Writes ticket pushes to the outbox, worded by ``config/replies.yaml``."""
+def _bindings(
+    session: Session, *, department: str | None, roles: Sequence[CommissionerRole]
+) -> list[CommissionerBinding]:
+    stmt = (
+        select(CommissionerBinding)
+        .join(Commissioner, CommissionerBinding.commissioner_id == Commissioner.id)
+        .where(Commissioner.active.is_(True), Commissioner.role.in_(list(roles)))
+        .order_by(Commissioner.id, CommissionerBinding.id)
+    )
+    if department is not None:
+        stmt = stmt.where(Commissioner.department == department)
+    return list(session.scalars(stmt))
 
-    def __init__(self, replies: Replies) -> None:
+
+class Notifier:
+    """Writes ticket and live-handoff pushes to the outbox."""
+
+    def __init__(self, replies: Replies, clock: Callable[[], datetime]) -> None:
         self.r = replies
+        self.clock = clock
+
+    # ------------------------------------------------------------------ helpers
+
+    @staticmethod
+    def _push(
+        session: Session,
+        channel: str,
+        recipient: str,
+        reply: Reply,
+        *,
+        kind: str,
+        key: str,
+        now: datetime,
+    ) -> None:
+        enqueue(session, channel, recipient, kind, reply_payload(reply), key, now=now)
+
+    def _to_identity(
+        self, session: Session, identity: ChannelIdentity, reply: Reply, *, kind: str, key: str
+    ) -> None:
+        self._push(
+            session,
+            identity.channel,
+            identity.user_key,
+            reply,
+            kind=kind,
+            key=key,
+            now=self.clock(),
+        )
+
+    def department_recipients(
+        self, session: Session, department: str
+    ) -> tuple[list[CommissionerBinding], str]:
+        """Who hears about new work of *department*, and a note when it is not its staff.
+
+        Commissioners (and the 负责人) of the department with a chat account; else the
+        department's 负责人 — which then means nobody: 政务办, with a note saying so.
+        """
+        staff = _bindings(
+            session,
+            department=department,
+            roles=(CommissionerRole.COMMISSIONER, CommissionerRole.HEAD),
+        )
+        if any(b.commissioner.role is CommissionerRole.COMMISSIONER for b in staff):
+            return staff, ""
+        if staff:  # only the 负责人 can be reached
+            return staff, self.r("staff_no_commissioner_head", department=department)
+        oversight = _bindings(session, department=None, roles=(CommissionerRole.OVERSIGHT,))
+        if oversight:
+            return oversight, self.r("staff_no_commissioner_oversight", department=department)
+        log.warning("nobody can be told about new work of %s: no bound staff at all", department)
+        return [], ""
+
+    # ------------------------------------------------------------------ tickets
 
     def created(self, session: Session, ticket: Ticket, now: datetime) -> None:
-        """Tell the department's commissioners (the assigned one first) about a new ticket."""
+        """Tell the department (the chain above) about a ticket opened or transferred to it."""
+        session.refresh(ticket, ["clocks", "events"])
         enterprise = ticket.enterprise.name if ticket.enterprise else "（未登记企业）"
-        session.refresh(ticket, ["clocks"])
         text = self.r(
             "staff_new_ticket",
             number=ticket.number,
@@ -57,6 +143,15 @@ class Notifier:
             contact_due=_due(ticket, ClockKind.CONTACT),
             done_due=_due(ticket, ClockKind.DONE),
         )
+        last: TicketEvent | None = ticket.events[-1] if ticket.events else None
+        if last is not None and last.kind == "transfer":
+            source = (last.data or {}).get("from_department", "")
+            text += "\n" + self.r(
+                "staff_transferred", actor=last.actor, source=source, reason=last.reason or "—"
+            )
+        recipients, note = self.department_recipients(session, ticket.department)
+        if note:
+            text += "\n" + note
         buttons = (
             Button("查看对话", f"transcript:{ticket.number}"),
             Button("签收", f"accept:{ticket.number}"),
@@ -65,21 +160,15 @@ class Notifier:
             Button("办结", f"resolve:{ticket.number}"),
         )
         reply = Reply(text, buttons=buttons, ref=f"ticket:{ticket.number}")
-        stmt = (
-            select(CommissionerBinding)
-            .join(Commissioner, CommissionerBinding.commissioner_id == Commissioner.id)
-            .where(Commissioner.department == ticket.department, Commissioner.active.is_(True))
-            .order_by(Commissioner.id, CommissionerBinding.id)
-        )
         round_key = f"{ticket.department}:{len(ticket.events)}"
-        for binding in session.scalars(stmt):
-            enqueue(
+        for binding in recipients:
+            self._push(
                 session,
                 binding.channel,
                 binding.user_key,
-                "ticket_new",
-                reply_payload(reply),
-                f"ticket_new:{ticket.number}:{round_key}:{binding.id}",
+                reply,
+                kind="ticket_new",
+                key=f"ticket_new:{ticket.number}:{round_key}:{binding.id}",
                 now=now,
             )
 
@@ -94,13 +183,217 @@ class Notifier:
             buttons=tuple(Button(self.r(k), f"rate:{ticket.number}:{self.r(k)}") for k in rates),
             ref=f"ticket:{ticket.number}",
         )
-        enqueue(
+        self._push(
             session,
             identity.channel,
             identity.user_key,
-            "ticket_result",
-            reply_payload(reply),
-            f"ticket_result:{ticket.number}:{ticket.reopen_count}",
+            reply,
+            kind="ticket_result",
+            key=f"ticket_result:{ticket.number}:{ticket.reopen_count}",
             now=now,
         )
         return f"办理结果已通过{identity.channel}推送企业，并邀请评价"
+
+    def _to_handler(
+        self, session: Session, ticket: Ticket, text: str, *, kind: str, key: str, now: datetime
+    ) -> None:
+        """To the ticket's commissioner when it has one with a chat, else the department."""
+        person = ticket.commissioner
+        targets = [b for b in person.bindings if person.active] if person is not None else []
+        if not targets:
+            targets, note = self.department_recipients(session, ticket.department)
+            if note:
+                text += "\n" + note
+        reply = Reply(text, ref=f"ticket:{ticket.number}")
+        for binding in targets:
+            self._push(
+                session,
+                binding.channel,
+                binding.user_key,
+                reply,
+                kind=kind,
+                key=f"{key}:{binding.id}",
+                now=now,
+            )
+
+    def reopened(
+        self, session: Session, ticket: Ticket, comment: str | None, now: datetime
+    ) -> None:
+        """重办 after 不满意: the handling commissioner hears it, with what was wrong."""
+        text = self.r(
+            "staff_reopened",
+            number=ticket.number,
+            title=ticket.title,
+            contact_due=_due(ticket, ClockKind.CONTACT),
+            done_due=_due(ticket, ClockKind.DONE),
+        )
+        self._to_handler(
+            session,
+            ticket,
+            text,
+            kind="ticket_reopened",
+            key=f"ticket_reopened:{ticket.number}:{ticket.reopen_count}",
+            now=now,
+        )
+
+    def survey_commented(
+        self, session: Session, ticket: Ticket, comment: str, now: datetime
+    ) -> None:
+        """What the enterprise said after rating (why it was unhappy) goes to the handler."""
+        survey = ticket.surveys[-1] if ticket.surveys else None
+        verdict = survey.result.value if survey is not None else "—"
+        text = self.r("staff_survey_comment", number=ticket.number, result=verdict, comment=comment)
+        self._to_handler(
+            session,
+            ticket,
+            text,
+            kind="survey_comment",
+            key=f"survey_comment:{ticket.number}:{len(ticket.events)}",
+            now=now,
+        )
+
+    def closed_unsatisfied(self, session: Session, ticket: Ticket, now: datetime) -> None:
+        """A second 不满意 closed the ticket: 政务办 is told (the enterprise was told so)."""
+        text = self.r(
+            "oversight_unsatisfied",
+            number=ticket.number,
+            title=ticket.title,
+            department=ticket.department,
+            commissioner=ticket.commissioner.name if ticket.commissioner else "未指定",
+        )
+        reply = Reply(text, ref=f"ticket:{ticket.number}")
+        for binding in _bindings(session, department=None, roles=(CommissionerRole.OVERSIGHT,)):
+            self._push(
+                session,
+                binding.channel,
+                binding.user_key,
+                reply,
+                kind="oversight_unsatisfied",
+                key=f"oversight_unsatisfied:{ticket.number}:{binding.id}",
+                now=now,
+            )
+
+    def urged(self, session: Session, ticket: Ticket, note: str, now: datetime) -> None:
+        """催办: the enterprise (or 政务办) chases a ticket; its handler hears it at once."""
+        text = self.r("staff_urged", number=ticket.number, title=ticket.title, note=note)
+        self._to_handler(
+            session,
+            ticket,
+            text,
+            kind="ticket_urged",
+            key=f"ticket_urged:{ticket.number}:{len(ticket.events)}",
+            now=now,
+        )
+
+    # ------------------------------------------------------------------ live handoff
+
+    def handoff_offered(
+        self, session: Session, handoff: LiveHandoff, staff: Sequence[CommissionerBinding]
+    ) -> None:
+        """Ask the department's staff to take the chat (withdrawn once it is taken or over)."""
+        from handoff.live import offer_key
+
+        reply = Reply(
+            self.r(
+                "staff_handoff_offer",
+                who=who_is(handoff.identity),
+                department=handoff.department,
+                question=handoff.question,
+            ),
+            buttons=(Button("接入", f"take:{handoff.id}"),),
+            ref=f"handoff:{handoff.id}",
+        )
+        for binding in staff:
+            self._push(
+                session,
+                binding.channel,
+                binding.user_key,
+                reply,
+                kind="handoff_offer",
+                key=f"{offer_key(handoff.id)}{binding.id}",
+                now=self.clock(),
+            )
+
+    def handoff_joined(self, session: Session, handoff: LiveHandoff, staff: Commissioner) -> None:
+        """Tell the enterprise who joined."""
+        reply = Reply(self.r("handoff_joined", name=staff.name, department=staff.department))
+        self._to_identity(
+            session,
+            handoff.identity,
+            reply,
+            kind="handoff_joined",
+            key=f"handoff_joined:{handoff.id}",
+        )
+
+    def relayed(
+        self, session: Session, handoff: LiveHandoff, text: str, *, from_staff: bool
+    ) -> None:
+        """One message across the relay, named by who wrote it."""
+        seq = f"{handoff.id}:{uuid.uuid4().hex}"
+        if from_staff:
+            person = handoff.commissioner
+            label = staff_label(person) if person is not None else "企业服务专员"
+            reply = Reply(self.r("relay_from_staff", who=label, text=text))
+            self._to_identity(session, handoff.identity, reply, kind="relay", key=f"relay:{seq}")
+            return
+        person = handoff.commissioner
+        if person is None:
+            return
+        reply = Reply(
+            self.r("staff_relay", who=who_is(handoff.identity), text=text),
+            ref=f"handoff:{handoff.id}",
+        )
+        for binding in person.bindings:
+            self._push(
+                session,
+                binding.channel,
+                binding.user_key,
+                reply,
+                kind="relay",
+                key=f"relay:{seq}:{binding.id}",
+                now=self.clock(),
+            )
+
+    def handoff_ended(self, session: Session, handoff: LiveHandoff, *, by_staff: bool) -> None:
+        """Tell the other side that the chat is over."""
+        if by_staff:
+            self._to_identity(
+                session,
+                handoff.identity,
+                Reply(self.r("handoff_ended")),
+                kind="handoff_ended",
+                key=f"handoff_ended:{handoff.id}",
+            )
+            return
+        person = handoff.commissioner
+        if person is None:
+            return
+        reply = Reply(self.r("staff_handoff_user_ended", who=who_is(handoff.identity)))
+        for binding in person.bindings:
+            self._push(
+                session,
+                binding.channel,
+                binding.user_key,
+                reply,
+                kind="handoff_ended",
+                key=f"handoff_ended:{handoff.id}:{binding.id}",
+                now=self.clock(),
+            )
+
+    def handoff_expired(self, session: Session, handoff: LiveHandoff, ticket: TicketView) -> None:
+        """Nobody took the chat in time: the enterprise gets the ticket filed instead."""
+        contact = ticket.clock(ClockKind.CONTACT)
+        reply = Reply(
+            self.r(
+                "handoff_timeout",
+                number=ticket.number,
+                contact_due=format_due(contact.due_at) if contact else "—",
+            )
+        )
+        self._to_identity(
+            session,
+            handoff.identity,
+            reply,
+            kind="handoff_timeout",
+            key=f"handoff_timeout:{handoff.id}",
+        )

@@ -8,13 +8,24 @@ with file, line and key instead of reaching a user.
 from __future__ import annotations
 
 import string
+from datetime import datetime
 from pathlib import Path
 
+from handoff.calendar import SHANGHAI
 from yxby.errors import ConfigError
 from yxby.paths import config_dir
 from yxby.yamlconf import load_documents
 
-__all__ = ["PLACEHOLDERS", "Replies", "load_replies"]
+__all__ = ["PLACEHOLDERS", "Replies", "format_due", "load_replies"]
+
+WEEKDAYS = "一二三四五六日"
+
+
+def format_due(at: datetime) -> str:
+    """``11月30日（周一）`` in Shanghai time: a deadline as users read it."""
+    local = at.astimezone(SHANGHAI)
+    return f"{local.year}年{local.month}月{local.day}日（周{WEEKDAYS[local.weekday()]}）"
+
 
 # key → the placeholders the engine provides for it
 PLACEHOLDERS: dict[str, frozenset[str]] = {
@@ -49,6 +60,46 @@ PLACEHOLDERS: dict[str, frozenset[str]] = {
         "collect_confirm_yes": "",
         "collect_confirm_no": "",
         "collect_confirm_hint": "",
+        "collect_edit_add": "",
+        "collect_edit_enterprise": "",
+        "collect_edit_phone": "",
+        "collect_detail": "question",
+        "collect_detail_skip": "",
+        "collect_description_after": "min_chars question",
+        "collect_description_not_need": "value",
+        "small_talk_hello": "",
+        "small_talk_thanks": "",
+        "small_talk_ok": "",
+        "small_talk_bye": "",
+        "urge_sent": "number department due",
+        "rate_ask_reason": "",
+        "rate_reason_saved": "number",
+        "relay_from_staff": "who text",
+        "staff_handoff_user_ended": "who",
+        "staff_no_commissioner_head": "department",
+        "staff_no_commissioner_oversight": "department",
+        "staff_transferred": "actor source reason",
+        "staff_reopened": "number title contact_due done_due",
+        "staff_survey_comment": "number result comment",
+        "oversight_unsatisfied": "number title department commissioner",
+        "staff_urged": "number title note",
+        "staff_prompt_resolve": "number",
+        "staff_prompt_transfer": "number",
+        "staff_prompt_assist": "number",
+        "staff_nobody_waiting": "",
+        "staff_no_chat": "",
+        "staff_chat_ended": "who",
+        "staff_queue_empty": "department",
+        "staff_queue_header": "department",
+        "staff_ticket_not_found": "number",
+        "staff_no_transcript": "number",
+        "staff_transcript_header": "number count shown",
+        "staff_handoff_not_found": "",
+        "staff_accepted": "number",
+        "staff_transferred_done": "number department",
+        "staff_assist_done": "number helpers",
+        "staff_resolved": "number",
+        "staff_action_failed": "reason",
         "too_many_invalid": "",
         "ticket_created": "number department contact_due done_due",
         "ticket_create_failed": "",

@@ -130,13 +130,13 @@ async def _tick_loop(app: App, stop: asyncio.Event, interval: float) -> None:
 
     while not stop.is_set():
         try:
-            report = await asyncio.to_thread(tick, app.db.sessions, app.clock())
+            report = await asyncio.to_thread(tick, app.db.sessions, app.clock(), app.sla)
             log.debug("sla tick: %s", report)
         except Exception:
             log.exception("sla tick failed")
         try:
             # requests for a person that nobody took in time become tickets
-            await asyncio.to_thread(app.dialogue.expire_handoffs)
+            await asyncio.to_thread(app.live.expire)
         except Exception:
             log.exception("handoff expiry failed")
         with contextlib.suppress(TimeoutError):

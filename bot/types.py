@@ -21,6 +21,8 @@ __all__ = [
     "Incoming",
     "MessageKind",
     "Reply",
+    "reply_from_payload",
+    "reply_payload",
 ]
 
 
@@ -98,3 +100,23 @@ class Engine(Protocol):
     """What a channel adapter needs from the dialogue: one call per incoming message."""
 
     def handle(self, message: Incoming) -> Sequence[Reply]: ...
+
+
+def reply_payload(reply: Reply) -> dict[str, Any]:
+    """The stored form of a reply (outbox payloads, replies kept for redeliveries)."""
+    return {
+        "text": reply.text,
+        "choices": list(reply.choices),
+        "buttons": [{"label": b.label, "payload": b.payload} for b in reply.buttons],
+        "ref": reply.ref,
+    }
+
+
+def reply_from_payload(payload: dict[str, Any]) -> Reply:
+    """The :class:`Reply` a stored payload describes (the inverse of :func:`reply_payload`)."""
+    return Reply(
+        text=str(payload.get("text", "")),
+        choices=tuple(payload.get("choices") or ()),
+        buttons=tuple(Button(b["label"], b["payload"]) for b in payload.get("buttons") or ()),
+        ref=payload.get("ref"),
+    )

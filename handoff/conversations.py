@@ -17,7 +17,15 @@ from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstrain
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
-from handoff.models import Base, ChannelIdentity, Commissioner, Ticket, _enum
+from handoff.models import (
+    Base,
+    ChannelIdentity,
+    Commissioner,
+    Direction,
+    Ticket,
+    TranscriptLine,
+    _enum,
+)
 
 __all__ = [
     "Conversation",
@@ -28,6 +36,7 @@ __all__ = [
     "TurnOutcome",
     "get_or_create_identity",
     "load_conversation",
+    "record_transcript",
 ]
 
 
@@ -44,6 +53,7 @@ class TurnOutcome(enum.StrEnum):
     COMMAND = "command"  # 菜单, 查询, 绑定 … (not a question)
     INPUT = "input"  # an answer to a question of the bot (ticket details, rating …)
     INVALID = "invalid"  # empty, too long, not text …
+    SMALLTALK = "smalltalk"  # 你好, 谢谢, 好的 … (neither a question nor a knowledge gap)
 
 
 class Conversation(Base):
@@ -162,3 +172,14 @@ def load_conversation(
         except IntegrityError:
             conv = session.scalars(stmt).one()
     return conv
+
+
+def record_transcript(
+    session: Session, identity_id: int, direction: Direction, text: str, at: datetime
+) -> None:
+    """One line of a user's conversation as it was shown (一企一档: kept, never rewritten)."""
+    session.add(
+        TranscriptLine(
+            channel_identity_id=identity_id, at=at, direction=direction, text=text[:4000]
+        )
+    )

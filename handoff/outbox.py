@@ -36,6 +36,7 @@ __all__ = [
     "release",
     "release_held",
     "take_local",
+    "withdraw",
 ]
 
 CONSOLE_CHANNEL = "console"
@@ -313,3 +314,22 @@ def problems(session: Session, limit: int = 100) -> list[OutboxMessage]:
         .limit(limit)
     )
     return list(session.scalars(stmt))
+
+
+def withdraw(session: Session, key_prefix: str) -> int:
+    """Cancel messages not yet delivered whose dedupe key starts with *key_prefix*; how many.
+
+    For pushes that lose their point once something happened (an offer to take a chat
+    that has ended); messages already sent are left as they are.
+    """
+    rows = session.scalars(
+        select(OutboxMessage).where(
+            OutboxMessage.status.in_([OutboxStatus.PENDING, OutboxStatus.HELD]),
+            OutboxMessage.dedupe_key.startswith(key_prefix, autoescape=True),
+        )
+    ).all()
+    for row in rows:
+        row.status = OutboxStatus.CANCELLED
+        row.next_attempt_at = None
+        row.last_error = "已撤回：对应的事项已结束"
+    return len(rows)

@@ -25,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from handoff.models import (
+    ChannelIdentity,
     Commissioner,
     CommissionerBinding,
     CommissionerRole,
@@ -42,11 +43,15 @@ __all__ = [
     "ImportReport",
     "RejectedRow",
     "add_commissioner",
+    "bind_identity",
+    "commissioner_of",
+    "find_by_name",
     "find_enterprise",
     "import_file",
     "kind_from_uscc",
     "list_commissioners",
     "normalise_uscc",
+    "register_from_channel",
     "route_facts",
     "validate_uscc",
 ]
@@ -456,6 +461,63 @@ def route_facts(session: Session, uscc: str) -> dict[str, str | None] | None:
         "assigned_department": person.department if person else None,
         "assigned_commissioner": person.name if person else None,
     }
+
+
+def find_by_name(session: Session, name: str) -> Enterprise | None:
+    """The one enterprise registered under exactly *name* (``None`` if none or several)."""
+    named = session.scalars(select(Enterprise).where(Enterprise.name == name.strip()).limit(2))
+    rows = list(named)
+    return rows[0] if len(rows) == 1 else None
+
+
+def register_from_channel(
+    session: Session, identity: ChannelIdentity, uscc: str, name: str | None, now: datetime
+) -> Enterprise:
+    """The enterprise a chat user names for a ticket, filed (一企一档) if the registry lacks it.
+
+    An unknown code gets a provisional record tagged ``渠道登记`` (so the ticket has a home and
+    the next import completes it); the identity is linked so the user is not asked again.
+    """
+    code = validate_uscc(uscc)
+    enterprise = find_enterprise(session, code)
+    if enterprise is None:
+        enterprise = Enterprise(
+            uscc=code,
+            name=(name or "").strip() or f"未登记企业 {code}",
+            kind=kind_from_uscc(code),
+            industry=None,
+            tags=["渠道登记"],
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(enterprise)
+        session.flush()
+    identity.enterprise_id = enterprise.id
+    return enterprise
+
+
+def commissioner_of(session: Session, channel: str, user_key: str) -> Commissioner | None:
+    """The active commissioner whose chat account this is, or ``None``."""
+    binding = session.scalars(
+        select(CommissionerBinding).where(
+            CommissionerBinding.channel == channel, CommissionerBinding.user_key == user_key
+        )
+    ).one_or_none()
+    if binding is None or not binding.commissioner.active:
+        return None
+    return binding.commissioner
+
+
+def bind_identity(session: Session, identity: ChannelIdentity, uscc: str) -> Enterprise | None:
+    """Link a chat user to a registered enterprise (``绑定``); ``None`` if it is not registered.
+
+    Raises ``InputError`` for a malformed code. Binding shows no tickets of other users: a
+    chat sees only the tickets filed from it.
+    """
+    enterprise = find_enterprise(session, validate_uscc(uscc))
+    if enterprise is not None:
+        identity.enterprise_id = enterprise.id
+    return enterprise
 
 
 def add_commissioner(

@@ -367,9 +367,9 @@ def make_ticket(service: TicketService) -> Callable[..., TicketView]:
 @pytest.fixture
 def app(db_url: str, clock: MovableClock, kb: KnowledgeBase) -> Iterator[App]:
     """The whole application (dialogue, tickets, notifier) on the test database and clock."""
-    from bot.app import build
+    from bot.app import AppSettings, build_app
 
-    application = build(database_url=db_url, clock=clock, kb=kb)
+    application = build_app(AppSettings.from_env(database_url=db_url), clock, kb=kb)
     try:
         yield application
     finally:

@@ -33,6 +33,7 @@ from handoff.outbox import (
 )
 from handoff.sla import SlaSettings
 from handoff.tickets import TicketService
+from routing.departments import DepartmentDirectory
 from tests.conftest import MovableClock
 
 
@@ -278,13 +279,19 @@ def test_crash_between_the_state_change_and_the_send_loses_nothing(
     sla_settings: SlaSettings,
     make_commissioner: Callable[..., Any],
     clock: MovableClock,
+    departments: DepartmentDirectory,
 ) -> None:
     from bot.notify import Notifier
     from bot.replies import load_replies
 
     make_commissioner("张敏", "市场监管局", bindings=(("telegram", "7001"),))
     service = TicketService(
-        db.sessions, calendar, clock, settings=sla_settings, notifier=Notifier(load_replies())
+        db.sessions,
+        calendar,
+        clock,
+        settings=sla_settings,
+        departments=departments,
+        notifier=Notifier(load_replies(), clock),
     )
     view = service.create(
         "营业执照丢了怎么补办",

@@ -8,7 +8,7 @@ Runs on SQLite, and on PostgreSQL when ``YXBY_TEST_DATABASE_URL`` is set.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
+import copy as _copy
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,6 +24,13 @@ from handoff.outbox import enqueue
 from knowledge import KnowledgeBase
 
 QUIET = ServerOptions(run_worker=False, run_tick=False)
+
+
+def altered(app: App, **members: Any) -> App:
+    """A shallow copy of *app* with some members replaced (a broken database, no entries)."""
+    copy = _copy.copy(app)
+    copy.__dict__.update(members)
+    return copy
 
 
 def get(asgi: Starlette, path: str) -> httpx.Response:
@@ -82,7 +89,7 @@ def test_healthz_reports_database_knowledge_and_outbox(app: App) -> None:
 
 
 def test_healthz_is_503_when_the_database_is_not_migrated(app: App, empty_db_url: str) -> None:
-    broken = dataclasses.replace(app, db=open_database(empty_db_url, check=False))
+    broken = altered(app, db=open_database(empty_db_url, check=False))
     try:
         response = get(create_asgi(broken, [], QUIET), "/healthz")
     finally:
@@ -94,7 +101,7 @@ def test_healthz_is_503_when_the_database_is_not_migrated(app: App, empty_db_url
 
 def test_healthz_is_503_when_the_database_is_unreachable(app: App) -> None:
     unreachable = open_database("postgresql+psycopg://nobody@127.0.0.1:1/none", check=False)
-    broken = dataclasses.replace(app, db=unreachable)
+    broken = altered(app, db=unreachable)
     try:
         response = get(create_asgi(broken, [], QUIET), "/healthz")
     finally:
@@ -105,7 +112,7 @@ def test_healthz_is_503_when_the_database_is_unreachable(app: App) -> None:
 
 def test_healthz_is_503_with_an_empty_knowledge_base(app: App, kb: KnowledgeBase) -> None:
     empty = KnowledgeBase((), kb.settings, kb.tokenizer)
-    response = get(create_asgi(dataclasses.replace(app, kb=empty), [], QUIET), "/healthz")
+    response = get(create_asgi(altered(app, kb=empty), [], QUIET), "/healthz")
     assert response.status_code == 503
     assert response.json()["knowledge"] == {"entries": 0}
 

@@ -278,7 +278,8 @@ def test_enterprise_and_commissioner_end_to_end(
     # unsolved → ticket → the commissioner's notice with its buttons
     firm.say("营业执照丢了怎么补办")
     assert "是否为您登记诉求" in firm.tap("未解决")
-    assert "统一社会信用代码" in firm.tap("登记诉求")
+    assert "补充" in firm.tap("登记诉求")
+    assert "统一社会信用代码" in firm.tap("没有补充")
     firm.say("天津示例贸易有限公司")
     assert "请确认诉求信息" in firm.say("13800138000")
     created = firm.tap("确认提交")

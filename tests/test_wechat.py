@@ -42,9 +42,8 @@ from bot.channels.wechat import (
     wechat_config_from_env,
 )
 from bot.delivery import OutboxWorker
-from bot.notify import reply_payload
 from bot.server import ServerOptions, create_asgi
-from bot.types import Button, Incoming, Reply
+from bot.types import Button, Incoming, Reply, reply_payload
 from handoff.conversations import DialogueTurn, ProcessedMessage
 from handoff.models import ChannelIdentity, OutboxMessage, OutboxStatus, Ticket
 from handoff.outbox import HoldForUser, PermanentFailure, RetryLater, enqueue

@@ -37,7 +37,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
 
-from sqlalchemy import func, select
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -73,19 +72,16 @@ from telegram.warnings import PTBDeprecationWarning
 
 from bot.app import App
 from bot.delivery import Sender
-from bot.dialogue import reply_from_payload
-from bot.notify import reply_payload
-from bot.types import Button, Channel, Incoming, MessageKind, Reply
-from handoff.models import OutboxMessage, OutboxStatus
-from handoff.outbox import (
-    LEASE_SECONDS,
-    PermanentFailure,
-    RetryLater,
-    enqueue,
-    mark_failed,
-    mark_retry,
-    mark_sent,
+from bot.types import (
+    Button,
+    Channel,
+    Incoming,
+    MessageKind,
+    Reply,
+    reply_from_payload,
+    reply_payload,
 )
+from handoff.outbox import LEASE_SECONDS, PermanentFailure, RetryLater
 from yxby.errors import ConfigError, InputError
 
 __all__ = [
@@ -665,92 +661,44 @@ class TelegramAdapter:
     # -- database work (run in threads)
 
     def _is_done(self, update_id: int) -> bool:
-        from handoff.db import read_only
-        from handoff.telegram_state import update_done
-
-        with self.app.db.sessions() as session:
-            read_only(session)
-            return update_done(session, self.settings.bot_id, update_id)
+        return self.app.inbox.update_done(self.settings.bot_id, update_id)
 
     def _mark_done(self, update_id: int) -> None:
-        from handoff.telegram_state import mark_update
-
-        with self.app.db.begin() as session:
-            mark_update(session, self.settings.bot_id, update_id, self.app.clock())
+        self.app.inbox.mark_update(self.settings.bot_id, update_id)
 
     def _prune(self) -> None:
-        from handoff.telegram_state import prune_updates
-
-        with self.app.db.begin() as session:
-            prune_updates(session, self.app.clock() - UPDATE_MEMORY)
+        self.app.inbox.prune_updates(UPDATE_MEMORY)
 
     def _ref_of(self, chat_key: str, message_id: int) -> str | None:
-        from handoff.db import read_only
-        from handoff.telegram_state import ref_of
-
-        with self.app.db.sessions() as session:
-            read_only(session)
-            return ref_of(session, chat_key, message_id)
+        return self.app.inbox.ref_of(chat_key, message_id)
 
     def _remember(self, chat_key: str, message_ids: list[int], ref: str) -> None:
-        from handoff.telegram_state import remember_ref
-
-        with self.app.db.begin() as session:
-            remember_ref(session, chat_key, message_ids, ref, self.app.clock())
+        self.app.inbox.remember_ref(chat_key, message_ids, ref)
 
     def _has_waiting(self, chat_key: str) -> bool:
-        from handoff.db import read_only
-
-        with self.app.db.sessions() as session:
-            read_only(session)
-            waiting = session.scalar(
-                select(func.count())
-                .select_from(OutboxMessage)
-                .where(
-                    OutboxMessage.channel == self.name,
-                    OutboxMessage.recipient == chat_key,
-                    OutboxMessage.status == OutboxStatus.PENDING,
-                )
-            )
-            return bool(waiting)
+        return self.app.inbox.pending_for(self.name, chat_key)
 
     def _enqueue(
         self, chat_key: str, payload: dict[str, Any], key: str, lease: timedelta | None
     ) -> int | None:
         """Queue a reply (leased for *lease* when sent directly); ``None`` if queued before."""
-        now = self.app.clock()
-        not_before = None if lease is None else now + lease
-        with self.app.db.begin() as session:
-            if not enqueue(
-                session, self.name, chat_key, "reply", payload, key, now=now, not_before=not_before
-            ):
-                return None
-            return session.scalar(select(OutboxMessage.id).where(OutboxMessage.dedupe_key == key))
+        return self.app.inbox.queue_reply(self.name, chat_key, payload, key, lease=lease)
 
     def _sent(self, message_id: int) -> None:
-        with self.app.db.begin() as session:
-            mark_sent(session, message_id, self.app.clock())
+        self.app.inbox.sent(message_id)
 
     def _retry(
         self, message_id: int, payload: dict[str, Any], reason: str, after: float | None
     ) -> None:
-        at = self.app.clock() + timedelta(seconds=after or 0)
-        with self.app.db.begin() as session:
-            mark_retry(session, message_id, at, reason, payload=payload)
+        self.app.inbox.retry(message_id, reason, after=after, payload=payload)
 
     def _failed(self, message_id: int, reason: str) -> None:
-        with self.app.db.begin() as session:
-            mark_failed(session, message_id, reason)
+        self.app.inbox.failed(message_id, reason)
 
     def _redeem(self, code: str, chat_key: str) -> Reply:
-        from handoff.invites import redeem_invite
-
         try:
-            with self.app.db.begin() as session:
-                person = redeem_invite(
-                    session, code, channel=self.name, user_key=chat_key, now=self.app.clock()
-                )
-                name, department, role = person.name, person.department, person.role.value
+            person = self.app.inbox.redeem_invite(code, self.name, chat_key)
+            name, department, role = person.name, person.department, person.role
         except InputError as exc:
             return Reply(self.app.replies("staff_link_failed", reason=str(exc)))
         r = self.app.replies

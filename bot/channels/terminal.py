@@ -3,7 +3,9 @@
 Reads one message per line from a terminal or from piped stdin and prints the replies.
 Buttons are shown as "（回复：已解决 / 未解决）"; typing a button's label sends it as a tap,
 exactly as tapping it would on Telegram. Pushes for this user (a commissioner's relayed
-message, a ticket result) are printed from the outbox as they arrive.
+message, a ticket result) are printed from the outbox as they arrive; while an interactive
+chat is open, requests for a person that nobody took in time turn into tickets as they do
+under ``yxby serve``.
 """
 
 from __future__ import annotations
@@ -13,9 +15,7 @@ from collections.abc import Iterable, Sequence
 from typing import TextIO
 
 from bot.app import App
-from bot.dialogue import reply_from_payload
-from bot.types import Channel, Incoming, MessageKind, Reply
-from handoff.outbox import take_local
+from bot.types import Channel, Incoming, MessageKind, Reply, reply_from_payload
 
 __all__ = ["TerminalChat"]
 
@@ -64,8 +64,7 @@ class TerminalChat:
 
     def deliver_pushes(self) -> int:
         """Print pushes waiting in the outbox for this user; how many there were."""
-        with self.app.db.begin() as session:
-            payloads = take_local(session, self.channel, self.user_key, self.app.clock())
+        payloads = self.app.inbox.take_local(self.channel, self.user_key)
         if payloads:
             self._print([reply_from_payload(p) for p in payloads], prefix="【通知】")
         return len(payloads)
@@ -102,6 +101,8 @@ class TerminalChat:
     def _poll(self, stop: threading.Event) -> None:
         while not stop.wait(1.0):
             try:
+                # a request for a person nobody took in time becomes a ticket here too
+                self.app.live.expire()
                 if self.deliver_pushes():
                     with self._lock:
                         self.out.write("您：")

@@ -25,7 +25,6 @@ again. The synchronous wechatpy client runs in a worker thread, never on the eve
 from __future__ import annotations
 
 import asyncio
-import enum
 import json
 import logging
 import re
@@ -40,9 +39,7 @@ from xml.etree.ElementTree import Element
 import requests
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import ParseError, fromstring
-from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -58,11 +55,9 @@ from wechatpy.replies import TextReply
 from wechatpy.utils import check_signature
 
 from bot.app import App
-from bot.dialogue import reply_from_payload
-from bot.types import Channel, Engine, Incoming, MessageKind, Reply
-from handoff.conversations import get_or_create_identity
-from handoff.models import ChannelIdentity, OutboxMessage, OutboxStatus
-from handoff.outbox import HoldForUser, PermanentFailure, RetryLater, enqueue, release_held
+from bot.types import Channel, Engine, Incoming, MessageKind, Reply, reply_from_payload
+from handoff.inbox import Inbox, PushWindow
+from handoff.outbox import HoldForUser, PermanentFailure, RetryLater
 from yxby.errors import ConfigError
 
 __all__ = [
@@ -314,13 +309,6 @@ _TRANSIENT_ERRORS = frozenset({-1, 45009, 45011, 45033})  # busy, quota, rate li
 _CONFIG_ERRORS = frozenset({40002, 40013, 40125, 40164, 41002, 41004, 48001, 61024})
 
 
-class _Window(enum.Enum):
-    OPEN = "open"
-    CLOSED = "closed"
-    UNSUBSCRIBED = "unsubscribed"
-    UNKNOWN = "unknown"  # no record of the user (e.g. a commissioner): WeChat decides
-
-
 def _problem(exc: WeChatClientException) -> Exception:
     code = exc.errcode
     detail = f"微信接口错误 {code}：{exc.errmsg}"
@@ -343,57 +331,30 @@ class WeChatSender:
     def __init__(
         self,
         client: WeChatApiClient,
-        sessions: sessionmaker[Session],
-        clock: Callable[[], datetime],
+        inbox: Inbox,
         continuations: _Continuations,
         *,
         window: timedelta = timedelta(hours=48),
         per_message: int = 5,
     ) -> None:
         self.client = client
-        self.sessions = sessions
-        self.clock = clock
+        self.inbox = inbox
         self.continuations = continuations
         self.window = window
         self.per_message = per_message
 
     async def send(self, recipient: str, payload: dict[str, Any]) -> None:
         """Deliver *payload* to the user *recipient* (an openid), or raise how to go on."""
-        state = await asyncio.to_thread(self._window_of, recipient)
-        if state is _Window.UNSUBSCRIBED:
+        state = await asyncio.to_thread(
+            self.inbox.window, CHANNEL, recipient, length=self.window, per_message=self.per_message
+        )
+        if state is PushWindow.UNSUBSCRIBED:
             raise PermanentFailure("用户已取消关注公众号")
-        if state is _Window.CLOSED:
+        if state is PushWindow.CLOSED:
             raise HoldForUser(HOLD_REASON)
         head, rest = fit_passive(reply_from_payload(payload).render_plain())
         await asyncio.to_thread(self._post, recipient, head)
         self.continuations.put(recipient, rest)  # an empty rest clears an older answer's
-
-    def _window_of(self, recipient: str) -> _Window:
-        now = self.clock()
-        with self.sessions() as s:
-            identity = s.scalars(
-                select(ChannelIdentity).where(
-                    ChannelIdentity.channel == CHANNEL, ChannelIdentity.user_key == recipient
-                )
-            ).one_or_none()
-            if identity is None:
-                return _Window.UNKNOWN
-            if not identity.subscribed:
-                return _Window.UNSUBSCRIBED
-            last = identity.last_inbound_at
-            if last is None or now - last > self.window:
-                return _Window.CLOSED
-            sent = s.scalar(
-                select(func.count())
-                .select_from(OutboxMessage)
-                .where(
-                    OutboxMessage.channel == CHANNEL,
-                    OutboxMessage.recipient == recipient,
-                    OutboxMessage.status == OutboxStatus.SENT,
-                    OutboxMessage.sent_at >= last,
-                )
-            )
-            return _Window.CLOSED if (sent or 0) >= self.per_message else _Window.OPEN
 
     def _post(self, recipient: str, text: str) -> None:
         try:
@@ -466,8 +427,7 @@ class WeChatAdapter:
         self.continuations = _Continuations(config.continuation_ttl, app.clock)
         self._sender = WeChatSender(
             self.client,
-            app.db.sessions,
-            app.clock,
+            app.inbox,
             self.continuations,
             window=config.window,
             per_message=config.pushes_per_message,
@@ -704,9 +664,7 @@ class WeChatAdapter:
 
     def _user_wrote(self, user: str) -> None:
         try:
-            with self.app.db.begin() as session:
-                get_or_create_identity(session, CHANNEL, user).last_inbound_at = self.app.clock()
-                release_held(session, CHANNEL, user)
+            self.app.inbox.user_wrote(CHANNEL, user)
         except SQLAlchemyError:
             log.exception("wechat: cannot record that %s wrote", user)
 
@@ -723,11 +681,7 @@ class WeChatAdapter:
         return f"wechat:reply:{msg.msg_id}"
 
     def _pushed_before(self, msg: Incoming) -> bool:
-        with self.app.db.sessions() as s:
-            found = s.scalar(
-                select(OutboxMessage.id).where(OutboxMessage.dedupe_key == self._push_key(msg))
-            )
-            return found is not None
+        return self.app.inbox.queued(self._push_key(msg))
 
     async def _deliver_later(self, msg: Incoming, task: asyncio.Task[list[Reply] | None]) -> None:
         try:
@@ -744,16 +698,7 @@ class WeChatAdapter:
 
     def _enqueue(self, msg: Incoming, text: str) -> None:
         payload: dict[str, Any] = {"text": text, "choices": [], "buttons": [], "ref": None}
-        with self.app.db.sessions.begin() as s:
-            enqueue(
-                s,
-                CHANNEL,
-                msg.user_key,
-                "reply",
-                payload,
-                self._push_key(msg),
-                now=self.app.clock(),
-            )
+        self.app.inbox.queue_reply(CHANNEL, msg.user_key, payload, self._push_key(msg))
 
     def _remember(self, key: str, text: str | None) -> None:
         self._answered[key] = text

@@ -20,10 +20,10 @@ __all__ = ["register"]
 def chat(user_key: str | None, commissioner: str | None, department: str | None,
          no_greeting: bool) -> None:  # fmt: skip
     """Chat with the bot in this terminal (reads piped stdin too: one message per line)."""
-    from bot.app import build
+    from bot.app import build_app
     from bot.channels.terminal import TerminalChat
 
-    app = build()
+    app = build_app()
     try:
         prefix = "助手："
         if commissioner:

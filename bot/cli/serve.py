@@ -28,7 +28,7 @@ def serve(host: str, port: int, telegram_polling: bool, log_level: str) -> None:
 
     import uvicorn
 
-    from bot.app import build
+    from bot.app import build_app
     from bot.channels.registry import adapters_from_env
     from bot.server import create_asgi
 
@@ -37,7 +37,7 @@ def serve(host: str, port: int, telegram_polling: bool, log_level: str) -> None:
     )
     # httpx logs every request URL at INFO, and Telegram's URLs carry the bot token
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    app = build()
+    app = build_app()
     try:
         adapters = adapters_from_env(app, telegram_polling=telegram_polling)
         if not adapters:

@@ -1,0 +1,301 @@
+"""The live handoff: an enterprise user asks for a person and a commissioner takes the chat.
+
+One service for every interface — the chat engine calls it now, the web console next::
+
+    request → waiting ─ take ──→ active ─ end ──→ ended
+                 │ withdraw (the user moved on / cancelled) → cancelled
+                 └ expire (nobody took it in time: a ticket is filed) → expired
+
+Every method works inside the caller's transaction (*session*), except :meth:`expire`,
+which opens its own and is safe on several workers (rows are locked, ``SKIP LOCKED``).
+Pushes go through a :class:`LiveNotifier` (the bot layer words them) into the outbox, in the
+same transaction. An offer to a commissioner that was not delivered before the request ended
+is withdrawn from the outbox, so nobody is asked to take a chat that is already over.
+
+The conversation's own state (waiting / with a person) belongs to the dialogue engine, which
+reads the handoff's state at the start of the enterprise's next turn.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Protocol
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from handoff.conversations import LiveHandoff, LiveHandoffState, record_transcript
+from handoff.models import (
+    ChannelIdentity,
+    Commissioner,
+    CommissionerBinding,
+    CommissionerRole,
+    Direction,
+    Ticket,
+)
+from handoff.outbox import withdraw
+from handoff.tickets import SYSTEM_ACTOR, TicketService, TicketView
+
+if TYPE_CHECKING:
+    from routing import RouteDecision
+
+__all__ = ["NO_QUESTION", "LiveHandoffs", "LiveNotifier", "TakeResult", "Taken", "may_act"]
+
+NO_QUESTION = "（未说明）"
+"""Stored as the question of a request made before the user asked anything."""
+
+
+def offer_key(handoff_id: int) -> str:
+    """Outbox dedupe-key prefix of the offers of one request."""
+    return f"handoff_offer:{handoff_id}:"
+
+
+def may_act(person: Commissioner, department: str) -> bool:
+    """A commissioner acts for their own department; 政务办 overseers for every department."""
+    return person.department == department or person.role is CommissionerRole.OVERSIGHT
+
+
+class LiveNotifier(Protocol):
+    """Who tells people about a live handoff (the bot layer implements it)."""
+
+    def handoff_offered(
+        self, session: Session, handoff: LiveHandoff, staff: Sequence[CommissionerBinding]
+    ) -> None:
+        """Ask *staff* (their chat accounts) to take the request; keys start ``offer_key``."""
+
+    def handoff_joined(self, session: Session, handoff: LiveHandoff, staff: Commissioner) -> None:
+        """Tell the enterprise who joined."""
+
+    def relayed(
+        self, session: Session, handoff: LiveHandoff, text: str, *, from_staff: bool
+    ) -> None:
+        """Pass one message across the relay."""
+
+    def handoff_ended(self, session: Session, handoff: LiveHandoff, *, by_staff: bool) -> None:
+        """Tell the other side that the chat is over."""
+
+    def handoff_expired(self, session: Session, handoff: LiveHandoff, ticket: TicketView) -> None:
+        """Tell the enterprise that a ticket was filed instead, with its number and deadline."""
+
+
+class TakeResult(enum.StrEnum):
+    """What came of a commissioner's 接入."""
+
+    TAKEN = "taken"
+    ALREADY_YOURS = "already_yours"
+    TAKEN_BY_OTHER = "taken_by_other"
+    CLOSED = "closed"  # cancelled, expired or ended
+    NOT_FOUND = "not_found"
+    NOT_YOURS = "not_yours"  # another department's request
+
+
+@dataclass(frozen=True)
+class Taken:
+    """The result of :meth:`LiveHandoffs.take` with the handoff it concerns."""
+
+    result: TakeResult
+    handoff: LiveHandoff | None = None
+
+
+class LiveHandoffs:
+    """Requests for a person, the relay between enterprise and commissioner, and expiry."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        tickets: TicketService,
+        notifier: LiveNotifier,
+        clock: Callable[[], datetime],
+        *,
+        wait_minutes: int,
+    ) -> None:
+        self.sessions = sessions
+        self.tickets = tickets
+        self.notifier = notifier
+        self.clock = clock
+        self.wait = timedelta(minutes=wait_minutes)
+
+    # -- reading
+
+    @staticmethod
+    def get(session: Session, handoff_id: object) -> LiveHandoff | None:
+        """The handoff with id *handoff_id* (``None`` for anything else)."""
+        return session.get(LiveHandoff, handoff_id) if isinstance(handoff_id, int) else None
+
+    @staticmethod
+    def reachable_staff(session: Session, department: str) -> list[CommissionerBinding]:
+        """Chat accounts of the department's active commissioners, in registration order."""
+        return list(
+            session.scalars(
+                select(CommissionerBinding)
+                .join(Commissioner, CommissionerBinding.commissioner_id == Commissioner.id)
+                .where(Commissioner.department == department, Commissioner.active.is_(True))
+                .order_by(Commissioner.id, CommissionerBinding.id)
+            )
+        )
+
+    @staticmethod
+    def active_for(session: Session, staff: Commissioner) -> list[LiveHandoff]:
+        """The chats *staff* is in, the most recently taken first."""
+        return list(
+            session.scalars(
+                select(LiveHandoff)
+                .where(
+                    LiveHandoff.state == LiveHandoffState.ACTIVE,
+                    LiveHandoff.commissioner_id == staff.id,
+                )
+                .order_by(LiveHandoff.taken_at.desc(), LiveHandoff.id.desc())
+            )
+        )
+
+    @staticmethod
+    def first_waiting(session: Session, department: str, now: datetime) -> LiveHandoff | None:
+        """The oldest request of *department* still waiting at *now*."""
+        return session.scalars(
+            select(LiveHandoff)
+            .where(
+                LiveHandoff.state == LiveHandoffState.WAITING,
+                LiveHandoff.department == department,
+                LiveHandoff.expires_at > now,
+            )
+            .order_by(LiveHandoff.created_at, LiveHandoff.id)
+        ).first()
+
+    # -- the enterprise side
+
+    def request(
+        self,
+        session: Session,
+        identity: ChannelIdentity,
+        decision: RouteDecision,
+        question: str,
+        now: datetime,
+    ) -> LiveHandoff | None:
+        """Ask the routed department for a person; ``None`` when nobody there can be reached."""
+        staff = self.reachable_staff(session, decision.department)
+        if not staff:
+            return None
+        handoff = LiveHandoff(
+            channel_identity_id=identity.id,
+            department=decision.department,
+            route_rule=decision.rule.value,
+            route_reason=decision.reason,
+            question=question.strip() or NO_QUESTION,
+            state=LiveHandoffState.WAITING,
+            created_at=now,
+            expires_at=now + self.wait,
+        )
+        session.add(handoff)
+        session.flush()
+        self.notifier.handoff_offered(session, handoff, staff)
+        return handoff
+
+    def withdraw(self, session: Session, handoff: LiveHandoff | None, now: datetime) -> None:
+        """The user stopped waiting (cancelled, or went on with something else)."""
+        if handoff is not None and handoff.state is LiveHandoffState.WAITING:
+            self._finish(session, handoff, LiveHandoffState.CANCELLED, now)
+
+    def relay_from_enterprise(self, session: Session, handoff: LiveHandoff, text: str) -> None:
+        """Pass the enterprise's message to the commissioner in the chat."""
+        if handoff.state is LiveHandoffState.ACTIVE:
+            self.notifier.relayed(session, handoff, text, from_staff=False)
+
+    # -- the commissioner side
+
+    def take(self, session: Session, staff: Commissioner, handoff_id: int, now: datetime) -> Taken:
+        """接入: *staff* takes a waiting request (the first one to do so wins)."""
+        handoff = session.scalars(
+            select(LiveHandoff).where(LiveHandoff.id == handoff_id).with_for_update()
+        ).one_or_none()
+        if handoff is None:
+            return Taken(TakeResult.NOT_FOUND)
+        if not may_act(staff, handoff.department):
+            return Taken(TakeResult.NOT_YOURS, handoff)
+        if handoff.state is LiveHandoffState.ACTIVE:
+            mine = handoff.commissioner_id == staff.id
+            return Taken(TakeResult.ALREADY_YOURS if mine else TakeResult.TAKEN_BY_OTHER, handoff)
+        if handoff.state is not LiveHandoffState.WAITING or handoff.expires_at <= now:
+            return Taken(TakeResult.CLOSED, handoff)
+        handoff.state = LiveHandoffState.ACTIVE
+        handoff.commissioner_id = staff.id
+        handoff.taken_at = now
+        session.flush()
+        withdraw(session, offer_key(handoff.id))  # the other offers are moot now
+        self.notifier.handoff_joined(session, handoff, staff)
+        return Taken(TakeResult.TAKEN, handoff)
+
+    def relay_from_staff(self, session: Session, handoff: LiveHandoff, text: str) -> None:
+        """Pass the commissioner's message to the enterprise (and keep it in its transcript)."""
+        if handoff.state is not LiveHandoffState.ACTIVE:
+            return
+        self.notifier.relayed(session, handoff, text, from_staff=True)
+        person = handoff.commissioner
+        who = f"{person.name}（{person.department}）" if person is not None else "企业服务专员"
+        record_transcript(
+            session, handoff.channel_identity_id, Direction.OUT, f"[{who}] {text}", self.clock()
+        )
+
+    # -- either side
+
+    def end(self, session: Session, handoff: LiveHandoff, now: datetime, *, by_staff: bool) -> None:
+        """End an active chat; the other side is told."""
+        if handoff.state is not LiveHandoffState.ACTIVE:
+            return
+        self._finish(session, handoff, LiveHandoffState.ENDED, now)
+        self.notifier.handoff_ended(session, handoff, by_staff=by_staff)
+
+    # -- expiry
+
+    def expire(self, session: Session | None = None) -> int:
+        """Turn requests nobody took in time into tickets; how many.
+
+        The enterprise is told the ticket number and by when it will be contacted. Runs in
+        the caller's *session* (the dialogue engine's turn) or in its own transaction (the
+        server's tick, the terminal's poller).
+        """
+        if session is None:
+            with self.sessions.begin() as own:
+                return self.expire(own)
+        now = self.clock()
+        rows = session.scalars(
+            select(LiveHandoff)
+            .where(LiveHandoff.state == LiveHandoffState.WAITING, LiveHandoff.expires_at <= now)
+            .order_by(LiveHandoff.id)
+            .with_for_update(skip_locked=True)
+        ).all()
+        for handoff in rows:
+            self._file_ticket(session, handoff, now)
+        return len(rows)
+
+    def _file_ticket(self, session: Session, handoff: LiveHandoff, now: datetime) -> None:
+        identity = handoff.identity
+        phone = identity.contact_phone or "未提供（请通过对话联系）"
+        question = "" if handoff.question == NO_QUESTION else handoff.question
+        need = question or "企业请求人工服务，等待专员接入超时"
+        view = self.tickets.create(
+            f"{need}\n（联系电话：{phone}）",
+            title=(question or "企业请求人工服务")[:60],
+            department=handoff.department,
+            rule=handoff.route_rule,
+            reason=handoff.route_reason,
+            actor=SYSTEM_ACTOR,
+            enterprise_uscc=identity.enterprise.uscc if identity.enterprise else None,
+            channel_identity_id=identity.id,
+            session=session,
+        )
+        handoff.ticket_id = session.scalars(
+            select(Ticket.id).where(Ticket.number == view.number)
+        ).one()
+        self._finish(session, handoff, LiveHandoffState.EXPIRED, now)
+        self.notifier.handoff_expired(session, handoff, view)
+
+    @staticmethod
+    def _finish(
+        session: Session, handoff: LiveHandoff, state: LiveHandoffState, now: datetime
+    ) -> None:
+        handoff.state = state
+        handoff.ended_at = now
+        withdraw(session, offer_key(handoff.id))

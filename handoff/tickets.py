@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from routing.departments import DepartmentDirectory
 
 __all__ = [
+    "CLAIMING",
     "MANUAL_RULE",
     "MAX_REOPENS",
     "SYSTEM_ACTOR",
@@ -131,6 +132,10 @@ TRANSITIONS: Mapping[Action, Mapping[TicketState, TicketState]] = MappingProxyTy
 
 HELPER_STATES = frozenset({S.NEW, S.ACCEPTED, S.IN_PROGRESS, S.ESCALATED})
 """States in which helper departments may be added or acknowledge."""
+
+CLAIMING = frozenset({Action.START, Action.RESOLVE, Action.ESCALATE, Action.SEND_FEEDBACK})
+"""Actions by which the acting commissioner takes a ticket that nobody holds yet
+(签收 always makes them the holder; 转派 re-assigns by the target department's 包保)."""
 
 
 SYSTEM_ACTOR = "有需必应助手"
@@ -635,15 +640,14 @@ class TicketService:
         body: _Body = _nothing,
         *,
         commissioner_id: int | None = None,
-        claim: bool = False,
         then: Callable[[_Step], None] | None = None,
     ) -> TicketView:
         """The one path of every action: load (locked) → move → *body* → event → view.
 
         *body* does what is specific to the action and returns the event's reason and data;
         *then* runs after the event (follow-up moves, notices). *commissioner_id* is the
-        registered commissioner performing the action: named in the event data and, with
-        *claim*, made the ticket's commissioner when it has none.
+        registered commissioner performing the action: named in the event data and, for
+        the :data:`CLAIMING` actions, made the ticket's commissioner when it has none.
         """
         who = _text(actor, "操作人")
         now = self._now()
@@ -655,7 +659,7 @@ class TicketService:
             extra: dict[str, Any] = {}
             if step.commissioner is not None:
                 extra["commissioner"] = step.commissioner.name
-                if claim and ticket.commissioner_id is None:
+                if action in CLAIMING and ticket.commissioner_id is None:
                     self._assign(ticket, step.commissioner)
                     extra["assigned"] = step.commissioner.name
             self._apply(step, action, body, extra)
@@ -929,7 +933,6 @@ class TicketService:
             session,
             lambda step: (note, {}),
             commissioner_id=commissioner_id,
-            claim=True,
         )
 
     def resolve(
@@ -970,14 +973,7 @@ class TicketService:
                 )
 
         return self._act(
-            number,
-            Action.RESOLVE,
-            actor,
-            session,
-            body,
-            commissioner_id=commissioner_id,
-            claim=True,
-            then=then,
+            number, Action.RESOLVE, actor, session, body, commissioner_id=commissioner_id, then=then
         )
 
     def send_feedback(
@@ -997,7 +993,6 @@ class TicketService:
             session,
             lambda step: (note, {"met": self._meet(step, ClockKind.FEEDBACK)}),
             commissioner_id=commissioner_id,
-            claim=True,
         )
 
     def record_survey(
@@ -1109,13 +1104,7 @@ class TicketService:
             return reason, {"lead_department": lead, "deadline": _iso(due), "escalation": clock}
 
         return self._act(
-            number,
-            Action.ESCALATE,
-            actor,
-            session,
-            body,
-            commissioner_id=commissioner_id,
-            claim=True,
+            number, Action.ESCALATE, actor, session, body, commissioner_id=commissioner_id
         )
 
     def transfer(

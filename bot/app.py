@@ -3,9 +3,10 @@ ticket service, live handoff, inbox, notifier and dialogue engine.
 
 ``build_app(settings, clock)`` is called by ``yxby serve``, ``yxby chat``, the demo and every
 CLI command; no other module builds a :class:`~handoff.tickets.TicketService` or reads the
-clock. No module-level singletons: callers hold the :class:`App`. The knowledge base (slow to
-load: jieba) and the dialogue engine are built on first use, so a command that only moves
-tickets starts fast.
+clock. No module-level singletons: callers hold the :class:`App`. Settings files are read at
+once (a broken file stops start-up); the database, the knowledge base (slow to load: jieba)
+and everything built on them are made on first use, so ``yxby route`` needs no database and
+a command that only moves tickets loads no knowledge base.
 """
 
 from __future__ import annotations
@@ -91,26 +92,42 @@ class App:
         self.replies: Replies = load_replies(cfg / "replies.yaml")
         self.dialogue_settings: DialogueSettings = load_dialogue_settings(cfg / "dialogue.yaml")
         self.sla: SlaSettings = load_sla_settings(cfg / "sla.yaml")
-        self.db: Database = open_database(settings.database_url, check=settings.check_schema)
         self.notifier = Notifier(self.replies, clock)
-        self.tickets = TicketService(
+        if kb is not None:
+            self.__dict__["kb"] = kb
+
+    @cached_property
+    def db(self) -> Database:
+        """The database (opened on first use; refuses one that is not at the current schema)."""
+        return open_database(self.settings.database_url, check=self.settings.check_schema)
+
+    @cached_property
+    def tickets(self) -> TicketService:
+        """Tickets, their clocks and events; pushes go through the notifier."""
+        return TicketService(
             self.db.sessions,
             self.calendar,
-            clock,
+            self.clock,
             settings=self.sla,
             departments=self.router.departments,
             notifier=self.notifier,
         )
-        self.inbox = Inbox(self.db.sessions, clock)
-        self.live = LiveHandoffs(
+
+    @cached_property
+    def inbox(self) -> Inbox:
+        """Inbound dedupe, push windows and queued replies for the channel adapters."""
+        return Inbox(self.db.sessions, self.clock)
+
+    @cached_property
+    def live(self) -> LiveHandoffs:
+        """The live handoff between enterprises and commissioners."""
+        return LiveHandoffs(
             self.db.sessions,
             self.tickets,
             self.notifier,
-            clock,
+            self.clock,
             wait_minutes=self.dialogue_settings.handoff_wait_minutes,
         )
-        if kb is not None:
-            self.__dict__["kb"] = kb
 
     @cached_property
     def kb(self) -> KnowledgeBase:
@@ -144,8 +161,10 @@ class App:
         return self.clock().astimezone(SHANGHAI).date()
 
     def close(self) -> None:
-        """Release database connections."""
-        self.db.dispose()
+        """Release database connections (if the database was opened)."""
+        db = self.__dict__.get("db")
+        if db is not None:
+            db.dispose()
 
 
 def build_app(

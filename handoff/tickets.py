@@ -91,6 +91,7 @@ class Action(StrEnum):
     ASSIST = "assist"
     ACKNOWLEDGE = "acknowledge"
     SURVEY_COMMENT = "survey_comment"
+    URGE = "urge"
 
     @property
     def label(self) -> str:
@@ -112,6 +113,7 @@ _ACTION_LABELS = {
     Action.ASSIST: "协同",
     Action.ACKNOWLEDGE: "协办确认",
     Action.SURVEY_COMMENT: "补充回访意见",
+    Action.URGE: "催办",
 }
 
 S = TicketState
@@ -153,6 +155,22 @@ class TicketNotifier(Protocol):
 
     def resolved(self, session: Session, ticket: Ticket, now: datetime) -> str | None:
         """The ticket was resolved; return a note when the result was pushed to the enterprise."""
+
+    def reopened(
+        self, session: Session, ticket: Ticket, comment: str | None, now: datetime
+    ) -> None:
+        """重办 after 不满意: the handling commissioner must hear of it at once."""
+
+    def survey_commented(
+        self, session: Session, ticket: Ticket, comment: str, now: datetime
+    ) -> None:
+        """The enterprise said why it rated as it did: the handling commissioner hears it."""
+
+    def closed_unsatisfied(self, session: Session, ticket: Ticket, now: datetime) -> None:
+        """A second 不满意 closed the ticket: 政务办 is told (it goes into the assessment)."""
+
+    def urged(self, session: Session, ticket: Ticket, note: str, now: datetime) -> None:
+        """催办: someone chased the ticket; its handler hears it at once."""
 
 
 class TicketNotFound(TicketError):
@@ -1032,6 +1050,8 @@ class TicketService:
         def then(step: _Step) -> None:
             if verdict is SurveyResult.UNSATISFIED and step.ticket.reopen_count >= MAX_REOPENS:
                 self._apply(step, Action.CLOSE, closing)
+                if self._notifier is not None:
+                    self._notifier.closed_unsatisfied(step.session, step.ticket, step.now)
 
         def closing(step: _Step) -> tuple[str | None, dict[str, Any]]:
             self._supersede(step, running_only=True)
@@ -1053,7 +1073,34 @@ class TicketService:
             survey.comment = f"{survey.comment}\n{remark}" if survey.comment else remark
             return None, {"round": survey.round, "comment": remark}
 
-        return self._act(number, Action.SURVEY_COMMENT, actor, session, body)
+        def then(step: _Step) -> None:
+            if self._notifier is not None:
+                self._notifier.survey_commented(step.session, step.ticket, remark, step.now)
+
+        return self._act(number, Action.SURVEY_COMMENT, actor, session, body, then=then)
+
+    def urge(
+        self, number: str, *, actor: str, note: str, session: Session | None = None
+    ) -> TicketView:
+        """催办: chase an open ticket (the enterprise, or 政务办's 督办); no state changes.
+
+        The ticket's commissioner — or, with none, its department — is told at once.
+        """
+        remark = _text(note, "催办内容")
+
+        def body(step: _Step) -> tuple[str | None, dict[str, Any]]:
+            if step.ticket.state in (TicketState.RESOLVED, TicketState.FEEDBACK_SENT,
+                                     TicketState.SURVEYED, TicketState.CLOSED):  # fmt: skip
+                raise step.refuse(
+                    f"工单 {step.ticket.number} 已{step.ticket.state.label}，无需催办"
+                )
+            return remark, {}
+
+        def then(step: _Step) -> None:
+            if self._notifier is not None:
+                self._notifier.urged(step.session, step.ticket, remark, step.now)
+
+        return self._act(number, Action.URGE, actor, session, body, then=then)
 
     def close(
         self, number: str, *, actor: str, reason: str | None = None, session: Session | None = None
@@ -1238,7 +1285,11 @@ class TicketService:
             data["done"] = self._start_clock(step, ClockKind.DONE)
             return reason, data
 
-        return self._act(number, Action.REOPEN, actor, session, body)
+        def then(step: _Step) -> None:
+            if self._notifier is not None:
+                self._notifier.reopened(step.session, step.ticket, reason, step.now)
+
+        return self._act(number, Action.REOPEN, actor, session, body, then=then)
 
     # -- reading
 

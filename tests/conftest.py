@@ -32,6 +32,7 @@ from routing.departments import DepartmentDirectory, load_departments
 if TYPE_CHECKING:
     from bot.app import App
     from knowledge import KnowledgeBase
+    from tests.chatting import Chat
 
 PG_ENV = "YXBY_TEST_DATABASE_URL"
 BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
@@ -374,3 +375,37 @@ def app(db_url: str, clock: MovableClock, kb: KnowledgeBase) -> Iterator[App]:
         yield application
     finally:
         application.close()
+
+
+@pytest.fixture
+def chat(app: App) -> Chat:
+    """An enterprise user talking to the engine on the terminal channel."""
+    from tests.chatting import Chat
+
+    return Chat(app, "user-1")
+
+
+@pytest.fixture
+def staff(app: App) -> Callable[..., Chat]:
+    """Register a commissioner bound to the terminal and return their chat."""
+    from handoff.registry import add_commissioner
+    from tests.chatting import Chat
+
+    def make(
+        name: str = "张敏",
+        department: str = "市场监管局",
+        role: CommissionerRole | str = CommissionerRole.COMMISSIONER,
+    ) -> Chat:
+        key = f"staff-{name}"
+        with app.db.begin() as session:
+            add_commissioner(
+                session,
+                name=name,
+                department=department,
+                role=role,
+                bindings=[("terminal", key)],
+                departments=app.router.departments,
+            )
+        return Chat(app, key)
+
+    return make

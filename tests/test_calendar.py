@@ -453,7 +453,7 @@ def test_load_calendar_reads_the_config_dir(
             """,
             3,
             "years.0.holiday",
-            "unknown key",
+            "未知字段",
         ),
         (
             """
@@ -463,7 +463,7 @@ def test_load_calendar_reads_the_config_dir(
             """,
             3,
             "years.0.complete",
-            "boolean",
+            "应为 true 或 false",
         ),
     ],
 )
@@ -498,7 +498,7 @@ def test_an_impossible_date_names_its_line(tmp_path: Path) -> None:
 
 
 def test_a_missing_file_is_a_config_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="not found"):
+    with pytest.raises(ConfigError, match="文件不存在"):
         load_calendar(tmp_path / "nope.yaml")
 
 

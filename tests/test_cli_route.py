@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import sys
 import types
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import click
 import pytest
@@ -76,7 +76,7 @@ def test_empty_text_is_a_chinese_error_with_exit_code_2(
 def test_knowledge_match_feeds_rule_2(cli: click.Group, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[str] = []
 
-    def fake(text: str) -> tuple[str | None, str | None]:
+    def fake(app: object, text: str) -> tuple[str | None, str | None]:
         seen.append(text)
         return "company-setup", "市场局"
 
@@ -92,7 +92,7 @@ def test_knowledge_match_feeds_rule_2(cli: click.Group, monkeypatch: pytest.Monk
 def test_no_knowledge_skips_the_knowledge_base(
     cli: click.Group, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def fail(text: str) -> tuple[str | None, str | None]:
+    def fail(app: object, text: str) -> tuple[str | None, str | None]:
         raise AssertionError("knowledge base consulted")
 
     monkeypatch.setattr(route_cli, "knowledge_match", fail)
@@ -125,20 +125,19 @@ class _Decision:
         return self.hits[0] if self.hits else None
 
 
-def _fake_knowledge(monkeypatch: pytest.MonkeyPatch, decision: _Decision) -> None:
-    module = types.ModuleType("knowledge")
+def _app_deciding(decision: _Decision) -> Any:
+    """An app whose knowledge base always makes *decision*."""
 
     class _Base:
         def decide(self, text: str) -> _Decision:
             return decision
 
-    module.load = lambda directory: _Base()  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "knowledge", module)
+    return types.SimpleNamespace(kb=_Base())
 
 
-def test_confident_answer_gives_entry_and_department(monkeypatch: pytest.MonkeyPatch) -> None:
-    _fake_knowledge(monkeypatch, _Decision("answer", [_Hit(_Entry("tax-1", "财政局"))]))
-    assert route_cli.knowledge_match("税") == ("tax-1", "财政局")
+def test_confident_answer_gives_entry_and_department() -> None:
+    app = _app_deciding(_Decision("answer", [_Hit(_Entry("tax-1", "财政局"))]))
+    assert route_cli.knowledge_match(app, "税") == ("tax-1", "财政局")
 
 
 @pytest.mark.parametrize(
@@ -150,11 +149,8 @@ def test_confident_answer_gives_entry_and_department(monkeypatch: pytest.MonkeyP
         _Decision("handoff"),
     ],
 )
-def test_no_department_unless_a_confident_answer_about_a_need(
-    monkeypatch: pytest.MonkeyPatch, decision: _Decision
-) -> None:
-    _fake_knowledge(monkeypatch, decision)
-    assert route_cli.knowledge_match("随便问问") == (None, None)
+def test_no_department_unless_a_confident_answer_about_a_need(decision: _Decision) -> None:
+    assert route_cli.knowledge_match(_app_deciding(decision), "随便问问") == (None, None)
 
 
 def test_route_with_a_registered_enterprise(

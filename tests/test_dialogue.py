@@ -8,94 +8,21 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from bot.app import App, AppSettings, build_app
-from bot.types import Incoming, MessageKind, Reply, reply_from_payload
+from bot.types import Incoming, MessageKind
 from handoff.conversations import DialogueTurn, LiveHandoff, TurnOutcome
 from handoff.models import (
     Commissioner,
-    Enterprise,
     OutboxMessage,
     Ticket,
     TicketEvent,
     TicketState,
 )
 from knowledge import KnowledgeBase
+from tests.chatting import VALID_USCC, Chat, count, file_ticket, register_enterprise
 from tests.conftest import MovableClock, make_uscc
-
-VALID_USCC = make_uscc(4242)
-
-
-class Chat:
-    """One user talking to the engine; remembers the last buttons like a real client."""
-
-    def __init__(self, app: App, user_key: str, channel: str = "terminal") -> None:
-        self.app = app
-        self.user_key = user_key
-        self.channel = channel
-        self.last: list[Reply] = []
-
-    def send(self, text: str, **kw: object) -> str:
-        msg = Incoming(self.channel, self.user_key, text, **kw)  # type: ignore[arg-type]
-        self.last = self.app.dialogue.handle(msg)
-        return "\n".join(r.render_plain() for r in self.last)
-
-    def tap(self, label: str) -> str:
-        for reply in self.last:
-            for button in reply.buttons:
-                if button.label == label:
-                    return self.send(label, kind=MessageKind.BUTTON, payload=button.payload)
-        raise AssertionError(f"no button {label!r} in {self.last}")
-
-    def pushes(self) -> list[Reply]:
-        """Pending outbox messages for this user, marked sent (what the channel would deliver)."""
-        from handoff.outbox import take_local
-
-        with self.app.db.begin() as session:
-            payloads = take_local(session, self.channel, self.user_key, self.app.clock())
-        return [reply_from_payload(p) for p in payloads]
-
-
-@pytest.fixture
-def chat(app: App) -> Chat:
-    return Chat(app, "user-1")
-
-
-@pytest.fixture
-def staff(app: App) -> Callable[..., Chat]:
-    """Register a commissioner bound to the terminal and return their chat."""
-    from handoff.registry import add_commissioner
-
-    def make(name: str = "张敏", department: str = "市场监管局") -> Chat:
-        key = f"staff-{name}"
-        with app.db.begin() as session:
-            add_commissioner(
-                session, name=name, department=department, bindings=[("terminal", key)]
-            )
-        return Chat(app, key)
-
-    return make
-
-
-def count(app: App, model: type, *where: object) -> int:
-    with app.db.begin() as session:
-        return int(session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
-
-
-def register_enterprise(
-    app: App, uscc: str = VALID_USCC, name: str = "天津示例科技有限公司"
-) -> None:
-    from handoff.models import EnterpriseKind
-
-    with app.db.begin() as session:
-        session.add(
-            Enterprise(
-                uscc=uscc, name=name, kind=EnterpriseKind.ENTERPRISE, industry="科技创新业",
-                tags=[], created_at=app.clock(), updated_at=app.clock(),
-            )
-        )  # fmt: skip
-
 
 # ----------------------------------------------------------------------------- answers
 
@@ -241,7 +168,7 @@ def test_bind_unknown_enterprise(chat: Chat) -> None:
 
 def test_progress_query_lists_own_tickets_only(app: App, chat: Chat) -> None:
     assert "还没有诉求记录" in chat.send("查询")
-    number = _file_ticket(chat)
+    number = file_ticket(chat)
     other = Chat(app, "user-2")
     assert "没有找到编号为" in other.send(number)
     listing = chat.send("进度")
@@ -250,27 +177,13 @@ def test_progress_query_lists_own_tickets_only(app: App, chat: Chat) -> None:
     assert f"诉求 {number}（待签收）" in detail and "对接企业" in detail
 
 
-def _file_ticket(
-    chat: Chat, description: str = "园区道路路灯损坏三个月无人维修，夜间运输车辆进出存在安全隐患"
-) -> str:
-    """File a ticket, answering only what the bot asks (it remembers the phone)."""
-    out = chat.send("提交诉求")
-    out = chat.send(description)
-    if "企业" in out and "统一社会信用代码" in out:
-        out = chat.send("天津示例物流有限公司")
-    if "联系电话" in out:
-        chat.send("13800138000")
-    done = chat.tap("确认提交")
-    return done.split("编号 ")[1].split("。")[0]
-
-
 # ---------------------------------------------------------------------- rating, reopen
 
 
 def test_resolution_reaches_the_enterprise_and_rating_reopens_once(
     app: App, chat: Chat, staff: Callable[..., Chat]
 ) -> None:
-    number = _file_ticket(chat)
+    number = file_ticket(chat)
     with app.db.begin() as session:
         department = session.scalars(select(Ticket.department)).one()
     officer = staff("王芳", department)
@@ -299,7 +212,7 @@ def test_resolution_reaches_the_enterprise_and_rating_reopens_once(
 
 
 def test_satisfied_rating_with_comment(app: App, chat: Chat, staff: Callable[..., Chat]) -> None:
-    number = _file_ticket(chat)
+    number = file_ticket(chat)
     with app.db.begin() as session:
         department = session.scalars(select(Ticket.department)).one()
     officer = staff("赵强", department)
@@ -443,7 +356,7 @@ def test_engine_errors_become_a_friendly_reply(
 
 
 def test_events_record_who_created_the_ticket(app: App, chat: Chat) -> None:
-    _file_ticket(chat)
+    file_ticket(chat)
     with app.db.begin() as session:
         event = session.scalars(select(TicketEvent)).first()
         assert event is not None and event.actor == "terminal:user-1"
@@ -477,7 +390,7 @@ def test_unanswered_request_for_a_person_becomes_a_ticket(
 
 
 def _resolved_ticket(app: App, chat: Chat, staff: Callable[..., Chat]) -> tuple[str, Chat]:
-    number = _file_ticket(chat)
+    number = file_ticket(chat)
     with app.db.begin() as session:
         department = session.scalars(select(Ticket.department)).one()
     officer = staff("王芳", department)
@@ -506,7 +419,7 @@ def test_binding_an_enterprise_reveals_no_one_elses_tickets(
 def test_commissioners_act_only_for_their_department(
     app: App, chat: Chat, staff: Callable[..., Chat]
 ) -> None:
-    number = _file_ticket(chat)
+    number = file_ticket(chat)
     with app.db.begin() as session:
         department = session.scalars(select(Ticket.department)).one()
     other_department = "商务局" if department != "商务局" else "工信局"
@@ -588,7 +501,7 @@ def test_long_texts_in_any_step_do_not_break(
 
 
 def test_parsing_edge_cases(app: App, chat: Chat) -> None:
-    number = _file_ticket(chat)
+    number = file_ticket(chat)
     assert f"诉求 {number}" in chat.send(f"查询{number}")
     chat.send("提交诉求")
     chat.send("我们申报的高新技术企业认定材料被退回，想了解具体原因")
@@ -619,7 +532,7 @@ def test_an_old_button_says_so(chat: Chat) -> None:
 def test_commissioner_reads_the_conversation_behind_a_ticket(
     app: App, chat: Chat, staff: Callable[..., Chat]
 ) -> None:
-    number = _file_ticket(chat)
+    number = file_ticket(chat)
     with app.db.begin() as session:
         department = session.scalars(select(Ticket.department)).one()
     officer = staff("王芳", department)
@@ -629,6 +542,6 @@ def test_commissioner_reads_the_conversation_behind_a_ticket(
     outsider = staff("钱多", "商务局" if department != "商务局" else "工信局")
     assert "无权处理" in outsider.send(f"对话 {number}")
     # new tickets carry a button for it
-    second = _file_ticket(chat)
+    second = file_ticket(chat)
     officer.last = [n for n in officer.pushes() if second in n.text]
     assert f"工单 {second} 的对话记录" in officer.tap("查看对话")

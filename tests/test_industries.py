@@ -279,7 +279,7 @@ def test_duplicate_row_and_unknown_key(tmp_path: Path) -> None:
         load_industries(path)
     assert info.value.line == 11
     path.write_text(GOOD.format(dept="财政局", keyword="银行", weight=2) + "extra: 1\n")
-    with pytest.raises(ConfigError, match="unknown key") as info:
+    with pytest.raises(ConfigError, match="未知字段") as info:
         load_industries(path)
     assert info.value.key == "extra"
 

@@ -69,6 +69,12 @@ class TerminalChat:
             self._print([reply_from_payload(p) for p in payloads], prefix="【通知】")
         return len(payloads)
 
+    def tick(self) -> int:
+        """Background work of a chat left open: a request for a person that nobody took in
+        time becomes a ticket (as under ``yxby serve``), then pushes are printed; how many."""
+        self.app.live.expire()
+        return self.deliver_pushes()
+
     def run(self, lines: Iterable[str], *, interactive: bool, greeting: bool = True) -> None:
         """Chat until the input ends. Interactive sessions also poll for pushes."""
         if greeting:
@@ -101,9 +107,7 @@ class TerminalChat:
     def _poll(self, stop: threading.Event) -> None:
         while not stop.wait(1.0):
             try:
-                # a request for a person nobody took in time becomes a ticket here too
-                self.app.live.expire()
-                if self.deliver_pushes():
+                if self.tick():
                     with self._lock:
                         self.out.write("您：")
                         self.out.flush()

@@ -25,6 +25,7 @@ def chat(user_key: str | None, commissioner: str | None, department: str | None,
 
     app = build_app()
     try:
+        app.db  # noqa: B018 - refuse to start on a database that is not migrated
         prefix = "助手："
         if commissioner:
             from bot.staff import bind_terminal

@@ -3,42 +3,38 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    from bot.app import App
 
 __all__ = ["knowledge_match", "register"]
 
 
-def knowledge_match(text: str) -> tuple[str | None, str | None]:
+def knowledge_match(app: App, text: str) -> tuple[str | None, str | None]:
     """Rule 2 input: ``(entry id, department)`` of the entry that confidently answers *text*.
 
     Only an ``answer`` decision counts, and never an entry tagged ``programme`` (entries about
     how the programme works do not say who owns a need). ``(None, None)`` otherwise.
     """
-    from knowledge import load
-    from yxby.paths import entries_dir
-
-    decision = load(entries_dir()).decide(text)
+    decision = app.kb.decide(text)
     top = decision.top
     if decision.action != "answer" or top is None or "programme" in top.entry.tags:
         return None, None
     return top.entry.id, top.entry.department
 
 
-def enterprise_facts(uscc: str) -> dict[str, Any]:
+def enterprise_facts(app: App, uscc: str) -> dict[str, Any]:
     """Registry facts (kind, industry, assigned commissioner) of the enterprise *uscc*."""
-    from handoff.db import open_database
+    from handoff.db import read_only
     from handoff.registry import route_facts, validate_uscc
     from yxby.errors import InputError
 
     code = validate_uscc(uscc)
-    db = open_database()
-    try:
-        with db.begin() as session:
-            facts = route_facts(session, code)
-    finally:
-        db.dispose()
+    with app.db.sessions() as session:
+        facts = route_facts(read_only(session), code)
     if facts is None:
         raise InputError(f"企业库中没有统一社会信用代码为 {code} 的企业")
     return dict(facts)
@@ -61,12 +57,16 @@ def route(
         )
         ctx.exit(2)
 
-    from routing.router import RouteFacts, load_router
+    from bot.app import build_app
+    from routing.router import RouteFacts
 
-    router = load_router()
-    facts = enterprise_facts(uscc) if uscc else {}
-    entry_id, department = (None, None) if no_knowledge else knowledge_match(words)
-    decision = router.route(
+    app = build_app()  # the database is opened only for --enterprise
+    try:
+        facts = enterprise_facts(app, uscc) if uscc else {}
+        entry_id, department = (None, None) if no_knowledge else knowledge_match(app, words)
+    finally:
+        app.close()
+    decision = app.router.route(
         RouteFacts(text=words, matched_entry_id=entry_id, matched_department=department, **facts)
     )
     if as_json:

@@ -39,6 +39,7 @@ def serve(host: str, port: int, telegram_polling: bool, log_level: str) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     app = build_app()
     try:
+        app.db  # noqa: B018 - refuse to start on a database that is not migrated
         adapters = adapters_from_env(app, telegram_polling=telegram_polling)
         if not adapters:
             click.echo("注意：未配置任何渠道（如 YXBY_TELEGRAM_TOKEN），只提供 /healthz", err=True)

@@ -134,7 +134,8 @@ def _summary(svc: Services, t: Turn, draft: dict[str, Any]) -> Outcome:
 def _take(svc: Services, t: Turn, draft: dict[str, Any], field: str, value: str) -> str | None:
     """Put *value* into the draft's *field*; the Chinese reason when it is not usable."""
     if field == "detail":
-        if value and value not in _SKIP and not parsing.is_no(value):
+        # "没有", "确认提交", a tapped button's word …: nothing to add
+        if value and value not in _SKIP and parsing.describes_need(value):
             draft["description"] = f"{draft['description']}\n补充说明：{value}"
         return None
     if field == "description":

@@ -76,7 +76,10 @@ def create_asgi(
             detail = f": {exc}" if isinstance(exc, YxbyError) else ""
             checks["database"] = f"error: {type(exc).__name__}{detail}"
             ok = False
-        checks["knowledge"] = {"entries": len(app.kb)}
+        knowledge: dict[str, object] = {"entries": len(app.kb)}
+        if app.kb.problems:  # broken entries are left out, the rest is served: say which
+            knowledge["problems"] = [str(p) for p in app.kb.problems[:20]]
+        checks["knowledge"] = knowledge
         if not len(app.kb):
             ok = False
         checks["channels"] = [a.name for a in adapters]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import copy as _copy
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,6 +24,7 @@ from handoff.db import open_database
 from handoff.outbox import enqueue
 from knowledge import KnowledgeBase
 
+DATA = Path(__file__).parent / "data"
 QUIET = ServerOptions(run_worker=False, run_tick=False)
 
 
@@ -134,3 +136,16 @@ def test_lifespan_starts_adapters_and_the_worker(app: App) -> None:
     asyncio.run(main())
     assert adapter.out.sent == [("u1", {"text": "你好"})]
     assert adapter.events == ["startup", "shutdown"]
+
+
+def test_healthz_names_broken_entries_but_serves_the_rest(app: App) -> None:
+    import knowledge
+
+    partial = knowledge.load(DATA / "kb_broken", today=app.today())
+    assert len(partial) > 0 and partial.problems
+    response = get(create_asgi(altered(app, kb=partial), [], QUIET), "/healthz")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["knowledge"]["entries"] == len(partial)
+    problems = body["knowledge"]["problems"]
+    assert problems and all("kb_broken" in p and "错误" in p for p in problems)

@@ -190,17 +190,14 @@ def kb_tune(file: Path, top: int) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def kb_gaps(days: int, top: int, as_json: bool) -> None:
     """The most frequent questions nothing answered, grouped by shared terms."""
-    from datetime import UTC, datetime, timedelta
+    from datetime import timedelta
 
-    from handoff.db import open_database
+    from bot.cli.db import opened_app
+    from handoff.db import read_only
     from handoff.reports import gap_groups, unanswered_turns
 
-    db = open_database()
-    try:
-        with db.begin() as session:
-            turns = unanswered_turns(session, datetime.now(UTC) - timedelta(days=days))
-    finally:
-        db.dispose()
+    with opened_app() as app, app.db.sessions() as session:
+        turns = unanswered_turns(read_only(session), app.clock() - timedelta(days=days))
     groups = gap_groups(turns)[:top]
     if as_json:
         click.echo(

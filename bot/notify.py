@@ -91,6 +91,28 @@ class Notifier:
     ) -> None:
         enqueue(session, channel, recipient, kind, reply_payload(reply), key, now=now)
 
+    def _to_bindings(
+        self,
+        session: Session,
+        bindings: Sequence[CommissionerBinding],
+        reply: Reply,
+        *,
+        kind: str,
+        key: str,
+        now: datetime,
+    ) -> None:
+        """Push *reply* to each chat account (dedupe key: *key* + the binding's id)."""
+        for binding in bindings:
+            self._push(
+                session,
+                binding.channel,
+                binding.user_key,
+                reply,
+                kind=kind,
+                key=f"{key}{binding.id}",
+                now=now,
+            )
+
     def _to_identity(
         self, session: Session, identity: ChannelIdentity, reply: Reply, *, kind: str, key: str
     ) -> None:
@@ -161,16 +183,14 @@ class Notifier:
         )
         reply = Reply(text, buttons=buttons, ref=f"ticket:{ticket.number}")
         round_key = f"{ticket.department}:{len(ticket.events)}"
-        for binding in recipients:
-            self._push(
-                session,
-                binding.channel,
-                binding.user_key,
-                reply,
-                kind="ticket_new",
-                key=f"ticket_new:{ticket.number}:{round_key}:{binding.id}",
-                now=now,
-            )
+        self._to_bindings(
+            session,
+            recipients,
+            reply,
+            kind="ticket_new",
+            key=f"ticket_new:{ticket.number}:{round_key}:",
+            now=now,
+        )
 
     def resolved(self, session: Session, ticket: Ticket, now: datetime) -> str | None:
         """Push the result and the rating buttons to the enterprise's chat, if it has one."""
@@ -205,16 +225,7 @@ class Notifier:
             if note:
                 text += "\n" + note
         reply = Reply(text, ref=f"ticket:{ticket.number}")
-        for binding in targets:
-            self._push(
-                session,
-                binding.channel,
-                binding.user_key,
-                reply,
-                kind=kind,
-                key=f"{key}:{binding.id}",
-                now=now,
-            )
+        self._to_bindings(session, targets, reply, kind=kind, key=f"{key}:", now=now)
 
     def reopened(
         self, session: Session, ticket: Ticket, comment: str | None, now: datetime
@@ -262,16 +273,14 @@ class Notifier:
             commissioner=ticket.commissioner.name if ticket.commissioner else "未指定",
         )
         reply = Reply(text, ref=f"ticket:{ticket.number}")
-        for binding in _bindings(session, department=None, roles=(CommissionerRole.OVERSIGHT,)):
-            self._push(
-                session,
-                binding.channel,
-                binding.user_key,
-                reply,
-                kind="oversight_unsatisfied",
-                key=f"oversight_unsatisfied:{ticket.number}:{binding.id}",
-                now=now,
-            )
+        self._to_bindings(
+            session,
+            _bindings(session, department=None, roles=(CommissionerRole.OVERSIGHT,)),
+            reply,
+            kind="oversight_unsatisfied",
+            key=f"oversight_unsatisfied:{ticket.number}:",
+            now=now,
+        )
 
     def urged(self, session: Session, ticket: Ticket, note: str, now: datetime) -> None:
         """催办: the enterprise (or 政务办) chases a ticket; its handler hears it at once."""
@@ -303,16 +312,14 @@ class Notifier:
             buttons=(Button("接入", f"take:{handoff.id}"),),
             ref=f"handoff:{handoff.id}",
         )
-        for binding in staff:
-            self._push(
-                session,
-                binding.channel,
-                binding.user_key,
-                reply,
-                kind="handoff_offer",
-                key=f"{offer_key(handoff.id)}{binding.id}",
-                now=self.clock(),
-            )
+        self._to_bindings(
+            session,
+            staff,
+            reply,
+            kind="handoff_offer",
+            key=f"{offer_key(handoff.id)}",
+            now=self.clock(),
+        )
 
     def handoff_joined(self, session: Session, handoff: LiveHandoff, staff: Commissioner) -> None:
         """Tell the enterprise who joined."""
@@ -343,16 +350,9 @@ class Notifier:
             self.r("staff_relay", who=who_is(handoff.identity), text=text),
             ref=f"handoff:{handoff.id}",
         )
-        for binding in person.bindings:
-            self._push(
-                session,
-                binding.channel,
-                binding.user_key,
-                reply,
-                kind="relay",
-                key=f"relay:{seq}:{binding.id}",
-                now=self.clock(),
-            )
+        self._to_bindings(
+            session, person.bindings, reply, kind="relay", key=f"relay:{seq}:", now=self.clock()
+        )
 
     def handoff_ended(self, session: Session, handoff: LiveHandoff, *, by_staff: bool) -> None:
         """Tell the other side that the chat is over."""
@@ -369,16 +369,14 @@ class Notifier:
         if person is None:
             return
         reply = Reply(self.r("staff_handoff_user_ended", who=who_is(handoff.identity)))
-        for binding in person.bindings:
-            self._push(
-                session,
-                binding.channel,
-                binding.user_key,
-                reply,
-                kind="handoff_ended",
-                key=f"handoff_ended:{handoff.id}:{binding.id}",
-                now=self.clock(),
-            )
+        self._to_bindings(
+            session,
+            person.bindings,
+            reply,
+            kind="handoff_ended",
+            key=f"handoff_ended:{handoff.id}:",
+            now=self.clock(),
+        )
 
     def handoff_expired(self, session: Session, handoff: LiveHandoff, ticket: TicketView) -> None:
         """Nobody took the chat in time: the enterprise gets the ticket filed instead."""

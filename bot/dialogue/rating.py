@@ -79,23 +79,24 @@ def _comment_or_question(svc: Services, t: Turn) -> Outcome | None:
     return None
 
 
-def rating_comment(svc: Services, t: Turn) -> Outcome:
-    """An optional remark after a rating, kept with the callback."""
+def _keep_comment(svc: Services, t: Turn) -> Outcome | None:
+    """Keep *t* as the remark on the rated ticket; ``None`` when it was a comment, else how
+    the conversation goes on instead (skipped, or a new question)."""
     other = _comment_or_question(svc, t)
     if other is not None:
         return other
     number = t.data.get("ticket")
     if isinstance(number, str):
         svc.tickets.add_survey_comment(number, comment=t.text[:1000], actor=t.actor, session=t.s)
-    return goto(State.IDLE).say(svc.r("rate_comment_saved"))
+    return None
+
+
+def rating_comment(svc: Services, t: Turn) -> Outcome:
+    """An optional remark after a rating, kept with the callback."""
+    return _keep_comment(svc, t) or goto(State.IDLE).say(svc.r("rate_comment_saved"))
 
 
 def unsatisfied_reason(svc: Services, t: Turn) -> Outcome:
     """What was wrong, after 不满意: kept with the callback and passed to the commissioner."""
-    other = _comment_or_question(svc, t)
-    if other is not None:
-        return other
-    number = t.data.get("ticket")
-    if isinstance(number, str):
-        svc.tickets.add_survey_comment(number, comment=t.text[:1000], actor=t.actor, session=t.s)
-    return goto(State.IDLE).say(svc.r("rate_reason_saved", number=number or ""))
+    number = t.data.get("ticket") or ""
+    return _keep_comment(svc, t) or goto(State.IDLE).say(svc.r("rate_reason_saved", number=number))

@@ -1,0 +1,156 @@
+"""The WeChat API side: :class:`WeChatApiClient` and customer-service pushes (the sender).
+
+The client is wechatpy's, pointed at a configurable API base with a default timeout on every
+HTTP call. The sender checks the 48-hour push window first, maps WeChat's error codes to the
+outbox's outcomes (hold for the user, retry later, permanent failure) and runs the
+synchronous wechatpy calls in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from datetime import timedelta
+from typing import Any
+
+import requests
+from wechatpy.client import WeChatClient
+from wechatpy.exceptions import WeChatClientException
+
+from bot.channels.wechat.config import CHANNEL, DEFAULT_API_BASE
+from bot.channels.wechat.passive import _Continuations, fit_passive
+from bot.types import reply_from_payload
+from handoff.inbox import Inbox, PushWindow
+from handoff.outbox import HoldForUser, PermanentFailure, RetryLater
+
+__all__ = ["HOLD_REASON", "WeChatApiClient", "WeChatSender"]
+
+log = logging.getLogger("yxby.wechat")
+
+HOLD_REASON = "未送达，等待企业再次发消息"
+
+
+class _TimeoutSession(requests.Session):
+    """A requests session with a default timeout (wechatpy's token fetch passes none)."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__()
+        self.default_timeout = timeout
+
+    def request(self, method: Any, url: Any, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = self.default_timeout
+        return super().request(method, url, *args, **kwargs)
+
+
+class WeChatApiClient(WeChatClient):
+    """wechatpy's client pointed at *api_base* — the access-token URL too — with timeouts.
+
+    wechatpy's own retry on an expired token is off (it retries without end); the sender
+    refreshes the token and retries once itself.
+    """
+
+    def __init__(
+        self, appid: str, secret: str, *, api_base: str = DEFAULT_API_BASE, timeout: float = 10.0
+    ) -> None:
+        super().__init__(appid, secret, timeout=timeout, auto_retry=False)
+        base = api_base.rstrip("/")
+        if not base.endswith("/cgi-bin"):
+            base += "/cgi-bin"
+        self.API_BASE_URL = base + "/"
+        self._http = _TimeoutSession(timeout)
+        self._token_lock = threading.Lock()
+
+    def fetch_access_token(self) -> dict[str, Any]:
+        """Fetch a new access token from ``{api_base}/cgi-bin/token`` (stored by wechatpy)."""
+        with self._token_lock:
+            result: dict[str, Any] = self._fetch_access_token(
+                url=self.API_BASE_URL + "token",
+                params={
+                    "grant_type": "client_credential",
+                    "appid": self.appid,
+                    "secret": self.secret,
+                },
+            )
+            return result
+
+    def close(self) -> None:
+        """Close the HTTP connection pool."""
+        self._http.close()
+
+
+# ----------------------------------------------------------------------------- pushes
+
+_TOKEN_ERRORS = frozenset({40001, 40014, 42001})  # invalid / expired access token
+_WINDOW_ERRORS = frozenset({45015, 45047})  # outside the 48 h window / too many messages
+_GONE_ERRORS = {
+    40003: "无效的 OpenID",
+    43004: "用户未关注公众号",
+    43019: "用户已被拉黑",
+}
+_TRANSIENT_ERRORS = frozenset({-1, 45009, 45011, 45033})  # busy, quota, rate limits
+_CONFIG_ERRORS = frozenset({40002, 40013, 40125, 40164, 41002, 41004, 48001, 61024})
+
+
+def _problem(exc: WeChatClientException) -> Exception:
+    code = exc.errcode
+    detail = f"微信接口错误 {code}：{exc.errmsg}"
+    if code is None:
+        return RetryLater(f"微信接口 HTTP 错误：{exc.errmsg or exc}")
+    if code in _WINDOW_ERRORS:
+        return HoldForUser(HOLD_REASON)
+    if code in _GONE_ERRORS:
+        return PermanentFailure(f"{_GONE_ERRORS[code]}（{code}）")
+    if code in _TOKEN_ERRORS or code in _TRANSIENT_ERRORS:
+        return RetryLater(detail)
+    if code in _CONFIG_ERRORS:  # an operator can fix it: keep the message a while
+        return RetryLater(detail + "（请检查公众号配置）", after=300.0)
+    return PermanentFailure(detail)
+
+
+class WeChatSender:
+    """Sends outbox payloads as customer-service text messages (``Sender`` for ``wechat``)."""
+
+    def __init__(
+        self,
+        client: WeChatApiClient,
+        inbox: Inbox,
+        continuations: _Continuations,
+        *,
+        window: timedelta = timedelta(hours=48),
+        per_message: int = 5,
+    ) -> None:
+        self.client = client
+        self.inbox = inbox
+        self.continuations = continuations
+        self.window = window
+        self.per_message = per_message
+
+    async def send(self, recipient: str, payload: dict[str, Any]) -> None:
+        """Deliver *payload* to the user *recipient* (an openid), or raise how to go on."""
+        state = await asyncio.to_thread(
+            self.inbox.window, CHANNEL, recipient, length=self.window, per_message=self.per_message
+        )
+        if state is PushWindow.UNSUBSCRIBED:
+            raise PermanentFailure("用户已取消关注公众号")
+        if state is PushWindow.CLOSED:
+            raise HoldForUser(HOLD_REASON)
+        head, rest = fit_passive(reply_from_payload(payload).render_plain())
+        await asyncio.to_thread(self._post, recipient, head)
+        self.continuations.put(recipient, rest)  # an empty rest clears an older answer's
+
+    def _post(self, recipient: str, text: str) -> None:
+        try:
+            try:
+                self.client.message.send_text(recipient, text)
+            except WeChatClientException as exc:
+                if exc.errcode not in _TOKEN_ERRORS:
+                    raise
+                log.info("access token rejected (%s): fetching a new one", exc.errcode)
+                self.client.fetch_access_token()
+                self.client.message.send_text(recipient, text)
+        except WeChatClientException as exc:
+            raise _problem(exc) from exc
+        except requests.RequestException as exc:
+            raise RetryLater(f"微信接口不可达：{type(exc).__name__}") from exc

@@ -1,0 +1,158 @@
+"""Inbound WeChat messages: safe XML, safe-mode decryption, and translation to ``Incoming``.
+
+:func:`parse_body` refuses DTDs, entities and malformed XML, decrypts safe-mode (AES)
+bodies and lets wechatpy parse the message; :func:`incoming_of` turns the message or menu
+event into an :class:`~bot.types.Incoming` (``None`` for events there is nothing to say to).
+The errors :class:`_BadRequest` (400) and :class:`_Forbidden` (403) say how to answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from xml.etree.ElementTree import Element
+
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import ParseError, fromstring
+from wechatpy import parse_message
+from wechatpy.crypto import WeChatCrypto
+from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
+
+from bot.channels.wechat.config import CHANNEL, DEFAULT_MENU
+from bot.types import Incoming, MessageKind
+
+__all__ = ["incoming_of", "parse_body"]
+
+log = logging.getLogger("yxby.wechat")
+
+_OPENID = re.compile(r"[A-Za-z0-9_-]{1,100}")
+
+
+class _BadRequest(Exception):
+    """The request is not a usable WeChat message (answered 400)."""
+
+
+class _Forbidden(Exception):
+    """The request is not from WeChat (answered 403)."""
+
+
+def _safe_root(data: bytes) -> Element:
+    """The parsed XML, refusing DTDs (so entity declarations) and anything malformed."""
+    try:
+        root: Element = fromstring(data, forbid_dtd=True)
+    except (ParseError, DefusedXmlException, ValueError) as exc:
+        raise _BadRequest(f"malformed XML: {type(exc).__name__}") from exc
+    if root.tag != "xml":
+        raise _BadRequest(f"unexpected root element {root.tag!r}")
+    return root
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    message: Any  # a wechatpy message or event
+    root: Element
+    encrypted: bool
+
+
+def parse_body(body: bytes, query: Mapping[str, str], crypto: WeChatCrypto | None) -> _Parsed:
+    """The message in *body*, decrypted with *crypto* when the request is in safe mode.
+
+    *query* is the request's query string (``encrypt_type``, ``msg_signature`` …). Raises
+    :class:`_Forbidden` or :class:`_BadRequest`.
+    """
+    root = _safe_root(body)
+    aes = query.get("encrypt_type", "raw").lower() == "aes"
+    if crypto is not None and not aes:
+        raise _Forbidden("plain request while an AES key is configured")
+    if aes and crypto is not None:
+        encrypt = root.findtext("Encrypt")
+        if not encrypt:
+            raise _BadRequest("no Encrypt element")
+        try:
+            plain = crypto.decrypt_message(
+                {"Encrypt": encrypt},
+                query.get("msg_signature", ""),
+                query.get("timestamp", ""),
+                query.get("nonce", ""),
+            )
+        except (InvalidSignatureException, InvalidAppIdException) as exc:
+            raise _Forbidden(type(exc).__name__) from exc
+        except Exception as exc:  # undecryptable input: wechatpy has no error type for it
+            raise _BadRequest(f"cannot decrypt: {type(exc).__name__}") from exc
+        data = plain.encode() if isinstance(plain, str) else bytes(plain)
+        root = _safe_root(data)
+    elif aes and root.find("MsgType") is None:
+        raise _BadRequest("safe-mode message but YXBY_WECHAT_AES_KEY is not set")
+    else:
+        data = body
+    try:
+        message = parse_message(data.decode())
+        _ = (message.source, message.time, message.id)  # typed fields parse lazily
+    except Exception as exc:  # wechatpy raises KeyError/TypeError/ValueError on odd XML
+        raise _BadRequest(f"unparseable message: {type(exc).__name__}") from exc
+    return _Parsed(message, root, aes and crypto is not None)
+
+
+def incoming_of(parsed: _Parsed, menu: Mapping[str, str]) -> Incoming | None:
+    """*parsed* as an ``Incoming``; a menu ``CLICK`` sends the command *menu* gives its key."""
+    message, root = parsed.message, parsed.root
+    user = message.source
+    if not isinstance(user, str) or not _OPENID.fullmatch(user):
+        raise _BadRequest("no usable FromUserName")
+    created = int(message.time or 0)
+    try:
+        at = datetime.fromtimestamp(created, UTC) if created > 0 else None
+    except (OverflowError, OSError, ValueError):
+        at = None
+    common: dict[str, Any] = {
+        "channel": CHANNEL,
+        "user_key": user,
+        # scoped to the sender: a MsgId replayed under another user is another message
+        "msg_id": f"{user}:{message.id}" if message.id else f"{user}:{created}",
+        "at": at,
+    }
+    kind = (root.findtext("MsgType") or "").strip().lower()
+    if kind == "text":
+        return Incoming(text=_str(message.content), **common)
+    if kind == "voice":
+        recognised = _str(message.recognition).strip()
+        return Incoming(text=recognised, kind=MessageKind.VOICE, **common)
+    if kind == "image":
+        extra = {"media_id": _str(message.media_id), "pic_url": _str(message.image)}
+        return Incoming(kind=MessageKind.IMAGE, extra=extra, **common)
+    if kind == "location":
+        extra = {
+            "label": _str(message.label),
+            "lat": _str(message.location_x),
+            "lng": _str(message.location_y),
+        }
+        return Incoming(kind=MessageKind.LOCATION, extra=extra, **common)
+    if kind == "event":
+        return _event(root, common, menu)
+    if kind:  # file, video, shortvideo, link, miniprogrampage …: not text
+        return Incoming(kind=MessageKind.FILE, extra={"type": kind}, **common)
+    raise _BadRequest("no MsgType")
+
+
+def _event(root: Element, common: dict[str, Any], menu: Mapping[str, str]) -> Incoming | None:
+    event = (root.findtext("Event") or "").strip().lower()
+    key = (root.findtext("EventKey") or "").strip()
+    if event == "subscribe":
+        return Incoming(kind=MessageKind.SUBSCRIBE, payload=key or None, **common)
+    if event == "unsubscribe":
+        return Incoming(kind=MessageKind.UNSUBSCRIBE, **common)
+    if event == "click":
+        command = menu.get(key)
+        if command is None:
+            log.warning("wechat: menu key %r has no command; showing the menu", key)
+            command = DEFAULT_MENU["FAQ"]
+        return Incoming(text=command, extra={"menu_key": key}, **common)
+    return None  # VIEW, SCAN, LOCATION reports, job notices: nothing to say
+
+
+def _str(value: object) -> str:
+    return value if isinstance(value, str) else ""

@@ -409,3 +409,29 @@ def staff(app: App) -> Callable[..., Chat]:
         return Chat(app, key)
 
     return make
+
+
+# ----------------------------------------------------------------------------- browser
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium driven by Playwright (headless), shared by the session.
+
+    Skips with the reason when no Chromium is installed — except under CI
+    (``YXBY_REQUIRE_BROWSER``), where ``.ci/run`` installs it and a missing browser fails.
+    """
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    if exe is None:
+        reason = "没有可用的 Chromium 浏览器（apt-get install chromium），跳过页面测试"
+        if os.environ.get("YXBY_REQUIRE_BROWSER"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=exe, args=["--no-sandbox"])
+        try:
+            yield chromium
+        finally:
+            chromium.close()

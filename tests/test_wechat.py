@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import hashlib
 import json
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -24,9 +23,7 @@ from xml.etree import ElementTree
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import func, select
-from starlette.applications import Starlette
 from wechatpy.crypto import WeChatCrypto
 
 from bot.app import App
@@ -49,6 +46,7 @@ from handoff.models import ChannelIdentity, OutboxMessage, OutboxStatus, Ticket
 from handoff.outbox import HoldForUser, PermanentFailure, RetryLater, enqueue
 from tests.conftest import MovableClock
 from tests.fakes.wechat_api import FakeWeChatApi
+from tests.servers import LiveServer, eventually
 from yxby.errors import ConfigError
 
 DATA = Path(__file__).parent / "data" / "wechat"
@@ -173,39 +171,6 @@ class WeChatSide:
 
 
 # ----------------------------------------------------------------------------- harness
-
-
-class LiveServer:
-    """Uvicorn serving *asgi* on a free port of 127.0.0.1, in a thread, lifespan on."""
-
-    def __init__(self, asgi: Starlette) -> None:
-        self.server = uvicorn.Server(uvicorn.Config(asgi, lifespan="on", log_level="warning"))
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        self.thread = threading.Thread(
-            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
-        )
-
-    def __enter__(self) -> LiveServer:
-        self.thread.start()
-        eventually(lambda: self.server.started or not self.thread.is_alive(), timeout=10)
-        assert self.server.started, "uvicorn did not start"
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=15)
-        self.sock.close()
-
-
-def eventually(check: Callable[[], object], timeout: float = 5.0) -> None:
-    """Wait (bounded) for work running in another thread to reach a state."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.02)
 
 
 @dataclass

@@ -1,0 +1,14 @@
+"""The web pages of the product, served by ``yxby serve``: nothing else in ``bot/`` renders HTML.
+
+Server-rendered Chinese pages (Jinja2) with little JavaScript; every asset is served from
+``bot/console/static`` (government intranets have no CDN). Pages are thin callers of the
+same ``handoff/`` services as the chat and the CLI: they hold no business rule of their own.
+
+* :mod:`~bot.console.pages` — the template environment and shared page helpers;
+* :mod:`~bot.console.public` — pages reached by a signed link, without signing in (the
+  enterprise's ticket page).
+"""
+
+from bot.console.pages import STATIC_DIR, TEMPLATE_DIR, Pages, static_route
+
+__all__ = ["STATIC_DIR", "TEMPLATE_DIR", "Pages", "static_route"]

@@ -27,7 +27,9 @@ from bot.settings import DialogueSettings, load_dialogue_settings
 from handoff.calendar import WorkCalendar, load_calendar
 from handoff.db import Database, open_database
 from handoff.inbox import Inbox
+from handoff.links import PUBLIC_URL_ENV, TicketLinks, link_secret
 from handoff.live import LiveHandoffs
+from handoff.outbox import DeliverySettings, load_delivery_settings
 from handoff.sla import SlaSettings, load_sla_settings
 from handoff.tickets import TicketService
 from routing import Router, load_router
@@ -56,6 +58,10 @@ class AppSettings:
     config_dir: Path = field(default_factory=paths.config_dir)
     knowledge_dir: Path = field(default_factory=paths.entries_dir)
     check_schema: bool = True
+    public_url: str = ""
+    """Where enterprises reach the server (``YXBY_PUBLIC_URL``): the base of ticket links."""
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    """The environment the secrets come from (``YXBY_LINK_SECRET`` …)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> AppSettings:
@@ -69,6 +75,8 @@ class AppSettings:
             "knowledge_dir": Path(source["YXBY_KNOWLEDGE_DIR"])
             if source.get("YXBY_KNOWLEDGE_DIR")
             else paths.PROJECT_ROOT / "knowledge" / "entries",
+            "public_url": (source.get(PUBLIC_URL_ENV) or "").strip(),
+            "env": {k: v for k, v in source.items() if k.startswith("YXBY_")},
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
@@ -92,6 +100,7 @@ class App:
         self.replies: Replies = load_replies(cfg / "replies.yaml")
         self.dialogue_settings: DialogueSettings = load_dialogue_settings(cfg / "dialogue.yaml")
         self.sla: SlaSettings = load_sla_settings(cfg / "sla.yaml")
+        self.delivery: DeliverySettings = load_delivery_settings(cfg / "delivery.yaml")
         self.notifier = Notifier(self.replies, clock)
         if kb is not None:
             self.__dict__["kb"] = kb
@@ -112,6 +121,12 @@ class App:
             departments=self.router.departments,
             notifier=self.notifier,
         )
+
+    @cached_property
+    def links(self) -> TicketLinks:
+        """Signed, expiring links to a ticket's page for the enterprise that filed it."""
+        secret = link_secret(self.settings.env, paths.data_dir)
+        return TicketLinks(secret, self.clock, public_url=self.settings.public_url)
 
     @cached_property
     def inbox(self) -> Inbox:

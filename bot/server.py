@@ -106,7 +106,9 @@ def create_asgi(
             for adapter in reversed(adapters):
                 await adapter.shutdown()
 
-    routes: list[BaseRoute] = [Route("/healthz", healthz, methods=["GET"])]
+    from bot.console import routes as console_routes
+
+    routes: list[BaseRoute] = [Route("/healthz", healthz, methods=["GET"]), *console_routes(app)]
     for adapter in adapters:
         routes.extend(adapter.routes())
     asgi = Starlette(routes=routes, lifespan=lifespan)

@@ -11,22 +11,27 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
+from pydantic import Field
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from handoff.models import OutboxMessage, OutboxStatus, utcnow
+from yxby.yamlconf import StrictModel, load_model
 
 __all__ = [
     "CONSOLE_CHANNEL",
     "LEASE_SECONDS",
     "DeliveryProblem",
+    "DeliverySettings",
     "HoldForUser",
     "PermanentFailure",
     "RetryLater",
     "claim",
     "enqueue",
+    "load_delivery_settings",
     "mark_failed",
     "mark_held",
     "mark_retry",
@@ -333,3 +338,24 @@ def withdraw(session: Session, key_prefix: str) -> int:
         row.next_attempt_at = None
         row.last_error = "已撤回：对应的事项已结束"
     return len(rows)
+
+
+# ----------------------------------------------------------------------------- settings
+
+
+class DeliverySettings(StrictModel):
+    """``config/delivery.yaml``: how long and how hard the outbox tries."""
+
+    horizon_hours: float = Field(72, gt=0, le=24 * 30)
+    """A push is retried for this long after it was queued before it is given up."""
+    backoff_cap_seconds: float = Field(600, ge=1, le=24 * 3600)
+    """The longest wait between two attempts."""
+    send_timeout_seconds: float = Field(25, gt=0, le=LEASE_SECONDS / 2)
+    """How long one send may take before it counts as timed out ("maybe sent")."""
+    stuck_alert_minutes: float = Field(60, gt=0, le=7 * 24 * 60)
+    """A push still undelivered after this long is reported to the department and 政务办."""
+
+
+def load_delivery_settings(path: Path) -> DeliverySettings:
+    """Load ``config/delivery.yaml`` (or *path*)."""
+    return load_model(path, DeliverySettings)

@@ -9,6 +9,20 @@ same ``handoff/`` services as the chat and the CLI: they hold no business rule o
   enterprise's ticket page).
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from starlette.routing import BaseRoute
+
 from bot.console.pages import STATIC_DIR, TEMPLATE_DIR, Pages, static_route
 
-__all__ = ["STATIC_DIR", "TEMPLATE_DIR", "Pages", "static_route"]
+if TYPE_CHECKING:
+    from bot.app import App
+
+__all__ = ["STATIC_DIR", "TEMPLATE_DIR", "Pages", "routes", "static_route"]
+
+
+def routes(app: App) -> list[BaseRoute]:
+    """Every page route of the product (mounted by :func:`bot.server.create_asgi`)."""
+    return [static_route()]

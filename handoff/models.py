@@ -506,7 +506,10 @@ class OutboxMessage(Base):
     """A push that must survive a crash or a channel outage; sent by a worker."""
 
     __tablename__ = "outbox_message"
-    __table_args__ = (Index(None, "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index(None, "status", "next_attempt_at"),
+        Index(None, "status", "created_at"),  # the worker's stuck-alert scan
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     channel: Mapped[str] = mapped_column(String(32))
@@ -522,3 +525,11 @@ class OutboxMessage(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column()
     sent_at: Mapped[datetime | None] = mapped_column()
+    # sends that timed out ("maybe sent"): one is resent once, a second one fails the push
+    timeouts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # when an operator last put it back in the queue: the retry horizon counts from here
+    requeued_at: Mapped[datetime | None] = mapped_column()
+    requeues: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # when the 负责人/政务办 were told it is stuck or failed (each once per requeue round)
+    stuck_alerted_at: Mapped[datetime | None] = mapped_column()
+    failed_alerted_at: Mapped[datetime | None] = mapped_column()

@@ -5,20 +5,30 @@ each push is an outbox row written in the transaction of the change that causes 
 is sent exactly when the change commits. Who is told follows the seed's chain: the
 department's commissioners with a chat account; when it has none, its 负责人; when it has
 none either, 政务办 — a new ticket is never left unseen until it is overdue.
+
+Every push to an enterprise about its ticket (受理, 进度, 办结 + 评价邀请, 超期致歉) also
+carries a ``notice`` in its payload — number, title, state, event, a short body, the time
+and the signed link to the ticket page — from which a channel may build a richer message
+(WeChat's template messages outside the 48-hour window); the text itself ends with the
+same link, so every channel shows it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.replies import Replies, format_due
 from bot.types import Button, Reply, reply_payload
+from handoff.calendar import SHANGHAI
 from handoff.conversations import LiveHandoff
 from handoff.models import (
     ChannelIdentity,
@@ -30,10 +40,13 @@ from handoff.models import (
     Ticket,
     TicketEvent,
 )
-from handoff.outbox import enqueue
+from handoff.outbox import enqueue, withdraw
 from handoff.tickets import TicketView
 
-__all__ = ["Notifier", "staff_label", "who_is"]
+if TYPE_CHECKING:
+    from handoff.links import TicketLinks
+
+__all__ = ["NOTICE_FIELDS", "NoticeEvent", "Notifier", "staff_label", "who_is"]
 
 log = logging.getLogger("yxby.notify")
 
@@ -55,6 +68,10 @@ def _due(ticket: Ticket, kind: ClockKind) -> str:
     return format_due(clocks[-1].due_at) if clocks else "—"
 
 
+def _accepted_key(ticket: Ticket) -> str:
+    return f"ticket_accepted:{ticket.number}:{ticket.reopen_count}:"
+
+
 def _bindings(
     session: Session, *, department: str | None, roles: Sequence[CommissionerRole]
 ) -> list[CommissionerBinding]:
@@ -69,12 +86,42 @@ def _bindings(
     return list(session.scalars(stmt))
 
 
-class Notifier:
-    """Writes ticket and live-handoff pushes to the outbox."""
+class NoticeEvent(StrEnum):
+    """What a notice to an enterprise is about (a WeChat template may be chosen per event)."""
 
-    def __init__(self, replies: Replies, clock: Callable[[], datetime]) -> None:
+    ACCEPTED = "受理"
+    PROGRESS = "进度"
+    RESULT = "办结"
+    OVERDUE = "超期"
+
+
+NOTICE_FIELDS = ("number", "title", "state", "event", "body", "time", "link")
+"""The keys of a payload's ``notice``."""
+
+BODY_LENGTH = 200
+
+
+def _short(text: str, limit: int = BODY_LENGTH) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class Notifier:
+    """Writes ticket and live-handoff pushes to the outbox.
+
+    *links* makes the signed ticket-page links that notices to enterprises carry; without
+    it the notices carry no link.
+    """
+
+    def __init__(
+        self,
+        replies: Replies,
+        clock: Callable[[], datetime],
+        links: TicketLinks | None = None,
+    ) -> None:
         self.r = replies
         self.clock = clock
+        self.links = links
 
     # ------------------------------------------------------------------ helpers
 
@@ -125,6 +172,37 @@ class Notifier:
             key=key,
             now=self.clock(),
         )
+
+    def _to_enterprise(
+        self,
+        session: Session,
+        ticket: Ticket,
+        identity: ChannelIdentity,
+        reply: Reply,
+        *,
+        event: NoticeEvent,
+        body: str,
+        kind: str,
+        key: str,
+        now: datetime,
+    ) -> None:
+        """Push *reply* about *ticket* to the enterprise, with its ``notice`` and link."""
+        link = self.links.url(ticket.number, identity.id) if self.links is not None else ""
+        if link:
+            reply = dataclasses.replace(
+                reply, text=reply.text + "\n" + self.r("notice_link", link=link)
+            )
+        payload: dict[str, Any] = reply_payload(reply)
+        payload["notice"] = {
+            "number": ticket.number,
+            "title": ticket.title,
+            "state": ticket.state.label,
+            "event": event.value,
+            "body": _short(body),
+            "time": now.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M"),
+            "link": link,
+        }
+        enqueue(session, identity.channel, identity.user_key, kind, payload, key, now=now)
 
     def department_recipients(
         self, session: Session, department: str
@@ -203,16 +281,108 @@ class Notifier:
             buttons=tuple(Button(self.r(k), f"rate:{ticket.number}:{self.r(k)}") for k in rates),
             ref=f"ticket:{ticket.number}",
         )
-        self._push(
+        # a 签收 notice still waiting to go out has lost its point: the result says more
+        withdraw(session, f"{_accepted_key(ticket)}")
+        self._to_enterprise(
             session,
-            identity.channel,
-            identity.user_key,
+            ticket,
+            identity,
             reply,
+            event=NoticeEvent.RESULT,
+            body=ticket.result or "",
             kind="ticket_result",
             key=f"ticket_result:{ticket.number}:{ticket.reopen_count}",
             now=now,
         )
         return f"办理结果已通过{identity.channel}推送企业，并邀请评价"
+
+    def accepted(self, session: Session, ticket: Ticket, now: datetime) -> None:
+        """签收: the enterprise hears who has taken its ticket and by when the result comes."""
+        identity = ticket.channel_identity
+        if identity is None:
+            return
+        session.refresh(ticket, ["clocks"])
+        person = ticket.commissioner
+        who = f"企业服务专员{staff_label(person)}" if person is not None else ticket.department
+        reply = Reply(
+            self.r(
+                "notice_accepted",
+                number=ticket.number,
+                who=who,
+                done_due=_due(ticket, ClockKind.DONE),
+            ),
+            ref=f"ticket:{ticket.number}",
+        )
+        self._to_enterprise(
+            session,
+            ticket,
+            identity,
+            reply,
+            event=NoticeEvent.ACCEPTED,
+            body=f"{who}已签收，正在办理",
+            kind="ticket_accepted",
+            key=_accepted_key(ticket),
+            now=now,
+        )
+
+    def progressed(self, session: Session, ticket: Ticket, note: str, now: datetime) -> None:
+        """进度: the department's note on the work so far goes to the enterprise."""
+        identity = ticket.channel_identity
+        if identity is None:
+            return
+        reply = Reply(
+            self.r(
+                "notice_progress", number=ticket.number, department=ticket.department, note=note
+            ),
+            ref=f"ticket:{ticket.number}",
+        )
+        self._to_enterprise(
+            session,
+            ticket,
+            identity,
+            reply,
+            event=NoticeEvent.PROGRESS,
+            body=note,
+            kind="ticket_progress",
+            key=f"ticket_progress:{ticket.number}:{uuid.uuid4().hex}",
+            now=now,
+        )
+
+    def overdue(
+        self,
+        session: Session,
+        ticket: Ticket,
+        clock: SlaClock,
+        expected: datetime | None,
+        now: datetime,
+    ) -> None:
+        """超期致歉: the 办结 clock was breached; the enterprise hears it, with when to expect
+        the result now (once per clock)."""
+        identity = ticket.channel_identity
+        if identity is None:
+            return
+        expect = f"{format_due(expected)}前" if expected is not None else "尽快"
+        reply = Reply(
+            self.r(
+                "notice_overdue",
+                number=ticket.number,
+                department=ticket.department,
+                due=format_due(clock.due_at),
+                expect=expect,
+            ),
+            ref=f"ticket:{ticket.number}",
+        )
+        self._to_enterprise(
+            session,
+            ticket,
+            identity,
+            reply,
+            event=NoticeEvent.OVERDUE,
+            body=self.r("notice_overdue_body", department=ticket.department, expect=expect),
+            kind="ticket_overdue",
+            key=f"ticket_overdue:{ticket.number}:{clock.id}",
+            now=now,
+        )
 
     def _to_handler(
         self, session: Session, ticket: Ticket, text: str, *, kind: str, key: str, now: datetime
@@ -388,10 +558,15 @@ class Notifier:
                 contact_due=format_due(contact.due_at) if contact else "—",
             )
         )
-        self._to_identity(
+        row = session.scalars(select(Ticket).where(Ticket.number == ticket.number)).one()
+        self._to_enterprise(
             session,
+            row,
             handoff.identity,
             reply,
+            event=NoticeEvent.ACCEPTED,
+            body=f"诉求已登记，由{ticket.department}办理",
             kind="handoff_timeout",
             key=f"handoff_timeout:{handoff.id}",
+            now=self.clock(),
         )

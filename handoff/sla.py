@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, model_validator
 from sqlalchemy import select
@@ -22,6 +22,10 @@ from handoff.models import ClockKind, Commissioner, CommissionerRole, SlaClock, 
 from handoff.outbox import CONSOLE_CHANNEL, enqueue
 from yxby.paths import config_dir
 from yxby.yamlconf import StrictModel, load_model
+
+if TYPE_CHECKING:
+    from handoff.calendar import WorkCalendar
+    from handoff.tickets import TicketNotifier
 
 __all__ = [
     "Limits",
@@ -50,10 +54,13 @@ class ReminderSettings(StrictModel):
 
 
 class OverdueSettings(StrictModel):
-    """Who is told when a clock is breached."""
+    """Who is told when a clock is breached, and what the enterprise is promised then."""
 
     department_roles: tuple[CommissionerRole, ...] = (CommissionerRole.HEAD,)
     oversight_roles: tuple[CommissionerRole, ...] = (CommissionerRole.OVERSIGHT,)
+    apology_workdays: int = Field(default=2, ge=1, le=30)
+    """When the 办结 clock is breached the enterprise is told to expect the result within
+    this many more working days (the department and 政务办 are told at the same time)."""
 
 
 class SlaSettings(StrictModel):
@@ -204,7 +211,8 @@ def _open_clocks() -> Any:
         .options(
             selectinload(SlaClock.ticket)
             .selectinload(Ticket.commissioner)
-            .selectinload(Commissioner.bindings)
+            .selectinload(Commissioner.bindings),
+            selectinload(SlaClock.ticket).selectinload(Ticket.channel_identity),
         )
         .where(
             SlaClock.active.is_(True),
@@ -256,8 +264,37 @@ def _notify_breach(
     return queued if people else None
 
 
-def tick(sessions: sessionmaker[Session], now: datetime, settings: SlaSettings) -> TickReport:
-    """One idempotent pass at *now* (aware): reminders, breaches and overdue notices."""
+def _apologise(
+    session: Session,
+    clock: SlaClock,
+    now: datetime,
+    settings: SlaSettings,
+    notifier: TicketNotifier,
+    calendar: WorkCalendar | None,
+) -> None:
+    """A breached 办结 clock of a ticket filed from a chat: the enterprise hears it."""
+    if clock.kind is not ClockKind.DONE or clock.ticket.channel_identity is None:
+        return
+    expected = None
+    if calendar is not None:
+        expected = calendar.due(now, settings.overdue.apology_workdays).at
+    notifier.overdue(session, clock.ticket, clock, expected, now)
+
+
+def tick(
+    sessions: sessionmaker[Session],
+    now: datetime,
+    settings: SlaSettings,
+    *,
+    notifier: TicketNotifier | None = None,
+    calendar: WorkCalendar | None = None,
+) -> TickReport:
+    """One idempotent pass at *now* (aware): reminders, breaches and overdue notices.
+
+    With a *notifier*, an enterprise whose 办结 clock is breached gets an apology naming
+    when it may expect the result (``overdue.apology_workdays`` working days on, counted
+    by *calendar*; without one the apology names no date).
+    """
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be timezone-aware")
     cfg = settings
@@ -269,6 +306,8 @@ def tick(sessions: sessionmaker[Session], now: datetime, settings: SlaSettings) 
                 breaches += 1
                 queued = _notify_breach(session, clock, now, cfg)
                 notices += queued or 0
+                if notifier is not None:
+                    _apologise(session, clock, now, cfg, notifier, calendar)
             elif clock.reminded_at is None and clock.remind_at and clock.remind_at <= now:
                 queued = _remind(session, clock, now, cfg)
                 reminders += queued or 0
@@ -277,5 +316,8 @@ def tick(sessions: sessionmaker[Session], now: datetime, settings: SlaSettings) 
             if queued is None:
                 unaddressed += 1
     return TickReport(
-        reminders=reminders, breaches=breaches, notices=notices, unaddressed=unaddressed
+        reminders=reminders,
+        breaches=breaches,
+        notices=notices,
+        unaddressed=unaddressed,
     )

@@ -44,13 +44,14 @@ from yxby.errors import RoutingError, TicketError
 
 if TYPE_CHECKING:
     from handoff.calendar import WorkCalendar
-    from handoff.sla import SlaSettings
+    from handoff.sla import SlaSettings, TickReport
     from routing.departments import DepartmentDirectory
 
 __all__ = [
     "CLAIMING",
     "MANUAL_RULE",
     "MAX_REOPENS",
+    "OPEN_STATES",
     "SYSTEM_ACTOR",
     "TRANSITIONS",
     "Action",
@@ -58,6 +59,7 @@ __all__ = [
     "EventView",
     "HelperView",
     "IllegalTransition",
+    "Rating",
     "SurveyView",
     "TicketNotFound",
     "TicketNotifier",
@@ -92,6 +94,7 @@ class Action(StrEnum):
     ACKNOWLEDGE = "acknowledge"
     SURVEY_COMMENT = "survey_comment"
     URGE = "urge"
+    PROGRESS = "progress"
 
     @property
     def label(self) -> str:
@@ -114,6 +117,7 @@ _ACTION_LABELS = {
     Action.ACKNOWLEDGE: "协办确认",
     Action.SURVEY_COMMENT: "补充回访意见",
     Action.URGE: "催办",
+    Action.PROGRESS: "进度反馈",
 }
 
 S = TicketState
@@ -132,7 +136,9 @@ TRANSITIONS: Mapping[Action, Mapping[TicketState, TicketState]] = MappingProxyTy
 )
 """For each state-changing action: from-state → to-state. Anything else is illegal."""
 
-HELPER_STATES = frozenset({S.NEW, S.ACCEPTED, S.IN_PROGRESS, S.ESCALATED})
+OPEN_STATES = frozenset({S.NEW, S.ACCEPTED, S.IN_PROGRESS, S.ESCALATED})
+"""States in which the department still works on the ticket (no result yet)."""
+HELPER_STATES = OPEN_STATES
 """States in which helper departments may be added or acknowledge."""
 
 CLAIMING = frozenset({Action.START, Action.RESOLVE, Action.ESCALATE, Action.SEND_FEEDBACK})
@@ -171,6 +177,23 @@ class TicketNotifier(Protocol):
 
     def urged(self, session: Session, ticket: Ticket, note: str, now: datetime) -> None:
         """催办: someone chased the ticket; its handler hears it at once."""
+
+    def accepted(self, session: Session, ticket: Ticket, now: datetime) -> None:
+        """签收: the enterprise hears that a commissioner has taken its ticket."""
+
+    def progressed(self, session: Session, ticket: Ticket, note: str, now: datetime) -> None:
+        """进度: what the department says about the work so far reaches the enterprise."""
+
+    def overdue(
+        self,
+        session: Session,
+        ticket: Ticket,
+        clock: SlaClock,
+        expected: datetime | None,
+        now: datetime,
+    ) -> None:
+        """The 办结 clock was breached: the enterprise gets an apology (once per clock) with
+        when it may now expect the result (*expected*, ``None`` when not known)."""
 
 
 class TicketNotFound(TicketError):
@@ -389,6 +412,8 @@ class TicketView:
     result: str | None
     created_at: datetime
     updated_at: datetime
+    channel_identity_id: int | None = None
+    """The chat account the ticket was filed from (whom its pushes and links are for)."""
     clocks: tuple[ClockView, ...] = ()
     helpers: tuple[HelperView, ...] = ()
     surveys: tuple[SurveyView, ...] = ()
@@ -458,6 +483,7 @@ class TicketView:
             result=ticket.result,
             created_at=ticket.created_at,
             updated_at=ticket.updated_at,
+            channel_identity_id=ticket.channel_identity_id,
             clocks=tuple(ClockView.of(c) for c in ticket.clocks),
             helpers=tuple(
                 HelperView(
@@ -524,6 +550,27 @@ def _text(value: str | None, what: str) -> str:
     if not cleaned:
         raise TicketError(f"{what}不能为空")
     return cleaned
+
+
+def _verdict(result: SurveyResult | str) -> SurveyResult:
+    try:
+        return SurveyResult.parse(result)
+    except ValueError as exc:
+        raise TicketError(str(exc)) from None
+
+
+@dataclass(frozen=True)
+class Rating:
+    """What :meth:`TicketService.rate` did: the ticket after it, and whether it was reopened."""
+
+    view: TicketView
+    verdict: SurveyResult
+    reopened: bool = False
+
+    @property
+    def closed(self) -> bool:
+        """A second 不满意 closed the ticket (no further 重办)."""
+        return self.view.state is TicketState.CLOSED
 
 
 def _route_rules() -> frozenset[str]:
@@ -930,8 +977,54 @@ class TicketService:
                     data["acting_commissioner"] = step.commissioner.name
             return None, data
 
+        def then(step: _Step) -> None:
+            if self._notifier is not None:
+                self._notifier.accepted(step.session, step.ticket, step.now)
+
         return self._act(
-            number, Action.ACCEPT, actor, session, body, commissioner_id=commissioner_id
+            number,
+            Action.ACCEPT,
+            actor,
+            session,
+            body,
+            commissioner_id=commissioner_id,
+            then=then,
+        )
+
+    def progress(
+        self,
+        number: str,
+        *,
+        note: str,
+        actor: str,
+        commissioner_id: int | None = None,
+        session: Session | None = None,
+    ) -> TicketView:
+        """进度反馈: tell the enterprise how the work goes; no state changes.
+
+        Allowed while the ticket is open (before 办结); the note is pushed to the enterprise.
+        """
+        remark = _text(note, "进度说明")
+
+        def body(step: _Step) -> tuple[str | None, dict[str, Any]]:
+            if step.ticket.state not in OPEN_STATES:
+                raise step.refuse(
+                    f"工单 {step.ticket.number} 已{step.ticket.state.label}，不能再反馈进度"
+                )
+            return remark, {}
+
+        def then(step: _Step) -> None:
+            if self._notifier is not None:
+                self._notifier.progressed(step.session, step.ticket, remark, step.now)
+
+        return self._act(
+            number,
+            Action.PROGRESS,
+            actor,
+            session,
+            body,
+            commissioner_id=commissioner_id,
+            then=then,
         )
 
     def start(
@@ -1023,10 +1116,7 @@ class TicketService:
         session: Session | None = None,
     ) -> TicketView:
         """Record the satisfaction callback; a second 不满意 (after 重办) closes the ticket."""
-        try:
-            verdict = SurveyResult.parse(result)
-        except ValueError as exc:
-            raise TicketError(str(exc)) from None
+        verdict = _verdict(result)
         remark = (comment or "").strip() or None
 
         def body(step: _Step) -> tuple[str | None, dict[str, Any]]:
@@ -1078,6 +1168,38 @@ class TicketService:
                 self._notifier.survey_commented(step.session, step.ticket, remark, step.now)
 
         return self._act(number, Action.SURVEY_COMMENT, actor, session, body, then=then)
+
+    def rate(
+        self,
+        number: str,
+        *,
+        result: SurveyResult | str,
+        actor: str,
+        comment: str | None = None,
+        session: Session | None = None,
+    ) -> Rating:
+        """The enterprise's say on a result, as every interface takes it (one transaction).
+
+        Records the callback; after 不满意 the ticket is reopened (重办) when it still may be
+        — a second 不满意 closes it instead (:meth:`record_survey`); a *comment* is then
+        added (:meth:`add_survey_comment`), so the handling commissioner hears it.
+        ``IllegalTransition`` when the ticket is not awaiting a rating.
+        """
+        verdict = _verdict(result)
+        with self._transaction(session) as session:
+            view = self.record_survey(number, result=verdict, actor=actor, session=session)
+            reopened = False
+            if verdict is SurveyResult.UNSATISFIED and view.state is not TicketState.CLOSED:
+                view = self.reopen(
+                    number, actor=actor, reason="企业评价不满意，重办", session=session
+                )
+                reopened = True
+            remark = (comment or "").strip()
+            if remark:
+                view = self.add_survey_comment(
+                    number, comment=remark[:1000], actor=actor, session=session
+                )
+            return Rating(view, verdict, reopened=reopened)
 
     def urge(
         self, number: str, *, actor: str, note: str, session: Session | None = None
@@ -1290,6 +1412,21 @@ class TicketService:
                 self._notifier.reopened(step.session, step.ticket, reason, step.now)
 
         return self._act(number, Action.REOPEN, actor, session, body, then=then)
+
+    # -- clocks
+
+    def tick(self, now: datetime | None = None) -> TickReport:
+        """One :func:`handoff.sla.tick` pass at *now* (default: the clock), with this
+        service's settings, calendar and notifier (the enterprise's overdue apology)."""
+        from handoff.sla import tick
+
+        return tick(
+            self._sessions,
+            now or self._now(),
+            self._settings,
+            notifier=self._notifier,
+            calendar=self._calendar,
+        )
 
     # -- reading
 

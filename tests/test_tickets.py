@@ -682,6 +682,9 @@ class _PushingNotifier:
     def resolved(self, session: Any, ticket: Any, now: datetime) -> str | None:
         return "已通过平台留言告知企业"
 
+    def accepted(self, session: Any, ticket: Any, now: datetime) -> None:
+        return None
+
 
 def test_a_pushed_result_meets_the_feedback_clock_it_started(
     db: Database,

@@ -4,7 +4,8 @@ The dialogue engine (``bot.dialogue``) keeps each user's conversation here, so a
 second worker continues the same conversation; every turn is logged (text, tokens, top hits,
 decision, outcome) for the 即时解决率 and the knowledge-gap report; every channel message id
 is recorded once with the replies it got, so a redelivered message gets the same answer and
-changes nothing.
+changes nothing; a message whose answer a channel promised to push later is kept until it
+is queued (:class:`DeferredMessage`), so a crash in between loses nothing.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from handoff.models import (
 
 __all__ = [
     "Conversation",
+    "DeferredMessage",
     "DialogueTurn",
     "LiveHandoff",
     "LiveHandoffState",
@@ -100,6 +102,32 @@ class ProcessedMessage(Base):
     msg_id: Mapped[str] = mapped_column(String(128))
     at: Mapped[datetime] = mapped_column()
     replies: Mapped[list[Any]] = mapped_column(default=list)
+
+
+class DeferredMessage(Base):
+    """An inbound message a channel acknowledged without its answer, which is still owed.
+
+    Written before the channel tells the platform "received" (WeChat's ``success``);
+    ``done_at`` is set in the transaction that queues the answer to the outbox. A row left
+    open by a crash is completed at the next start; ``claimed_until`` keeps two processes
+    from completing the same row at once.
+    """
+
+    __tablename__ = "deferred_message"
+    __table_args__ = (
+        UniqueConstraint("channel", "msg_id"),
+        Index(None, "channel", "done_at", "received_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    msg_id: Mapped[str] = mapped_column(String(128))
+    user_key: Mapped[str] = mapped_column(String(128))
+    message: Mapped[dict[str, Any]] = mapped_column()  # what the channel needs to replay it
+    received_at: Mapped[datetime] = mapped_column()
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    claimed_until: Mapped[datetime | None] = mapped_column()
+    done_at: Mapped[datetime | None] = mapped_column()
 
 
 class LiveHandoffState(enum.StrEnum):

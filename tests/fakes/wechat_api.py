@@ -1,7 +1,7 @@
 """A fake WeChat API: a real HTTP server on 127.0.0.1, in a thread, that records every call.
 
-It serves what the customer-service push needs — ``GET /cgi-bin/token`` and
-``POST /cgi-bin/message/custom/send`` — with WeChat's JSON answers, and can be told to
+It serves what the pushes need — ``GET /cgi-bin/token``, ``POST /cgi-bin/message/custom/send``
+and ``POST /cgi-bin/message/template/send`` — with WeChat's JSON answers, and can be told to
 misbehave: expire the access token once (42001), refuse a message as outside the 48-hour
 window (45015) or with any other error code, or hold requests to look slow.
 
@@ -42,6 +42,7 @@ class FakeWeChatApi:
         self.secret = secret
         self.calls: list[ApiCall] = []
         self.sent: list[dict[str, Any]] = []  # accepted custom messages, in order
+        self.templates: list[dict[str, Any]] = []  # accepted template messages, in order
         self.arrivals: list[str] = []  # paths of requests as they arrive (before answers)
         self._tokens = 0
         self._valid_token: str | None = None
@@ -150,6 +151,11 @@ class FakeWeChatApi:
                 if openid is None or m.get("touser") == openid
             ]
 
+    def template_calls(self) -> list[ApiCall]:
+        """Every ``template/send`` request, accepted or not."""
+        with self._cond:
+            return [c for c in self.calls if c.path == "/cgi-bin/message/template/send"]
+
     def wait_for_sent(self, count: int, timeout: float = 5.0) -> list[dict[str, Any]]:
         """Block until *count* messages were accepted (AssertionError after *timeout*)."""
         with self._cond:
@@ -180,6 +186,8 @@ class FakeWeChatApi:
                 answer = self._token(query)
             elif parts.path == "/cgi-bin/message/custom/send" and handler.command == "POST":
                 answer = self._custom_send(query, body or {})
+            elif parts.path == "/cgi-bin/message/template/send" and handler.command == "POST":
+                answer = self._template_send(query, body or {})
             else:
                 answer = {"errcode": 404, "errmsg": f"no such api {parts.path}"}
             self.calls.append(ApiCall(handler.command, parts.path, query, body, answer))
@@ -217,6 +225,22 @@ class FakeWeChatApi:
             return {"errcode": 40008, "errmsg": "invalid message type"}
         self.sent.append(body)
         return {"errcode": 0, "errmsg": "ok"}
+
+    def _template_send(self, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+        if self._failures and self._failures[0][0] == 42001:
+            return self._fail()
+        token = query.get("access_token")
+        if token is None or token != self._valid_token:
+            return {"errcode": 40001, "errmsg": "invalid credential, access_token is invalid"}
+        if self._failures:
+            return self._fail()
+        data = body.get("data")
+        if not body.get("touser") or not body.get("template_id") or not isinstance(data, dict):
+            return {"errcode": 47001, "errmsg": "data format error"}
+        if not all(isinstance(v, dict) and isinstance(v.get("value"), str) for v in data.values()):
+            return {"errcode": 47003, "errmsg": "argument invalid! data.value invalid"}
+        self.templates.append(body)
+        return {"errcode": 0, "errmsg": "ok", "msgid": 200000 + len(self.templates)}
 
     def _fail(self) -> dict[str, Any]:
         code, message = self._failures.pop(0)

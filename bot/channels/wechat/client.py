@@ -1,9 +1,12 @@
-"""The WeChat API side: :class:`WeChatApiClient` and customer-service pushes (the sender).
+"""The WeChat API side: :class:`WeChatApiClient` and pushes (the sender).
 
 The client is wechatpy's, pointed at a configurable API base with a default timeout on every
-HTTP call. The sender checks the 48-hour push window first, maps WeChat's error codes to the
-outbox's outcomes (hold for the user, retry later, permanent failure) and runs the
-synchronous wechatpy calls in a worker thread.
+HTTP call. The sender checks the 48-hour push window first: inside it a push is a
+customer-service text message; outside it a ticket notice (a payload with a ``notice``) goes
+out as a template message linking to the ticket page when a template is configured, and
+anything else is held until the user writes again. WeChat's error codes map to the outbox's
+outcomes (hold for the user, retry later, permanent failure); the synchronous wechatpy calls
+run in a worker thread.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -18,7 +22,7 @@ import requests
 from wechatpy.client import WeChatClient
 from wechatpy.exceptions import WeChatClientException
 
-from bot.channels.wechat.config import CHANNEL, DEFAULT_API_BASE
+from bot.channels.wechat.config import CHANNEL, DEFAULT_API_BASE, WeChatConfig, WeChatTemplates
 from bot.channels.wechat.passive import _Continuations, fit_passive
 from bot.types import reply_from_payload
 from handoff.inbox import Inbox, PushWindow
@@ -90,7 +94,9 @@ _GONE_ERRORS = {
     43019: "用户已被拉黑",
 }
 _TRANSIENT_ERRORS = frozenset({-1, 45009, 45011, 45033})  # busy, quota, rate limits
-_CONFIG_ERRORS = frozenset({40002, 40013, 40125, 40164, 41002, 41004, 48001, 61024})
+_CONFIG_ERRORS = frozenset(
+    {40002, 40013, 40125, 40164, 41002, 41004, 48001, 61024, 40037}  # 40037: bad template id
+)
 
 
 def _problem(exc: WeChatClientException) -> Exception:
@@ -110,7 +116,11 @@ def _problem(exc: WeChatClientException) -> Exception:
 
 
 class WeChatSender:
-    """Sends outbox payloads as customer-service text messages (``Sender`` for ``wechat``)."""
+    """Sends outbox payloads to WeChat users (``Sender`` for ``wechat``).
+
+    Customer-service text messages inside the 48-hour window; outside it, template messages
+    for ticket notices when *templates* has one for the notice's event, else a hold.
+    """
 
     def __init__(
         self,
@@ -120,12 +130,32 @@ class WeChatSender:
         *,
         window: timedelta = timedelta(hours=48),
         per_message: int = 5,
+        templates: WeChatTemplates | None = None,
     ) -> None:
         self.client = client
         self.inbox = inbox
         self.continuations = continuations
         self.window = window
         self.per_message = per_message
+        self.templates = templates
+
+    @classmethod
+    def for_config(
+        cls,
+        client: WeChatApiClient,
+        inbox: Inbox,
+        continuations: _Continuations,
+        config: WeChatConfig,
+    ) -> WeChatSender:
+        """The sender with *config*'s window, push limit and templates."""
+        return cls(
+            client,
+            inbox,
+            continuations,
+            window=config.window,
+            per_message=config.pushes_per_message,
+            templates=config.templates,
+        )
 
     async def send(self, recipient: str, payload: dict[str, Any]) -> None:
         """Deliver *payload* to the user *recipient* (an openid), or raise how to go on."""
@@ -135,21 +165,49 @@ class WeChatSender:
         if state is PushWindow.UNSUBSCRIBED:
             raise PermanentFailure("用户已取消关注公众号")
         if state is PushWindow.CLOSED:
-            raise HoldForUser(HOLD_REASON)
+            await self._outside_window(recipient, payload)
+            return
         head, rest = fit_passive(reply_from_payload(payload).render_plain())
-        await asyncio.to_thread(self._post, recipient, head)
+        try:
+            await asyncio.to_thread(self._post, recipient, head)
+        except HoldForUser:
+            # WeChat says the window is closed after all (45015/45047): a notice may still go
+            await self._outside_window(recipient, payload)
+            return
         self.continuations.put(recipient, rest)  # an empty rest clears an older answer's
 
+    async def _outside_window(self, recipient: str, payload: dict[str, Any]) -> None:
+        """A template message for a ticket notice, when one is configured; else hold."""
+        notice = payload.get("notice")
+        chosen = None
+        if isinstance(notice, dict) and self.templates is not None:
+            chosen = self.templates.message(notice)
+        if chosen is None:
+            raise HoldForUser(HOLD_REASON)
+        template_id, data = chosen
+        link = str(notice.get("link") or "") if isinstance(notice, dict) else ""
+        url = link if link.startswith(("https://", "http://")) else None
+        await asyncio.to_thread(self._post_template, recipient, template_id, data, url)
+
     def _post(self, recipient: str, text: str) -> None:
+        self._call(lambda: self.client.message.send_text(recipient, text))
+
+    def _post_template(
+        self, recipient: str, template_id: str, data: dict[str, Any], url: str | None
+    ) -> None:
+        self._call(lambda: self.client.message.send_template(recipient, template_id, data, url=url))
+
+    def _call(self, call: Callable[[], object]) -> None:
+        """Make one API call; refresh a rejected token once; map errors to outcomes."""
         try:
             try:
-                self.client.message.send_text(recipient, text)
+                call()
             except WeChatClientException as exc:
                 if exc.errcode not in _TOKEN_ERRORS:
                     raise
                 log.info("access token rejected (%s): fetching a new one", exc.errcode)
                 self.client.fetch_access_token()
-                self.client.message.send_text(recipient, text)
+                call()
         except WeChatClientException as exc:
             raise _problem(exc) from exc
         except requests.RequestException as exc:

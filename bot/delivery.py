@@ -1,12 +1,20 @@
 """The outbox worker: sends queued pushes through their channel, exactly once each.
 
 Messages are claimed in small batches under a lease (``handoff.outbox.claim``), sent by the
-channel's :class:`Sender` outside any transaction, then marked sent, retried with
-exponential backoff (or the channel's ``retry_after``), held until the user writes again,
-or failed with the reason kept for operators. Safe with several workers: a claimed message
-belongs to one worker until its lease runs out, and a worker stops sending a batch before
-its lease could run out. Pushes to one recipient keep their order: when one of them has to
-wait, the later ones of the batch wait with it.
+channel's :class:`Sender` outside any transaction, then marked sent, retried with capped,
+jittered exponential backoff (or the channel's ``retry_after``) until the message's horizon
+(``DeliverySettings.horizon_hours`` after it was queued), held until the user writes again,
+or failed with the reason kept for operators. Only at the horizon, or for a permanent
+failure, or after a second timeout, is a push FAILED; every failed push and every push
+stuck longer than ``stuck_alert_minutes`` is reported once to the department's 负责人 and
+the 政务办 (``handoff.outbox.queue_alerts``, run at the end of every pass).
+
+A send that times out is "maybe sent": no chat API says whether it arrived, so it is resent
+once, and a second timeout fails it as "可能已送达" (reported). Safe with several workers: a
+claimed message belongs to one worker until its lease runs out, and a worker stops sending
+a batch before its lease could run out. Pushes to one recipient keep their order: while one
+of them is retried, the later ones wait (and say so in ``last_error``); a failed or held one
+does not block the rest (see ``docs/delivery.md``).
 
 A crash after a message was committed and before it was sent loses nothing (it is sent
 after the restart, once); a crash between the channel accepting a message and the worker
@@ -30,14 +38,19 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from handoff.outbox import (
     LEASE_SECONDS,
+    AlertReport,
+    DeliverySettings,
     HoldForUser,
     PermanentFailure,
     RetryLater,
+    SendTimedOut,
     claim,
+    horizon_of,
     mark_failed,
     mark_held,
     mark_retry,
     mark_sent,
+    queue_alerts,
     release,
 )
 
@@ -68,6 +81,7 @@ class DeliveryReport:
     failed: int = 0
     held: int = 0
     deferred: int = 0  # handed back unsent: behind a waiting push, or the lease ran short
+    alerts: int = 0  # alert messages queued about failed or stuck pushes
 
     @property
     def handled(self) -> int:
@@ -82,47 +96,72 @@ class _Job:
     recipient: str
     payload: dict[str, Any]
     attempts: int
+    timeouts: int
+    horizon: datetime
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    kind: str  # a DeliveryReport counter: sent, retried, failed, held
+    reason: str = ""
+    at: datetime | None = None  # the next attempt, for "retried"
+    timed_out: bool = False
 
 
 class OutboxWorker:
-    """Claims and sends outbox messages for the channels it has senders for."""
+    """Claims and sends outbox messages for the channels it has senders for.
+
+    *settings* (``config/delivery.yaml``, ``App.delivery``) give the horizon, the backoff
+    cap and the send timeout; *clock* is the only source of time; *alerts* turns the
+    alert pass off (for a second worker that should only send).
+    """
 
     def __init__(
         self,
         sessions: sessionmaker[Session],
         senders: Mapping[str, Sender],
         clock: Callable[[], datetime],
+        settings: DeliverySettings | None = None,
         *,
         batch: int = 20,
-        max_attempts: int = 10,
         backoff_base: float = 2.0,
-        backoff_cap: float = 600.0,
-        send_timeout: float = 30.0,
+        alerts: bool = True,
+        jitter: Callable[[], float] = random.random,
     ) -> None:
         self.sessions = sessions
         self.senders = dict(senders)
         self.clock = clock
+        self.settings = settings or DeliverySettings()
         self.batch = batch
-        self.max_attempts = max_attempts
         self.backoff_base = backoff_base
-        self.backoff_cap = backoff_cap
-        self.send_timeout = min(send_timeout, LEASE_SECONDS / 2)
+        self.alerts = alerts
+        self.jitter = jitter
+        self.send_timeout = min(self.settings.send_timeout_seconds, LEASE_SECONDS / 2)
         self.passes = 0  # completed passes (tests wait on it instead of sleeping)
 
     def _claim(self) -> list[_Job]:
         with self.sessions.begin() as session:
             rows = claim(session, self.clock(), self.batch, channels=self.senders)
             return [
-                _Job(row.id, row.channel, row.recipient, dict(row.payload), row.attempts)
+                _Job(
+                    row.id,
+                    row.channel,
+                    row.recipient,
+                    dict(row.payload),
+                    row.attempts,
+                    row.timeouts,
+                    horizon_of(row, self.settings),
+                )
                 for row in rows
             ]
 
     def _backoff(self, attempts: int) -> float:
-        delay = min(self.backoff_cap, self.backoff_base ** max(attempts - 1, 0))
-        return delay * (0.8 + 0.4 * random.random())
+        """Seconds before the next attempt: doubling from 1 s, ±20 % jitter, capped."""
+        delay = self.backoff_base ** max(attempts - 1, 0) * (0.8 + 0.4 * self.jitter())
+        return min(self.settings.backoff_cap_seconds, delay)
 
     async def run_once(self) -> DeliveryReport:
-        """Claim one batch and deliver it."""
+        """Claim one batch, deliver it, then queue the alerts that are due."""
         report = DeliveryReport()
         if not self.senders:
             return report
@@ -130,11 +169,11 @@ class OutboxWorker:
         # stop sending while the lease still certainly holds (a slow channel must not let
         # another worker take, and send again, what this one is still sending)
         deadline = time.monotonic() + LEASE_SECONDS - self.send_timeout
-        waiting: dict[tuple[str, str], float] = {}  # recipient → delay of its pending push
+        waiting: dict[tuple[str, str], datetime] = {}  # recipient → next try of its head
         for job in jobs:
             key = (job.channel, job.recipient)
             if time.monotonic() > deadline:
-                await asyncio.to_thread(self._release, job, 0.0)
+                await asyncio.to_thread(self._release, job, None)
                 report.deferred += 1
             elif key in waiting:
                 # an earlier push to this recipient has to wait: keep the order, wait with it
@@ -142,54 +181,96 @@ class OutboxWorker:
                 report.deferred += 1
             else:
                 outcome = await self._deliver(job)
-                if outcome[0] == "retried":
-                    waiting[key] = outcome[2]
-                await asyncio.to_thread(self._record, job, *outcome)
-                setattr(report, outcome[0], getattr(report, outcome[0]) + 1)
+                if outcome.kind == "retried" and outcome.at is not None:
+                    waiting[key] = outcome.at
+                await asyncio.to_thread(self._record, job, outcome)
+                setattr(report, outcome.kind, getattr(report, outcome.kind) + 1)
+        if self.alerts:
+            report.alerts = (await asyncio.to_thread(self._alert)).alerts
         self.passes += 1
         return report
 
-    async def _deliver(self, job: _Job) -> tuple[str, str, float]:
+    async def _deliver(self, job: _Job) -> _Outcome:
         sender = self.senders[job.channel]
         try:
             await asyncio.wait_for(sender.send(job.recipient, job.payload), self.send_timeout)
         except RetryLater as exc:
-            if job.attempts >= self.max_attempts:
-                return "failed", f"重试 {job.attempts} 次后仍失败：{exc.reason}", 0.0
-            delay = exc.after if exc.after is not None else self._backoff(job.attempts)
-            return "retried", exc.reason, delay
+            return self._retry(job, exc.reason, exc.after)
         except PermanentFailure as exc:
-            return "failed", exc.reason, 0.0
+            return _Outcome("failed", exc.reason)
         except HoldForUser as exc:
-            return "held", exc.reason, 0.0
-        except TimeoutError:
-            if job.attempts >= self.max_attempts:
-                return "failed", f"重试 {job.attempts} 次后仍超时", 0.0
-            return "retried", f"发送超时（{self.send_timeout:g} 秒）", self._backoff(job.attempts)
+            return _Outcome("held", exc.reason)
+        except (TimeoutError, SendTimedOut) as exc:
+            return self._timed_out(job, exc)
         except Exception as exc:  # a bug in a sender must not stop delivery of the rest
             log.exception("sender for %s failed on message %s", job.channel, job.id)
-            if job.attempts >= self.max_attempts:
-                return "failed", f"{type(exc).__name__}: {exc}", 0.0
-            return "retried", f"{type(exc).__name__}: {exc}", self._backoff(job.attempts)
-        return "sent", "", 0.0
+            return self._retry(job, f"{type(exc).__name__}: {exc}", None)
+        return _Outcome("sent")
 
-    def _record(self, job: _Job, outcome: str, reason: str, delay: float) -> None:
+    def _retry(
+        self, job: _Job, reason: str, after: float | None, *, timed_out: bool = False
+    ) -> _Outcome:
+        """Retry later — the last try at the horizon; past it, fail."""
+        now = self.clock()
+        if now >= job.horizon:
+            hours = self.settings.horizon_hours
+            return _Outcome(
+                "failed",
+                f"{hours:g} 小时内尝试 {job.attempts} 次仍未送达，已放弃：{reason}",
+                timed_out=timed_out,
+            )
+        delay = after if after is not None else self._backoff(job.attempts)
+        at = min(now + timedelta(seconds=delay), job.horizon)
+        return _Outcome("retried", reason, at, timed_out)
+
+    def _timed_out(self, job: _Job, exc: BaseException) -> _Outcome:
+        """A timeout may have delivered the message: resend once, then give up."""
+        what = exc.reason if isinstance(exc, SendTimedOut) else f"{self.send_timeout:g} 秒无应答"
+        if job.timeouts >= 1:
+            return _Outcome(
+                "failed",
+                f"再次发送超时（{what}），可能已送达：渠道无法查询是否送达，"
+                "为免重复不再重发，请向对方确认",
+                timed_out=True,
+            )
+        return self._retry(
+            job,
+            f"发送超时（{what}），可能已送达：渠道无法查询是否送达，将重发一次",
+            None,
+            timed_out=True,
+        )
+
+    def _record(self, job: _Job, outcome: _Outcome) -> None:
         now = self.clock()
         with self.sessions.begin() as session:
-            if outcome == "sent":
+            if outcome.kind == "sent":
                 mark_sent(session, job.id, now)
-            elif outcome == "retried":
-                at = now + timedelta(seconds=delay)
-                mark_retry(session, job.id, at, reason, payload=job.payload)
-            elif outcome == "held":
-                mark_held(session, job.id, reason)
+            elif outcome.kind == "retried":
+                at = outcome.at or now
+                mark_retry(
+                    session,
+                    job.id,
+                    at,
+                    outcome.reason,
+                    payload=job.payload,
+                    timed_out=outcome.timed_out,
+                )
+            elif outcome.kind == "held":
+                mark_held(session, job.id, outcome.reason)
             else:
-                log.warning("outbox message %s failed permanently: %s", job.id, reason)
-                mark_failed(session, job.id, reason)
+                log.warning("outbox message %s failed: %s", job.id, outcome.reason)
+                mark_failed(session, job.id, outcome.reason, timed_out=outcome.timed_out)
 
-    def _release(self, job: _Job, delay: float) -> None:
+    def _release(self, job: _Job, at: datetime | None) -> None:
         with self.sessions.begin() as session:
-            release(session, job.id, self.clock() + timedelta(seconds=delay))
+            release(session, job.id, at or self.clock())
+
+    def _alert(self) -> AlertReport:
+        with self.sessions.begin() as session:
+            report = queue_alerts(session, self.clock(), self.settings, channels=self.senders)
+        if report.failed or report.stuck:
+            log.warning("delivery alerts: %s", report)
+        return report
 
     async def run(self, stop: asyncio.Event, interval: float = 1.0) -> None:
         """Deliver until *stop* is set, polling every *interval* seconds when idle."""

@@ -61,7 +61,7 @@ def create_asgi(
     """The ASGI app for *app* with *adapters*' routes and the background tasks."""
     opts = options or ServerOptions()
     senders = {a.name: s for a in adapters if (s := a.sender()) is not None}
-    worker = OutboxWorker(app.db.sessions, senders, app.clock)
+    worker = OutboxWorker(app.db.sessions, senders, app.clock, app.delivery)
 
     head = head_revision()  # read the migration scripts once, not on every probe
 

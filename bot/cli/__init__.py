@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 
 import click
 
-from bot.cli import chat, db, doctor, kb, route, serve, sla, tickets
+from bot.cli import chat, db, doctor, kb, outbox, route, serve, sla, tickets
 from yxby.errors import YxbyError
 
 __all__ = ["main"]
@@ -47,5 +47,5 @@ def main() -> None:
     """有需必应助手 — 企业服务知识库、诉求工单与渠道机器人。"""
 
 
-for module in (kb, route, sla, db, tickets, doctor, chat, serve):
+for module in (kb, route, sla, db, tickets, outbox, doctor, chat, serve):
     module.register(main)

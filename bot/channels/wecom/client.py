@@ -1,0 +1,83 @@
+"""The WeCom API client: wechatpy's, pointed at a configurable API base, with timeouts.
+
+``gettoken`` goes to the same base as every other call (tests point it at a fake), every
+HTTP call has a timeout, and wechatpy's own retry on a rejected token is off (it retries
+without end): the sender refreshes the token and retries once itself. A token that cannot
+be fetched raises :class:`TokenFetchError`, so a wrong Secret is not mistaken for an expired
+token.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import requests
+from wechatpy.exceptions import WeChatClientException
+
+try:  # wechatpy 2 calls the package ``work``; 1.8 (pinned) ``enterprise``
+    from wechatpy.work import WeChatClient
+except ImportError:  # pragma: no cover - depends on the installed wechatpy
+    from wechatpy.enterprise import WeChatClient
+
+from bot.channels.wecom.config import DEFAULT_API_BASE
+
+__all__ = ["TokenFetchError", "WeComApiClient"]
+
+
+class TokenFetchError(Exception):
+    """``gettoken`` failed: *errcode* is WeCom's (``None`` for an HTTP or network error)."""
+
+    def __init__(self, errcode: int | None, errmsg: str) -> None:
+        super().__init__(f"{errcode}: {errmsg}")
+        self.errcode = errcode
+        self.errmsg = errmsg
+
+
+class _TimeoutSession(requests.Session):
+    """A requests session with a default timeout (wechatpy's token fetch passes none)."""
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__()
+        self.default_timeout = timeout
+
+    def request(self, method: Any, url: Any, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = self.default_timeout
+        return super().request(method, url, *args, **kwargs)
+
+
+class WeComApiClient(WeChatClient):
+    """``wechatpy`` WeCom client on *api_base* (``…/cgi-bin/`` added) with an HTTP timeout."""
+
+    def __init__(
+        self,
+        corp_id: str,
+        secret: str,
+        *,
+        api_base: str = DEFAULT_API_BASE,
+        timeout: float = 5.0,
+    ) -> None:
+        super().__init__(corp_id, secret, timeout=timeout, auto_retry=False)
+        base = api_base.rstrip("/")
+        if not base.endswith("/cgi-bin"):
+            base += "/cgi-bin"
+        self.API_BASE_URL = base + "/"
+        self._http = _TimeoutSession(timeout)
+        self._token_lock = threading.Lock()
+
+    def fetch_access_token(self) -> dict[str, Any]:
+        """Fetch a new access token from ``{api_base}/cgi-bin/gettoken`` (kept by wechatpy)."""
+        with self._token_lock:
+            try:
+                result: dict[str, Any] = self._fetch_access_token(
+                    url=self.API_BASE_URL + "gettoken",
+                    params={"corpid": self.corp_id, "corpsecret": self.secret},
+                )
+            except WeChatClientException as exc:
+                raise TokenFetchError(exc.errcode, str(exc.errmsg or exc)) from exc
+            return result
+
+    def close(self) -> None:
+        """Close the HTTP connection pool."""
+        self._http.close()

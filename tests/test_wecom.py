@@ -104,12 +104,14 @@ def queue(db: Database, clock: MovableClock, payload: dict[str, Any], key: str, 
 
 def rows(db: Database) -> list[tuple[OutboxStatus, str | None]]:
     with db.sessions() as session:
-        found = session.scalars(select(OutboxMessage).order_by(OutboxMessage.id))
+        found = session.scalars(
+            select(OutboxMessage).where(OutboxMessage.channel == "wecom").order_by(OutboxMessage.id)
+        )
         return [(r.status, r.last_error) for r in found]
 
 
 def worker(db: Database, clock: MovableClock, sender: WeComSender) -> OutboxWorker:
-    return OutboxWorker(db.sessions, {"wecom": sender}, clock, alerts=False)
+    return OutboxWorker(db.sessions, {"wecom": sender}, clock)
 
 
 # ----------------------------------------------------------------------------- messages
@@ -346,7 +348,7 @@ def test_new_ticket_reaches_the_commissioner_in_wecom(
         actor="测试员",
     )
     sender = WeComAdapter(make_config(fake)).sender()
-    deliver = OutboxWorker(app.db.sessions, {"wecom": sender}, app.clock, alerts=False)
+    deliver = OutboxWorker(app.db.sessions, {"wecom": sender}, app.clock)
     assert asyncio.run(deliver.run_once()).sent == 1
     (card,) = fake.cards("zhangmin")
     assert card["title"] == f"【新诉求】{view.number}"

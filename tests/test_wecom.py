@@ -35,7 +35,7 @@ from bot.server import ServerOptions, create_asgi
 from bot.types import Button, Reply, reply_payload
 from handoff.db import Database
 from handoff.models import Commissioner, OutboxMessage, OutboxStatus
-from handoff.outbox import PermanentFailure, RetryLater, enqueue
+from handoff.outbox import PermanentFailure, RetryLater, SendTimedOut, enqueue
 from tests.conftest import MovableClock
 from tests.fakes.wecom_api import SEND_PATH, TOKEN_PATH, FakeWeComApi
 from tests.servers import LiveServer
@@ -275,6 +275,10 @@ def test_network_error_is_retried_and_then_delivered(
     assert asyncio.run(deliver.run_once()).sent == 1
     assert [c["url"] for c in fake.cards("zhangmin")] == [f"{CONSOLE}/console/tickets/{NUMBER}"]
     assert rows(db) == [(OutboxStatus.SENT, None)]
+    fake.drop_connections(1)  # now with a token: the message itself meets the closed socket
+    with pytest.raises(RetryLater) as caught:
+        asyncio.run(sender.send("zhangmin", reply_payload(Reply("通知"))))
+    assert caught.value.reason == "企业微信接口不可达：ConnectionError"
 
 
 @pytest.mark.parametrize("code", [-1, 45009, 45033])
@@ -331,6 +335,32 @@ def test_slow_api_times_out_without_blocking_the_event_loop(fake: FakeWeComApi) 
     finally:
         fake.release()
     assert fake.sent == [] and SEND_PATH not in fake.arrivals
+
+
+def test_unanswered_message_is_maybe_sent_resent_once_then_failed(
+    db: Database, clock: MovableClock, fake: FakeWeComApi
+) -> None:
+    sender = WeComAdapter(make_config(fake, http_timeout=0.3)).sender()
+    asyncio.run(sender.send("zhangmin", reply_payload(Reply("先取得令牌"))))
+    deliver = worker(db, clock, sender)
+    queue(db, clock, reply_payload(new_ticket_reply()), "ticket_new:1")
+    fake.hold()  # the token is known: the message itself goes unanswered
+    try:
+        assert asyncio.run(deliver.run_once()).retried == 1
+        ((status, reason),) = rows(db)
+        assert status is OutboxStatus.PENDING and reason is not None and "无应答" in reason
+        clock.advance(minutes=10)
+        assert asyncio.run(deliver.run_once()).failed == 1
+    finally:
+        fake.release()
+    ((status, reason),) = rows(db)
+    assert status is OutboxStatus.FAILED and reason is not None and "可能已送达" in reason
+    with pytest.raises(SendTimedOut):
+        fake.hold()
+        try:
+            asyncio.run(sender.send("zhangmin", reply_payload(Reply("慢"))))
+        finally:
+            fake.release()
 
 
 # ----------------------------------------------------------------------------- end to end

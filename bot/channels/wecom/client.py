@@ -26,7 +26,8 @@ __all__ = ["TokenFetchError", "WeComApiClient"]
 
 
 class TokenFetchError(Exception):
-    """``gettoken`` failed: *errcode* is WeCom's (``None`` for an HTTP or network error)."""
+    """``gettoken`` failed: *errcode* is WeCom's (``None`` for an HTTP, network or timeout
+    error, *errmsg* then names it)."""
 
     def __init__(self, errcode: int | None, errmsg: str) -> None:
         super().__init__(f"{errcode}: {errmsg}")
@@ -76,6 +77,8 @@ class WeComApiClient(WeChatClient):
                 )
             except WeChatClientException as exc:
                 raise TokenFetchError(exc.errcode, str(exc.errmsg or exc)) from exc
+            except requests.RequestException as exc:  # nothing was sent: a plain retry
+                raise TokenFetchError(None, type(exc).__name__) from exc
             return result
 
     def close(self) -> None:

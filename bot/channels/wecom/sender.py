@@ -3,9 +3,10 @@
 The sender renders a payload (:mod:`.rendering`), posts it to one member with the
 synchronous wechatpy client in a worker thread, refreshes a rejected access token once,
 and maps WeCom's answers to the outbox's outcomes: a recipient WeCom does not know is a
-permanent failure, a busy or unreachable API a retry, and a configuration WeCom refuses
-(corpid, agentid, Secret, IP whitelist) a retry after a longer wait, with a reason that
-says to check the configuration.
+permanent failure, a busy or unreachable API a retry, a message sent but not answered in
+time ``SendTimedOut`` (it may have arrived: the worker resends it once), and a
+configuration WeCom refuses (corpid, agentid, Secret, IP whitelist) a retry after a longer
+wait, with a reason that says to check the configuration.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from wechatpy.exceptions import WeChatClientException
 from bot.channels.wecom.client import TokenFetchError, WeComApiClient
 from bot.channels.wecom.config import WeComConfig
 from bot.channels.wecom.rendering import TextCard, TextMessage, render
-from handoff.outbox import PermanentFailure, RetryLater
+from handoff.outbox import PermanentFailure, RetryLater, SendTimedOut
 
 __all__ = ["CHECK_CONFIG", "WeComSender", "problem_of"]
 
@@ -103,7 +104,9 @@ class WeComSender:
                 result = self._call(recipient, message)
         except TokenFetchError as exc:
             if exc.errcode is None:
-                raise RetryLater(f"企业微信 access_token 获取失败：{exc.errmsg}") from exc
+                raise RetryLater(
+                    f"企业微信接口不可达：{exc.errmsg}（获取 access_token 时）"
+                ) from exc
             if exc.errcode in _TRANSIENT_ERRORS:
                 raise problem_of(exc.errcode, exc.errmsg, config_retry=retry) from exc
             raise RetryLater(
@@ -112,6 +115,9 @@ class WeComSender:
             ) from exc
         except WeChatClientException as exc:
             raise problem_of(exc.errcode, str(exc.errmsg or exc), config_retry=retry) from exc
+        except requests.ReadTimeout as exc:  # the message went out: it may have arrived
+            timeout = self.config.http_timeout
+            raise SendTimedOut(f"企业微信接口 {timeout:g} 秒无应答") from exc
         except requests.RequestException as exc:
             raise RetryLater(f"企业微信接口不可达：{type(exc).__name__}") from exc
         invalid = str(result.get("invaliduser") or "").split("|")

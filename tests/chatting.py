@@ -3,6 +3,8 @@ small helpers shared by the scenario tests."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import func, select
 
 from bot.app import App
@@ -45,7 +47,7 @@ class Chat:
         return [reply_from_payload(p) for p in payloads]
 
 
-def count(app: App, model: type, *where: object) -> int:
+def count(app: App, model: type, *where: Any) -> int:
     with app.db.begin() as session:
         return int(session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
 

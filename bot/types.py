@@ -32,6 +32,7 @@ class Channel(enum.StrEnum):
     TERMINAL = "terminal"
     TELEGRAM = "telegram"
     WECHAT = "wechat"
+    WECOM = "wecom"  # 企业微信: notices to staff only
     CONSOLE = "console"
 
 

@@ -122,11 +122,13 @@ class EnterpriseKind(StrEnum):
 
 
 class CommissionerRole(StrEnum):
-    """What a commissioner is in the loop: handles tickets, leads a department, oversees all."""
+    """What a commissioner is in the loop: handles tickets, leads a department, oversees all,
+    or (管理员) manages the console accounts and sees no ticket."""
 
     COMMISSIONER = "专员"
     HEAD = "负责人"
     OVERSIGHT = "政务办"
+    ADMIN = "管理员"
 
 
 class TicketState(StrEnum):

@@ -3,6 +3,12 @@
 One Starlette app hosts every channel adapter's routes; its lifespan starts the adapters,
 the outbox worker (pushes to every channel that has a sender) and the periodic SLA tick.
 Everything is built from the :class:`bot.app.App` passed in — no globals.
+
+Channels start independently: each adapter's ``startup`` runs under a supervisor that,
+when it fails (an unreachable API, say), logs why and tries again in the background with
+a capped backoff until it works or the server stops. Meanwhile the other channels serve,
+the failed channel's pushes wait in the outbox (its sender says ``RetryLater``) and
+``/healthz`` shows the channel as ``degraded`` with the reason.
 """
 
 from __future__ import annotations
@@ -10,8 +16,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Protocol
 
 from sqlalchemy import func, select
@@ -26,13 +34,27 @@ from handoff.db import NOT_AT_HEAD, current_revision, head_revision
 from handoff.models import OutboxMessage
 from yxby.errors import DatabaseError, YxbyError
 
-__all__ = ["ChannelAdapter", "ServerOptions", "create_asgi"]
+__all__ = [
+    "ChannelAdapter",
+    "ChannelState",
+    "ChannelStatus",
+    "ChannelUnavailable",
+    "ServerOptions",
+    "create_asgi",
+    "retry_delay",
+]
 
 log = logging.getLogger("yxby.server")
 
 
 class ChannelAdapter(Protocol):
-    """A channel: its HTTP routes, how it pushes, and what it does at start and stop."""
+    """A channel: its HTTP routes, how it pushes, and what it does at start and stop.
+
+    ``startup`` may fail (raise :class:`ChannelUnavailable` with a reason to show, or any
+    error): the server then calls it again later, so it must leave nothing half-started.
+    Until it succeeds the adapter's routes and sender must cope (answer 503, raise
+    ``RetryLater``). ``shutdown`` is called once at the end, whether startup succeeded or not.
+    """
 
     name: str
 
@@ -45,14 +67,122 @@ class ChannelAdapter(Protocol):
     async def shutdown(self) -> None: ...
 
 
+class ChannelUnavailable(YxbyError):
+    """A channel cannot start now (its API is unreachable, refuses the credentials…).
+
+    ``reason`` is shown in ``/healthz`` and the log, so it must not hold secrets.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class ChannelState(StrEnum):
+    """Where a channel's start-up stands."""
+
+    STARTING = "starting"  # the first attempt is under way
+    OK = "ok"  # started
+    DEGRADED = "degraded"  # an attempt failed; retrying in the background
+
+
+@dataclass(frozen=True)
+class ChannelStatus:
+    """A channel's state as ``/healthz`` shows it."""
+
+    state: ChannelState
+    detail: str = ""
+    attempts: int = 0
+    retry_at: float | None = None  # time.monotonic() of the next attempt
+
+    def as_json(self, now: float) -> dict[str, object]:
+        """``{"status": …}``; when degraded also the reason, attempts and seconds to retry."""
+        out: dict[str, object] = {"status": self.state.value}
+        if self.state is ChannelState.DEGRADED:
+            out["detail"] = self.detail
+            out["attempts"] = self.attempts
+            if self.retry_at is not None:
+                out["retry_in"] = round(max(0.0, self.retry_at - now), 1)
+        return out
+
+
+def retry_delay(attempt: int, first: float, cap: float) -> float:
+    """Seconds to wait after failed *attempt* (1, 2, …): *first*, doubling, at most *cap*."""
+    return float(min(cap, first * 2 ** max(attempt - 1, 0)))
+
+
 @dataclass(frozen=True)
 class ServerOptions:
-    """Background work settings (tests turn the loops off or speed them up)."""
+    """Background work settings (tests turn the loops off or speed them up).
+
+    A channel whose start-up fails is tried again after ``startup_retry_first`` seconds,
+    doubling up to ``startup_retry_cap``; the server starts serving once every channel's
+    first attempt ended, or after ``startup_wait`` seconds (the slow ones go on behind).
+    """
 
     run_worker: bool = True
     worker_interval: float = 1.0
     run_tick: bool = True
     tick_interval: float = 60.0
+    startup_retry_first: float = 1.0
+    startup_retry_cap: float = 60.0
+    startup_wait: float = 5.0
+
+
+class _Supervisor:
+    """Starts one adapter, and keeps trying in the background until it starts."""
+
+    def __init__(self, adapter: ChannelAdapter, opts: ServerOptions) -> None:
+        self.adapter = adapter
+        self.opts = opts
+        self.status = ChannelStatus(ChannelState.STARTING)
+        self.first_attempt = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Call ``startup`` until it succeeds or *stop* is set; the status says how it went."""
+        self.status = ChannelStatus(ChannelState.STARTING)
+        self.first_attempt.clear()
+        attempt = 0
+        while not stop.is_set():
+            attempt += 1
+            try:
+                await self.adapter.startup()
+            except Exception as exc:  # any failure leaves the channel degraded, not the server
+                reason = _describe(exc)
+                delay = retry_delay(
+                    attempt, self.opts.startup_retry_first, self.opts.startup_retry_cap
+                )
+                self.status = ChannelStatus(
+                    ChannelState.DEGRADED, reason, attempt, time.monotonic() + delay
+                )
+                if isinstance(exc, ChannelUnavailable):
+                    log.warning(
+                        "channel %s not started (attempt %d), retrying in %gs: %s",
+                        self.adapter.name, attempt, delay, reason,
+                    )  # fmt: skip
+                else:
+                    log.exception(
+                        "channel %s not started (attempt %d), retrying in %gs",
+                        self.adapter.name, attempt, delay,
+                    )  # fmt: skip
+            else:
+                if attempt > 1:
+                    log.info("channel %s started after %d attempts", self.adapter.name, attempt)
+                self.status = ChannelStatus(ChannelState.OK, attempts=attempt)
+                return
+            finally:
+                self.first_attempt.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+
+
+def _describe(exc: Exception) -> str:
+    # our own errors say what is wrong; others are named only (they may carry secrets)
+    if isinstance(exc, ChannelUnavailable):
+        return exc.reason
+    if isinstance(exc, YxbyError):
+        return f"{type(exc).__name__}: {exc}"
+    return f"{type(exc).__name__}（详见日志）"
 
 
 def create_asgi(
@@ -64,6 +194,7 @@ def create_asgi(
     worker = OutboxWorker(app.db.sessions, senders, app.clock, app.delivery)
 
     head = head_revision()  # read the migration scripts once, not on every probe
+    supervisors = {a.name: _Supervisor(a, opts) for a in adapters}
 
     async def healthz(_: Request) -> JSONResponse:
         checks: dict[str, object] = {}
@@ -82,16 +213,21 @@ def create_asgi(
         checks["knowledge"] = knowledge
         if not len(app.kb):
             ok = False
-        checks["channels"] = [a.name for a in adapters]
+        now = time.monotonic()
+        checks["channels"] = {name: s.status.as_json(now) for name, s in supervisors.items()}
         checks["status"] = "ok" if ok else "unavailable"
         return JSONResponse(checks, status_code=200 if ok else 503)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         stop = asyncio.Event()
+        starting = [asyncio.create_task(s.run(stop)) for s in supervisors.values()]
+        with contextlib.suppress(TimeoutError):  # a slow channel goes on starting behind
+            await asyncio.wait_for(
+                asyncio.gather(*(s.first_attempt.wait() for s in supervisors.values())),
+                timeout=opts.startup_wait,
+            )
         tasks: list[asyncio.Task[None]] = []
-        for adapter in adapters:
-            await adapter.startup()
         if opts.run_worker and senders:
             tasks.append(asyncio.create_task(worker.run(stop, opts.worker_interval)))
         if opts.run_tick:
@@ -103,8 +239,15 @@ def create_asgi(
             for task in tasks:
                 with contextlib.suppress(Exception):
                     await task
+            for task in starting:  # one still in its attempt is stopped there
+                task.cancel()
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await task
             for adapter in reversed(adapters):
-                await adapter.shutdown()
+                try:
+                    await adapter.shutdown()
+                except Exception:
+                    log.exception("channel %s did not shut down cleanly", adapter.name)
 
     from bot.console import routes as console_routes
 

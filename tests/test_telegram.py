@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import socket
 import threading
 import time
@@ -36,7 +37,7 @@ from bot.channels.telegram import (
     to_html,
 )
 from bot.delivery import OutboxWorker
-from bot.server import ServerOptions, create_asgi
+from bot.server import ChannelUnavailable, ServerOptions, create_asgi
 from bot.types import Button, Incoming, Reply
 from handoff.conversations import DialogueTurn, ProcessedMessage
 from handoff.invites import create_invite, hash_code, redeem_invite
@@ -442,16 +443,73 @@ def test_forged_webhook_is_refused_and_changes_nothing(
         assert count(app, model) == 0
 
 
-def test_unreadable_webhook_body_is_a_bad_request(
-    app: App, api: FakeTelegramAPI, running: Callable[[str], Bot]
+def _message(**fields: Any) -> dict[str, Any]:
+    chat = {"id": ENTERPRISE, "type": "private", "first_name": "王经理"}
+    return {"message_id": 1, "date": 1_700_000_000, "chat": chat, "text": "你好", **fields}
+
+
+UNREADABLE: dict[str, bytes | dict[str, Any]] = {
+    "junk": b"{not json",
+    "not utf-8": b"\xff\xfe\x00",
+    "a list": b"[1, 2]",
+    "no update_id": {"no": "update"},
+    "message is a string": {"update_id": 9001, "message": "你好"},
+    "from is a string": {"update_id": 9002, "message": _message(**{"from": "me"})},
+    "callback without chat_instance": {"update_id": 9003, "callback_query": {"id": "q"}},
+    "message without chat": {
+        "update_id": 9004,
+        "message": {"message_id": 1, "date": 1, "text": "/link SECRET-CODE"},
+    },
+    "reply to a message without chat": {
+        "update_id": 9005,
+        "message": _message(reply_to_message={"message_id": 2, "date": 1}),
+    },
+    "chat member change without from": {
+        "update_id": 9006,
+        "my_chat_member": {"chat": _message()["chat"], "date": 1},
+    },
+}
+
+
+@pytest.mark.parametrize("body", UNREADABLE.values(), ids=UNREADABLE.keys())
+def test_an_update_ptb_cannot_read_is_acknowledged_with_one_log_line(
+    body: bytes | dict[str, Any],
+    app: App,
+    api: FakeTelegramAPI,
+    running: Callable[[str], Bot],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     bot = running("webhook")
+    if isinstance(body, dict):
+        body = json.dumps(body).encode()
+    caplog.clear()
     reply = bot.served.http.post(
-        "/telegram/webhook", content=b"{not json", headers={SECRET_HEADER: SECRET}
+        "/telegram/webhook", content=body, headers={SECRET_HEADER: SECRET}, timeout=15
     )
-    assert reply.status_code == 400
-    assert bot.served.post({"no": "update"}).status_code == 400
-    assert count(app, TelegramUpdate) == 0
+    assert reply.status_code == 200  # anything else and Telegram sends it again, forever
+    [line] = [r for r in caplog.records if r.name.startswith("yxby")]
+    assert line.levelname == "WARNING" and "ignored" in line.getMessage()
+    assert "SECRET-CODE" not in caplog.text  # what it says is never logged
+    assert api.calls("sendMessage") == []
+    assert count(app, TelegramUpdate) == 0 and count(app, DialogueTurn) == 0
+    forged = bot.served.http.post("/telegram/webhook", content=body, headers={SECRET_HEADER: "x"})
+    assert forged.status_code == 403  # a wrong secret is still refused first
+    bot.person(ENTERPRISE).say("/help")  # the next update is handled as usual
+    assert len(api.texts(ENTERPRISE)) == 1
+
+
+def test_polling_skips_an_update_missing_its_chat_and_goes_on(
+    app: App, api: FakeTelegramAPI, running: Callable[[str], Bot], caplog: pytest.LogCaptureFixture
+) -> None:
+    bot = running("polling")
+    api.push_update({"update_id": 1000, "message": {"message_id": 1, "date": 1, "text": "你好"}})
+    bot.person(ENTERPRISE).say("/help")  # handled after the broken one
+    assert len(api.texts(ENTERPRISE)) == 1
+    ignored = [r for r in caplog.records if "ignored" in r.getMessage()]
+    assert [r.getMessage() for r in ignored] == [
+        "telegram update 1000 ignored: update.message.chat missing"
+    ]
+    assert not bot.done(1000) and "Traceback" not in caplog.text
 
 
 def test_group_chats_and_edits_are_acknowledged_and_ignored(
@@ -482,6 +540,85 @@ def test_webhook_mode_registers_its_url_secret_and_commands(app: App, api: FakeT
     asyncio.run(main())
     assert api.webhook == {"url": url, "secret_token": SECRET}
     assert [c["command"] for c in api.commands][:3] == ["start", "help", "status"]
+
+
+# ------------------------------------------------------------- start-up while Telegram is away
+
+
+def closed_port() -> int:
+    """A port of 127.0.0.1 nothing listens on (connections are refused)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def test_start_up_with_telegram_unreachable_fails_cleanly_and_pushes_wait(app: App) -> None:
+    base = f"http://127.0.0.1:{closed_port()}"
+    settings = TelegramSettings(token=TOKEN, api_base=base, webhook_secret=SECRET)
+    adapter = TelegramAdapter(app, settings)
+    payload: dict[str, Any] = {"text": "您好", "choices": [], "buttons": [], "ref": None}
+
+    async def main() -> tuple[ChannelUnavailable, RetryLater]:
+        with pytest.raises(ChannelUnavailable) as failed:
+            await adapter.startup()
+        assert not adapter.ready
+        with pytest.raises(RetryLater) as later:
+            await adapter.sender().send(str(ENTERPRISE), payload)
+        await adapter.shutdown()
+        return failed.value, later.value
+
+    failed, later = run(main())
+    assert failed.reason.startswith(f"无法连接 Telegram（{base}）：NetworkError")
+    assert later.after == 5.0 and "尚未连接" in later.reason
+
+
+def test_a_rejected_token_is_reported_without_the_token(app: App, api: FakeTelegramAPI) -> None:
+    wrong = "987654321:WRONG-token_that-is-secret"
+    adapter = TelegramAdapter(app, dataclasses.replace(settings_for(api, "webhook"), token=wrong))
+
+    async def main() -> ChannelUnavailable:
+        try:
+            with pytest.raises(ChannelUnavailable) as failed:
+                await adapter.startup()
+        finally:
+            await adapter.shutdown()
+        return failed.value
+
+    failed = run(main())
+    assert failed.reason == "Telegram 拒绝了机器人令牌，请检查 YXBY_TELEGRAM_TOKEN"
+    assert "WRONG" not in str(failed)
+
+
+@pytest.mark.parametrize(
+    ("mode", "method"), [("webhook", "getMe"), ("webhook", "setWebhook"), ("polling", "getMe")]
+)
+def test_a_start_up_that_failed_part_way_works_when_tried_again(
+    mode: str, method: str, app: App, api: FakeTelegramAPI
+) -> None:
+    url = "https://bot.example.org/telegram/webhook"
+    settings = dataclasses.replace(settings_for(api, mode), webhook_url=url)
+    adapter = TelegramAdapter(app, settings)
+    api.fail(500, times=1, methods=(method,))
+
+    async def main() -> ChannelUnavailable:
+        try:
+            with pytest.raises(ChannelUnavailable) as failed:
+                await adapter.startup()
+            assert not adapter.ready and not adapter.application.running
+            await adapter.startup()  # what the server does after the backoff
+            assert adapter.ready and adapter.application.running
+        finally:
+            await adapter.shutdown()
+        assert not adapter.ready
+        return failed.value
+
+    failed = run(main())
+    assert "Internal Server Error" in failed.reason
+    if mode == "webhook":
+        assert api.webhook == {"url": url, "secret_token": SECRET}
+    else:
+        assert api.calls("getUpdates")
 
 
 # ------------------------------------------------------------------- failing Bot API
@@ -633,11 +770,11 @@ def run(coro: Any) -> Any:
 
 async def _with_adapter(app: App, api: FakeTelegramAPI, action: Callable[..., Any]) -> Any:
     adapter = TelegramAdapter(app, settings_for(api, "webhook"))
-    await adapter.application.initialize()
+    await adapter.startup()
     try:
         return await action(adapter.sender())
     finally:
-        await adapter.application.shutdown()
+        await adapter.shutdown()
 
 
 def test_sender_maps_telegram_errors_to_outbox_outcomes(app: App, api: FakeTelegramAPI) -> None:

@@ -16,6 +16,13 @@ back on the queue a few times (Telegram will not deliver it again). A message sp
 parts records the parts already sent (``parts_sent``), so a retry sends only the rest.
 ``/start CODE`` and ``/link CODE`` redeem a commissioner invite (:mod:`handoff.invites`).
 
+Start-up may fail (Telegram unreachable, the token refused): it undoes what it did and
+raises ``ChannelUnavailable``, the server tries again with backoff, and until then the
+webhook answers 503 and pushes wait in the outbox (``RetryLater``). An update PTB cannot
+read (junk, a wrong shape, a ``message`` without ``chat``) is acknowledged with one log line
+(:func:`update_problem` finds what is missing), never answered with an error Telegram would
+redeliver forever.
+
 PTB's own retries stay out of the way: no rate limiter (``AIORateLimiter`` would retry
 429s itself), explicit request timeouts, and every failed send is retried by the outbox
 worker with backoff or Telegram's ``retry_after``.
@@ -26,7 +33,7 @@ mapping) and :mod:`.adapter` (webhook, polling, delivery once per update).
 """
 
 from bot.channels.telegram.adapter import SECRET_HEADER, TelegramAdapter, telegram_adapter_from_env
-from bot.channels.telegram.inbound import invite_code
+from bot.channels.telegram.inbound import invite_code, update_problem
 from bot.channels.telegram.rendering import (
     MAX_CALLBACK_DATA,
     MAX_MESSAGE_CHARS,
@@ -54,4 +61,5 @@ __all__ = [
     "split_text",
     "telegram_adapter_from_env",
     "to_html",
+    "update_problem",
 ]

@@ -4,6 +4,11 @@ It builds the python-telegram-bot ``Application``, checks the webhook's secret h
 turns each ``Update`` into an :class:`~bot.types.Incoming`, runs the dialogue in a thread
 and delivers the replies once per update through the outbox (directly when the chat has no
 waiting pushes). Database work goes through ``app.inbox``, in worker threads.
+
+Until :meth:`TelegramAdapter.startup` has succeeded (``getMe`` answered, the webhook or
+polling set up) the adapter is not ready: the webhook answers 503 (Telegram delivers the
+update again later) and pushes raise ``RetryLater`` (they wait in the outbox). A failed
+start-up undoes what it did and raises ``ChannelUnavailable``; the server tries again.
 """
 
 from __future__ import annotations
@@ -22,10 +27,11 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from telegram import BotCommand, CallbackQuery, Message, Update
 from telegram.constants import ChatMemberStatus, ChatType
-from telegram.error import TelegramError
+from telegram.error import InvalidToken, NetworkError, TelegramError
 from telegram.ext import (
     Application,
     ApplicationBuilder,
+    ApplicationHandlerStop,
     CallbackQueryHandler,
     ChatMemberHandler,
     MessageHandler,
@@ -34,10 +40,11 @@ from telegram.ext import (
 )
 
 from bot.app import App
-from bot.channels.telegram.inbound import _kind_and_text, _label_of, invite_code
+from bot.channels.telegram.inbound import _kind_and_text, _label_of, invite_code, update_problem
 from bot.channels.telegram.sender import TelegramSender, send_payload
 from bot.channels.telegram.settings import TelegramSettings
 from bot.delivery import Sender
+from bot.server import ChannelUnavailable
 from bot.types import (
     Channel,
     Incoming,
@@ -58,6 +65,7 @@ ALLOWED_UPDATES = ("message", "callback_query", "my_chat_member")
 UPDATE_MEMORY = timedelta(days=2)  # Telegram gives up redelivering after a day
 DIRECT_SEND_TIMEOUT = LEASE_SECONDS / 2  # a direct reply's outbox row is leased meanwhile
 REQUEUE_DELAYS = (0.5, 2.0, 5.0)  # polling: seconds before each retry of a failed update
+NOT_READY_RETRY = 5.0  # seconds a push waits while the bot is not connected
 
 COMMANDS = (
     ("start", "开始与菜单"),
@@ -85,6 +93,7 @@ class TelegramAdapter:
         self.requeue_delays: tuple[float, ...] = REQUEUE_DELAYS
         self._failures: dict[int, int] = {}  # update_id → failed handlings (polling)
         self._requeues: set[asyncio.Task[None]] = set()
+        self._ready = False  # startup() succeeded and shutdown() has not begun
         builder: Any = (
             ApplicationBuilder()
             .token(settings.token)
@@ -103,6 +112,8 @@ class TelegramAdapter:
             builder = builder.updater(None)
         self.application: Application[Any, Any, Any, Any, Any, Any] = builder.build()
         private = filters.ChatType.PRIVATE
+        # before any filter looks inside it: an update missing what Telegram always sends
+        self.application.add_handler(TypeHandler(Update, self._screen), group=-1)
         self.application.add_handler(
             MessageHandler(private & ~filters.UpdateType.EDITED, self._on_update)
         )
@@ -125,8 +136,42 @@ class TelegramAdapter:
         """Pushes from the outbox, through the same bot."""
         return TelegramSender(self)
 
+    @property
+    def ready(self) -> bool:
+        """Connected: updates are handled and pushes sent."""
+        return self._ready
+
     async def startup(self) -> None:
-        """Connect (``getMe``), publish the command menu, then poll or set the webhook."""
+        """Connect (``getMe``), publish the command menu, then poll or set the webhook.
+
+        Raises ``ChannelUnavailable`` (after undoing what was done) when Telegram cannot be
+        reached or refuses; the server calls it again later.
+        """
+        try:
+            await self._connect()
+        except Exception as exc:
+            with contextlib.suppress(Exception):  # cleaning up must not hide the cause
+                await self._disconnect()
+            if isinstance(exc, TelegramError):
+                raise ChannelUnavailable(self._unavailable(exc)) from exc
+            raise
+        self._ready = True
+
+    async def shutdown(self) -> None:
+        """Stop polling and processing; close the HTTP clients (the webhook stays set)."""
+        self._ready = False
+        for task in list(self._requeues):
+            task.cancel()
+        await self._disconnect()
+
+    def _unavailable(self, exc: TelegramError) -> str:
+        if isinstance(exc, InvalidToken):  # PTB's message quotes the token itself
+            return "Telegram 拒绝了机器人令牌，请检查 YXBY_TELEGRAM_TOKEN"
+        what = "连接" if isinstance(exc, NetworkError) else "启动"
+        reason = f"{type(exc).__name__}: {exc.message}".replace(self.settings.token, "***")
+        return f"无法{what} Telegram（{self.settings.api_base}）：{reason}"
+
+    async def _connect(self) -> None:
         await self.application.initialize()
         await asyncio.to_thread(self._prune)
         bot = self.application.bot
@@ -152,16 +197,16 @@ class TelegramAdapter:
             )
         log.info("telegram bot @%s ready (%s)", bot.username, self.settings.mode)
 
-    async def shutdown(self) -> None:
-        """Stop polling and processing; close the HTTP clients (the webhook stays set)."""
-        for task in list(self._requeues):
-            task.cancel()
+    async def _disconnect(self) -> None:
         updater = self.application.updater
         if updater is not None and updater.running:
             await updater.stop()
         if self.application.running:
             await self.application.stop()
         await self.application.shutdown()
+        # a getMe that failed leaves the application uninitialised but the bot's HTTP
+        # clients open: close them too (a no-op when already closed)
+        await self.application.bot.shutdown()
 
     # -- webhook
 
@@ -170,24 +215,59 @@ class TelegramAdapter:
         expected = self.settings.webhook_secret or ""
         if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
             return Response(status_code=403)
+        if not self._ready:  # not connected yet: Telegram keeps the update and sends it again
+            return Response(status_code=503, headers={"Retry-After": "5"})
         body = await request.body()
         if len(body) > MAX_WEBHOOK_BODY:
             return Response(status_code=413)
-        try:
-            data = json.loads(body)
-            if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
-                raise ValueError("not an update")
-            update = Update.de_json(data, self.application.bot)
-        except Exception as exc:  # whatever the payload, a bad one is a 400, not a crash
-            log.warning("unreadable webhook update: %s", exc)
-            return Response(status_code=400)
+        update = self._readable(body)
+        if update is None:  # answering anything else would make Telegram send it forever
+            return Response(status_code=200)
         await self.application.process_update(update)
         if not await asyncio.to_thread(self._is_done, update.update_id):
             # handling failed: Telegram redelivers, and the dialogue answers it the same way
             return Response(status_code=500)
         return Response(status_code=200)
 
+    def _readable(self, body: bytes) -> Update | None:
+        """The update in *body*, or ``None`` (logged once) when PTB cannot make sense of it.
+
+        The log line names the update and what is wrong, never the content (a ``/link
+        CODE`` is a secret).
+        """
+        update_id: object = None
+        problem = ""
+        try:
+            data = json.loads(body)
+            update_id = data.get("update_id") if isinstance(data, dict) else None
+            if not isinstance(update_id, int) or isinstance(update_id, bool):
+                problem = "not an update (no integer update_id)"
+            else:
+                update = Update.de_json(data, self.application.bot)
+        except json.JSONDecodeError as exc:
+            problem = f"not JSON ({exc.msg} at {exc.pos})"
+        except UnicodeDecodeError:
+            problem = "not JSON (not UTF-8)"
+        except Exception as exc:  # a wrong shape of any kind: acknowledged, never a 500
+            problem = f"python-telegram-bot cannot read it ({type(exc).__name__})"
+        if problem:
+            shown = update_id if isinstance(update_id, int) else "(no id)"
+            log.warning("telegram update %s ignored: %s", shown, problem)
+            return None
+        missing = update_problem(update)
+        if missing is not None:
+            log.warning("telegram update %s ignored: %s", update.update_id, missing)
+            return None
+        return update
+
     # -- update handling
+
+    async def _screen(self, update: Update, _context: Any) -> None:
+        # polling gets no webhook check: the same test, before the handlers look inside
+        problem = update_problem(update)
+        if problem is not None:
+            log.warning("telegram update %s ignored: %s", update.update_id, problem)
+            raise ApplicationHandlerStop
 
     async def _on_update(self, update: Update, _context: Any) -> None:
         if await asyncio.to_thread(self._is_done, update.update_id):
@@ -355,8 +435,11 @@ class TelegramAdapter:
     async def send(self, chat_key: str, payload: dict[str, Any]) -> None:
         """Send one payload; raise ``RetryLater`` / ``PermanentFailure`` as the outbox expects.
 
-        See :func:`~bot.channels.telegram.sender.send_payload` (``parts_sent``).
+        See :func:`~bot.channels.telegram.sender.send_payload` (``parts_sent``). While the
+        bot is not connected every push is ``RetryLater``: it waits in the outbox.
         """
+        if not self._ready:
+            raise RetryLater("Telegram 渠道尚未连接，连接后发送", after=NOT_READY_RETRY)
         await send_payload(self.application.bot, chat_key, payload, self._remember)
 
     # -- database work (run in threads)

@@ -190,8 +190,7 @@ class BadCredentials(SignInError):
 
     def __init__(self, max_failures: int, lock_minutes: int) -> None:
         super().__init__(
-            f"姓名或密码不正确。连续输错 {max_failures} 次将锁定 {lock_minutes} 分钟；"
-            "还没有密码的，请联系管理员发放设置密码链接。"
+            f"姓名或密码不正确。连续输错 {max_failures} 次将锁定 {lock_minutes} 分钟。"
         )
 
 
@@ -658,13 +657,13 @@ class Accounts:
             select(PasswordLink).where(PasswordLink.code_hash == hash_token(code)).with_for_update()
         ).one_or_none()
         if link is None:
-            raise LinkInvalid("设置密码链接无效，请核对链接或联系管理员重新发放")
+            raise LinkInvalid("设置密码链接无效，请核对链接或联系管理员重新发放。")
         if link.used_at is not None:
-            raise LinkInvalid("该设置密码链接已使用过，请直接登录；忘记密码请联系管理员重新发放")
+            raise LinkInvalid("该设置密码链接已使用过，请直接登录；忘记密码请联系管理员重新发放。")
         if link.superseded_at is not None:
-            raise LinkInvalid("该设置密码链接已被新的链接取代，请使用最新的链接")
+            raise LinkInvalid("该设置密码链接已被新的链接取代，请使用最新的链接。")
         if link.expires_at <= now:
-            raise LinkInvalid("设置密码链接已过期，请联系管理员重新发放")
+            raise LinkInvalid("设置密码链接已过期，请联系管理员重新发放。")
         if not link.commissioner.active:
             raise LinkInvalid(f"{link.commissioner.name}已停用，链接不能使用")
         return link

@@ -20,7 +20,15 @@ if TYPE_CHECKING:
 
     from bot.app import App
 
-__all__ = ["commissioners_group", "opened_app", "register"]
+__all__ = [
+    "commissioners_group",
+    "deactivate_command",
+    "invite_command",
+    "opened_app",
+    "read_password",
+    "register",
+    "set_password_command",
+]
 
 
 def _echo_json(data: Any) -> None:
@@ -168,7 +176,7 @@ def show_enterprise_command(uscc: str, as_json: bool) -> None:
 
 @click.group("commissioners")
 def commissioners_group() -> None:
-    """企业服务专员、部门负责人与政务办人员：登记与查看。"""
+    """企业服务专员、部门负责人、政务办人员与管理员：登记、查看、工作台密码。"""
 
 
 @commissioners_group.command("add")
@@ -178,7 +186,7 @@ def commissioners_group() -> None:
     "--role",
     default="专员",
     show_default=True,
-    help="角色：专员、负责人 或 政务办（超时通报发给负责人和政务办）。",
+    help="角色：专员、负责人、政务办 或 管理员（超时通报发给负责人和政务办；管理员只管理账号）。",
 )
 @click.option("--phone", help="联系电话。")
 @click.option(
@@ -246,6 +254,123 @@ def list_commissioners_command(department: str | None, as_json: bool) -> None:
         status = "" if row["active"] else "  [停用]"
         bound = "、".join(row["bindings"]) or "未绑定渠道"
         click.echo(f"{row['department']}  {row['name']}  {row['role']}  {bound}{status}")
+
+
+def read_password(name: str) -> str:
+    """The new password: prompted twice without echo on a terminal, else one line of stdin."""
+    import sys
+
+    from yxby.errors import InputError
+
+    stdin = sys.stdin
+    if stdin.isatty():
+        value: str = click.prompt(
+            f"{name}的新密码", hide_input=True, confirmation_prompt="请再次输入", err=True
+        )
+        return value
+    line = stdin.readline()
+    if not line:
+        raise InputError("没有从标准输入读到密码（请输入一行密码，或在终端中运行以交互输入）")
+    return line.rstrip("\r\n")
+
+
+def _person(app: App, session: Any, name: str, department: str | None) -> Any:
+    from handoff.invites import find_commissioner
+
+    # an unknown department raises RoutingError: the CLI prints it and exits 1
+    dept = app.router.departments.canonical(department) if department else None
+    return find_commissioner(session, name, dept)
+
+
+@commissioners_group.command("set-password")
+@click.argument("name")
+@click.option("--department", help="所在部门（同名人员在多个部门时必填）。")
+def set_password_command(name: str, department: str | None) -> None:
+    """设置工作台登录密码（从标准输入读取；在终端中输入时不回显）。原有登录会话全部失效。"""
+    from bot.console.auth import accounts_for
+
+    with opened_app() as app:
+        with app.db.sessions() as session:
+            person = _person(app, session, name, department)
+            person_id, who, where = person.id, person.name, person.department
+        password = read_password(who)
+        accounts_for(app).set_password(person_id, password, by="命令行")
+    click.echo(f"已设置 {who}（{where}）的工作台密码；原有登录会话已全部失效。")
+
+
+def _console_base(app: App) -> str:
+    return (app.settings.public_url or "http://127.0.0.1:8000").rstrip("/")
+
+
+@commissioners_group.command("invite")
+@click.argument("name")
+@click.option("--department", help="所在部门（同名人员在多个部门时必填）。")
+@click.option(
+    "--console",
+    "console",
+    is_flag=True,
+    help="生成一次性的工作台设置密码链接（而不是 Telegram 绑定邀请码）。",
+)
+@click.option(
+    "--expires-hours",
+    type=click.IntRange(1, 30 * 24),
+    default=72,
+    show_default=True,
+    help="有效小时数。",
+)
+def invite_command(name: str, department: str | None, console: bool, expires_hours: int) -> None:
+    """为人员生成一次性邀请：Telegram 绑定邀请码，或（--console）工作台设置密码链接。"""
+    from datetime import timedelta
+
+    from handoff.calendar import SHANGHAI
+    from handoff.invites import create_invite
+
+    with opened_app() as app:
+        if console:
+            from bot.console.auth import accounts_for
+
+            with app.db.sessions() as session:
+                person = _person(app, session, name, department)
+                person_id, who, where = person.id, person.name, person.department
+            accounts = accounts_for(app)
+            code = accounts.create_link(
+                person_id, by="命令行", valid_for=timedelta(hours=expires_hours)
+            )
+            until = app.clock() + timedelta(hours=expires_hours)
+            click.echo(f"{who}（{where}）的一次性设置密码链接：")
+            click.echo(f"  {_console_base(app)}/console/set-password/{code}")
+            click.echo(
+                f"有效期至 {until.astimezone(SHANGHAI):%Y-%m-%d %H:%M}（北京时间），仅可使用一次；"
+                "请通过可信渠道发给本人，本人打开后设置密码即可登录工作台。"
+            )
+            return
+        with app.db.begin() as session:
+            person = _person(app, session, name, department)
+            invite_code, invite = create_invite(
+                session, person, now=app.clock(), valid_for=timedelta(hours=expires_hours)
+            )
+            who, where, expires = person.name, person.department, invite.expires_at
+    click.echo(f"{who}（{where}）的一次性邀请码：")
+    click.echo(f"  {invite_code}")
+    click.echo(
+        f"有效期至 {expires.astimezone(SHANGHAI):%Y-%m-%d %H:%M}（北京时间），仅可使用一次。"
+    )
+    click.echo(f"请本人在 Telegram 中向机器人发送：/link {invite_code}")
+
+
+@commissioners_group.command("deactivate")
+@click.argument("name")
+@click.option("--department", help="所在部门（同名人员在多个部门时必填）。")
+def deactivate_command(name: str, department: str | None) -> None:
+    """停用一名人员：不能再登录工作台，已登录的会话立即失效。"""
+    from bot.console.auth import accounts_for
+
+    with opened_app() as app:
+        with app.db.sessions() as session:
+            person = _person(app, session, name, department)
+            person_id, who, where = person.id, person.name, person.department
+        ended = accounts_for(app).deactivate(person_id, by="命令行")
+    click.echo(f"已停用 {who}（{where}），结束登录会话 {ended} 个。")
 
 
 def register(group: click.Group) -> None:

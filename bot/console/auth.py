@@ -185,19 +185,11 @@ def _to_login(request: Request, *, expired: bool) -> Response:
     return response
 
 
-_PAGES: Pages | None = None
-
-
-def _pages() -> Pages:
-    global _PAGES
-    if _PAGES is None:
-        _PAGES = Pages()
-    return _PAGES
-
-
-def forbidden(message: str = "表单已过期或来源不明，请返回上一页刷新后重试。") -> Response:
+def forbidden(
+    message: str = "表单已过期或来源不明，请返回上一页刷新后重试。", pages: Pages | None = None
+) -> Response:
     """The 403 page (a state-changing request without the right CSRF token)."""
-    return _pages().render(
+    return (pages or Pages()).render(
         "auth_message.html", status=403, title="无法完成操作", message=message, back=HOME_PATH
     )
 
@@ -228,7 +220,7 @@ def auth_routes(app: App, pages: Pages | None = None, *, home: bool = True) -> l
     """Sign-in, sign-out and set-password routes (and, with *home*, a placeholder 工作台 at
     ``/console/`` until the queue page replaces it: list the queue's routes first, or pass
     ``home=False``)."""
-    pages = pages or _pages()
+    pages = pages or Pages()
 
     def accounts() -> Accounts:
         return accounts_for(app)
@@ -286,12 +278,12 @@ def auth_routes(app: App, pages: Pages | None = None, *, home: bool = True) -> l
         return with_form_cookie(response, secret, new)
 
     async def login(request: Request) -> Response:
-        if request.method == "GET":
+        if request.method != "POST":
             if await run_in_threadpool(_staff_now, request) is not None:
                 return RedirectResponse(_safe_next(request.query_params.get("next")), 303)
             return login_page(request)
         if not await form_ok(request):
-            return forbidden("登录页面已过期，请返回登录页刷新后重新登录。")
+            return forbidden("登录页面已过期，请返回登录页刷新后重新登录。", pages)
         form = await form_data(request)
         name = form.get("name", "").strip()
         department = form.get("department", "").strip()
@@ -339,7 +331,7 @@ def auth_routes(app: App, pages: Pages | None = None, *, home: bool = True) -> l
             response.delete_cookie(SESSION_COOKIE, path=COOKIE_PATH)
             return response
         if not await check_csrf(request, staff.csrf):
-            return forbidden()
+            return forbidden(pages=pages)
         await run_in_threadpool(
             accounts().sign_out, request.cookies.get(SESSION_COOKIE), ip=_ip(request)
         )
@@ -367,10 +359,10 @@ def auth_routes(app: App, pages: Pages | None = None, *, home: bool = True) -> l
             person = await run_in_threadpool(accounts().link_owner, code)
         except LinkInvalid as exc:
             return page(410, dead=str(exc))
-        if request.method == "GET":
+        if request.method != "POST":
             return page(200, person=person, dead=None)
         if not await form_ok(request):
-            return forbidden("页面已过期，请重新打开设置密码链接后再提交。")
+            return forbidden("页面已过期，请重新打开设置密码链接后再提交。", pages)
         form = await form_data(request)
         password = form.get("password", "")
         if password != form.get("confirm", ""):

@@ -9,9 +9,10 @@ page — or, with no template configured, a hold as before.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from sqlalchemy import select
@@ -33,6 +34,7 @@ from tests.fakes.wechat_api import FakeWeChatApi
 from yxby import paths
 from yxby.errors import ConfigError
 
+T = TypeVar("T")
 APPID = "wx0123456789abcdef"
 SECRET = "yxby-test-secret"
 OPENID = "oYxbyTemplateUser00000000001"
@@ -45,6 +47,13 @@ TEMPLATES = paths.PROJECT_ROOT / "config" / "wechat_templates.yaml"
 def fake_api() -> Iterator[FakeWeChatApi]:
     with FakeWeChatApi(appid=APPID, secret=SECRET) as api:
         yield api
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run`` in a thread of its own: a Playwright page test earlier in the session
+    leaves an event loop marked running in the main thread."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 def linked(app: App) -> App:
@@ -68,12 +77,12 @@ def make_sender(app: App, api: FakeWeChatApi, *, template: str | None) -> WeChat
 def deliver(app: App, fake_api: FakeWeChatApi) -> Callable[..., Any]:
     """Run one outbox pass with the WeChat sender (``deliver(template=None)`` for none)."""
 
-    def run(template: str | None = NOTICE_TEMPLATE) -> Any:
+    def once(template: str | None = NOTICE_TEMPLATE) -> Any:
         sender = make_sender(app, fake_api, template=template)
         worker = OutboxWorker(app.db.sessions, {"wechat": sender}, app.clock)
-        return asyncio.run(worker.run_once())
+        return run(worker.run_once())
 
-    return run
+    return once
 
 
 def wechat_rows(app: App) -> list[tuple[str, OutboxStatus, str | None]]:
@@ -197,7 +206,7 @@ def test_a_push_without_a_notice_is_held_outside_the_window(
     clock.advance(days=3)
     sender = make_sender(app, fake_api, template=NOTICE_TEMPLATE)
     with pytest.raises(HoldForUser):
-        asyncio.run(sender.send(OPENID, {"text": "随便一条消息"}))
+        run(sender.send(OPENID, {"text": "随便一条消息"}))
     assert fake_api.template_calls() == []
 
 
@@ -223,9 +232,9 @@ def test_template_errors_map_to_retry_or_failure(
     for code, expected in ((40037, RetryLater), (45009, RetryLater), (43004, PermanentFailure)):
         fake_api.fail_with(code)
         with pytest.raises(expected):
-            asyncio.run(sender.send(OPENID, payload))
+            run(sender.send(OPENID, payload))
     fake_api.expire_token_once()
-    asyncio.run(sender.send(OPENID, payload))
+    run(sender.send(OPENID, payload))
     assert len(fake_api.templates) == 1 and fake_api.token_requests == 2
 
 

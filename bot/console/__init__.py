@@ -25,4 +25,7 @@ __all__ = ["STATIC_DIR", "TEMPLATE_DIR", "Pages", "routes", "static_route"]
 
 def routes(app: App) -> list[BaseRoute]:
     """Every page route of the product (mounted by :func:`bot.server.create_asgi`)."""
-    return [static_route()]
+    from bot.console.public import public_routes
+
+    pages = Pages()
+    return [static_route(), *public_routes(app, pages)]

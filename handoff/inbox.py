@@ -6,6 +6,10 @@
   hours after that, at most a few per user message), and releasing pushes held for it;
 * queued replies: a reply sent directly by an adapter is first written to the outbox (under a
   short lease), then marked sent, retried or failed — so a crash never loses it;
+* answers owed: a message acknowledged before its answer was ready (WeChat's ``success``) is
+  stored first (:meth:`Inbox.defer`, with a bounded wait), its answer is queued and the row
+  closed in one transaction (:meth:`Inbox.complete_deferred`), and rows a stopped process
+  left open are claimed under a lease to be completed (:meth:`Inbox.claim_deferred`);
 * Telegram's update ids and the references its sent messages carried.
 
 Adapters call these methods and never open a database session themselves. Each method runs
@@ -14,23 +18,29 @@ in its own short transaction unless it takes the caller's *session*.
 
 from __future__ import annotations
 
+import contextlib
 import enum
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, or_, select, text, update
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from handoff import telegram_state
-from handoff.conversations import ProcessedMessage, get_or_create_identity
-from handoff.db import read_only
+from handoff.conversations import DeferredMessage, ProcessedMessage, get_or_create_identity
+from handoff.db import BUSY_TIMEOUT_MS, read_only
 from handoff.invites import redeem_invite
 from handoff.models import ChannelIdentity, OutboxMessage, OutboxStatus
 from handoff.outbox import enqueue, mark_failed, mark_retry, mark_sent, release_held, take_local
 
-__all__ = ["Inbox", "LinkedStaff", "PushWindow"]
+__all__ = ["DeferredWork", "Inbox", "LinkedStaff", "PushWindow"]
+
+_LOCK_POLL = 0.005
+"""Seconds between attempts of a bounded write on a locked SQLite file."""
 
 
 class PushWindow(enum.Enum):
@@ -49,6 +59,17 @@ class LinkedStaff:
     name: str
     department: str
     role: str
+
+
+@dataclass(frozen=True)
+class DeferredWork:
+    """An owed answer claimed for completion: the message as its channel stored it."""
+
+    msg_id: str
+    user_key: str
+    message: dict[str, Any]
+    received_at: datetime
+    attempts: int
 
 
 class Inbox:
@@ -200,6 +221,193 @@ class Inbox:
         """Pushes waiting for a local channel's user (the terminal), marked sent."""
         with self.sessions.begin() as s:
             return take_local(s, channel, recipient, self.clock())
+
+    # -- answers owed (acknowledged, to be pushed)
+
+    def defer(
+        self,
+        channel: str,
+        msg_id: str,
+        user_key: str,
+        message: dict[str, Any],
+        *,
+        received_at: datetime,
+        within: float | None = None,
+    ) -> None:
+        """Store that the answer to *msg_id* is owed (done before the platform hears
+        "received"); storing it again changes nothing.
+
+        *message* is what the channel needs to replay it. With *within*, the write waits at
+        most that many seconds for a busy database (a locked SQLite file, a locked row on
+        PostgreSQL) and raises ``OperationalError`` rather than block: the caller must then
+        not acknowledge the message.
+        """
+
+        def write(s: Session) -> None:
+            found = s.scalar(
+                select(DeferredMessage.id).where(
+                    DeferredMessage.channel == channel, DeferredMessage.msg_id == msg_id
+                )
+            )
+            if found is None:
+                s.add(
+                    DeferredMessage(
+                        channel=channel,
+                        msg_id=msg_id,
+                        user_key=user_key,
+                        message=message,
+                        received_at=received_at,
+                        attempts=0,
+                    )
+                )
+                s.flush()
+
+        # IntegrityError: stored concurrently by another delivery of the same message
+        with contextlib.suppress(IntegrityError):
+            self._write(write, within)
+
+    def complete_deferred(
+        self,
+        channel: str,
+        msg_id: str,
+        recipient: str,
+        payload: dict[str, Any] | None,
+        key: str,
+    ) -> bool:
+        """Queue the owed answer *payload* under *key* and close the row, in one transaction.
+
+        ``payload=None`` (nothing to say) only closes it. True when the answer was queued
+        now, False when *key* was queued before (it is pushed once either way).
+        """
+        now = self.clock()
+        with self.sessions.begin() as s:
+            queued = payload is not None and enqueue(
+                s, channel, recipient, "reply", payload, key, now=now
+            )
+            s.execute(
+                update(DeferredMessage)
+                .where(
+                    DeferredMessage.channel == channel,
+                    DeferredMessage.msg_id == msg_id,
+                    DeferredMessage.done_at.is_(None),
+                )
+                .values(done_at=now, claimed_until=None)
+            )
+            return queued
+
+    def claim_deferred(
+        self,
+        channel: str,
+        *,
+        older_than: timedelta,
+        lease: timedelta,
+        limit: int = 20,
+        exclude: Iterable[str] = (),
+    ) -> list[DeferredWork]:
+        """Open rows received more than *older_than* ago and not claimed by anyone now,
+        oldest first, each claimed for *lease* (after which another process may take it).
+
+        *exclude* names messages the caller is still answering itself. Two processes
+        claiming at once get different rows (``SKIP LOCKED`` on PostgreSQL; SQLite has one
+        writer at a time).
+        """
+        now = self.clock()
+        skip = list(exclude)
+        with self.sessions.begin() as s:
+            stmt = (
+                select(DeferredMessage)
+                .where(
+                    DeferredMessage.channel == channel,
+                    DeferredMessage.done_at.is_(None),
+                    DeferredMessage.received_at <= now - older_than,
+                    or_(
+                        DeferredMessage.claimed_until.is_(None),
+                        DeferredMessage.claimed_until <= now,
+                    ),
+                )
+                .order_by(DeferredMessage.received_at, DeferredMessage.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+            if skip:
+                stmt = stmt.where(DeferredMessage.msg_id.not_in(skip))
+            rows = list(s.scalars(stmt))
+            for row in rows:
+                row.claimed_until = now + lease
+                row.attempts += 1
+            return [
+                DeferredWork(r.msg_id, r.user_key, dict(r.message), r.received_at, r.attempts)
+                for r in rows
+            ]
+
+    def answered_later(self, channel: str, msg_id: str, key: str) -> bool:
+        """True when *msg_id*'s answer is owed or was queued under *key*: it goes out as a
+        push, never as a second direct answer."""
+        with self.sessions() as s:
+            read_only(s)
+            owed = s.scalar(
+                select(DeferredMessage.id).where(
+                    DeferredMessage.channel == channel, DeferredMessage.msg_id == msg_id
+                )
+            )
+            if owed is not None:
+                return True
+            found = s.scalar(select(OutboxMessage.id).where(OutboxMessage.dedupe_key == key))
+            return found is not None
+
+    def owed(self, channel: str) -> int:
+        """How many answers of *channel* are owed (stored and not yet queued)."""
+        with self.sessions() as s:
+            read_only(s)
+            return int(
+                s.scalar(
+                    select(func.count())
+                    .select_from(DeferredMessage)
+                    .where(DeferredMessage.channel == channel, DeferredMessage.done_at.is_(None))
+                )
+                or 0
+            )
+
+    def _write(self, work: Callable[[Session], None], within: float | None) -> None:
+        """Run *work* in a write transaction that waits at most *within* seconds for locks."""
+        if within is None:
+            with self.sessions.begin() as s:
+                work(s)
+            return
+        engine: Engine = self.sessions.kw["bind"]
+        deadline = time.monotonic() + within
+        if engine.dialect.name != "sqlite":
+            with self.sessions.begin() as s:
+                ms = f"{max(1, int(within * 1000))}ms"
+                # both bounded: waiting for a row lock, and any statement on a stalled server
+                s.execute(text("SELECT set_config('lock_timeout', :v, true)"), {"v": ms})
+                s.execute(text("SELECT set_config('statement_timeout', :v, true)"), {"v": ms})
+                work(s)
+            return
+        # SQLite's own busy handler backs off to 100 ms sleeps; short attempts in a loop take
+        # a moment's gap in a busy writer's work, and stop at the deadline.
+        while True:
+            try:
+                with self._sqlite_session(engine, 20) as s:
+                    work(s)
+                return
+            except OperationalError as exc:
+                if "locked" not in str(exc.orig) or time.monotonic() + _LOCK_POLL >= deadline:
+                    raise
+            time.sleep(_LOCK_POLL)
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _sqlite_session(engine: Engine, busy_ms: int) -> Iterator[Session]:
+        with engine.connect() as conn:
+            raw = conn.connection.driver_connection
+            assert raw is not None
+            raw.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
+            try:
+                with Session(bind=conn, expire_on_commit=False) as s, s.begin():
+                    yield s
+            finally:
+                raw.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
     # -- commissioners linking a chat account
 

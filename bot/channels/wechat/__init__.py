@@ -11,7 +11,9 @@ Each message is answered once: the dialogue de-duplicates by ``MsgId`` (``FromUs
 ``CreateTime`` for events), retries arriving while the first delivery is still being worked
 on wait for the same result, and when the answer is not ready within the reply budget the
 request gets ``success`` and the answer goes out as a customer-service message through the
-outbox instead — then every retry also gets ``success``.
+outbox instead — then every retry also gets ``success``. Accepted means stored: ``success``
+comes only once the message is stored as owed (else WeChat gets no answer and sends it
+again), and owed answers a crash left behind are pushed, once, after the restart.
 
 A passive text reply holds 2,048 bytes: a longer answer is cut, ends with a prompt to reply
 "全文", and "全文" returns the rest.

@@ -3,16 +3,28 @@
 It checks each request's signature (and its timestamp's age) first, reads the body within
 its size limit, has :mod:`bot.channels.wechat.inbound` decrypt and translate it, and
 answers every message once: deliveries of the same ``MsgId`` share one dialogue run, and
-an answer not ready within the reply budget is answered ``success`` and goes out as a
-customer-service push through the outbox. Database work goes through ``app.inbox``.
+an answer not ready within the reply budget goes out as a customer-service push through
+the outbox instead.
+
+Accepted means stored: such a message is answered ``success`` only once it is stored as
+owed (``app.inbox.defer``). If that cannot be done in time (the database is down or
+locked) the request gets no answer within WeChat's 5 seconds, so WeChat sends it again. The
+answer is queued and the row closed in one transaction; rows a crash left open are
+completed at start-up and then periodically (:meth:`WeChatAdapter.recover`). Database work
+goes through ``app.inbox``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -37,7 +49,9 @@ from bot.channels.wechat.inbound import (
     _Forbidden,
     _Parsed,
     incoming_of,
+    incoming_of_record,
     parse_body,
+    record_of,
 )
 from bot.channels.wechat.passive import (
     FULL_TEXT_COMMAND,
@@ -56,6 +70,19 @@ SIGNATURE_MAX_AGE = 300
 """Seconds a signed request's timestamp may differ from now (replays of old URLs fail)."""
 SUCCESS = "success"
 """WeChat's "received, no reply" answer (valid in every mode)."""
+WECHAT_WAIT = 5.0
+"""Seconds WeChat waits for an answer before it drops the request and sends it again."""
+ACCEPT_WITHIN = 4.5
+"""Seconds after arrival by which a deferred message must be stored to be answered ``success``."""
+RECOVER_EVERY = 30.0
+"""Seconds between passes over owed answers a stopped process left open."""
+RECOVER_BATCH = 20
+RECOVER_LEASE = timedelta(minutes=2)
+"""How long a claimed owed answer is left to its claimer before another process may take it."""
+
+
+class _NotAccepted(Exception):
+    """The message could not be stored in time: WeChat must not hear ``success``."""
 
 
 def wechat_adapter_from_env(app: App, env: Mapping[str, str]) -> WeChatAdapter:
@@ -75,8 +102,17 @@ class WeChatAdapter:
         *,
         engine: Engine | None = None,
         client: WeChatApiClient | None = None,
+        accept_within: float = ACCEPT_WITHIN,
+        silent_until: float = WECHAT_WAIT + 0.5,
+        recover_every: float = RECOVER_EVERY,
     ) -> None:
         self.app = app
+        self.accept_within = accept_within
+        """Seconds after arrival to store a deferred message; later, no ``success``."""
+        self.silent_until = silent_until
+        """Seconds after arrival before a message that was not stored gets its 503 (by then
+        WeChat has given up on the request and sends it again)."""
+        self.recover_every = recover_every
         self.config = config
         self.engine: Engine = engine or app.dialogue
         self.crypto: WeChatCrypto | None = None
@@ -97,7 +133,14 @@ class WeChatAdapter:
         # msg_id → passive text sent, or None when answered by push ("success")
         self._answered: OrderedDict[str, str | None] = OrderedDict()
         self._inflight: dict[str, asyncio.Task[list[Reply] | None]] = {}
+        self._storing: dict[str, asyncio.Task[bool]] = {}  # msg_id → storing it as owed
+        self._owed: set[str] = set()  # msg_ids this process is answering by push now
         self._background: set[asyncio.Task[None]] = set()
+        self._stop = asyncio.Event()
+        self._recovery: asyncio.Task[None] | None = None
+        # Storing a message as owed must not queue behind dialogue runs, which hold the
+        # shared worker threads for as long as a busy database makes them wait.
+        self._store_threads = ThreadPoolExecutor(4, thread_name_prefix="wechat-store")
 
     # -- ChannelAdapter
 
@@ -113,16 +156,74 @@ class WeChatAdapter:
         return self._sender
 
     async def startup(self) -> None:
-        """Nothing to start: the access token is fetched on the first push."""
+        """Start completing owed answers (now, then every ``recover_every`` seconds).
+
+        The access token is fetched on the first push. Calling it again does nothing more.
+        """
+        if self._recovery is None or self._recovery.done():
+            self._stop.clear()
+            self._recovery = asyncio.create_task(self._recover_loop())
 
     async def shutdown(self, timeout: float = 10.0) -> None:
-        """Let answers still being computed reach the outbox, then close the API client."""
-        if self._background:
-            _, pending = await asyncio.wait(set(self._background), timeout=timeout)
+        """Stop recovery, let answers being computed reach the outbox, close the client.
+
+        An answer still not queued after *timeout* stays stored as owed: the next start
+        completes it.
+        """
+        self._stop.set()
+        waiting: set[asyncio.Task[Any]] = set(self._background)
+        if self._recovery is not None:
+            waiting.add(self._recovery)
+        if waiting:
+            _, pending = await asyncio.wait(waiting, timeout=timeout)
             for task in pending:
-                log.warning("an answer was still being computed at shutdown; it is lost")
+                log.warning("wechat: an owed answer is unfinished at shutdown; next start sends it")
                 task.cancel()
+        self._store_threads.shutdown(wait=False)
         await asyncio.to_thread(self.client.close)
+
+    async def recover(self) -> int:
+        """Complete owed answers that nobody is working on; how many were queued.
+
+        Each row is claimed under a lease, its message is run through the engine again —
+        whose ``msg_id`` de-duplication gives back the stored replies when the first attempt
+        got that far — and the answer is queued under the same outbox key, so it is pushed
+        once however often this runs, in however many processes.
+        """
+        done = 0
+        while not self._stop.is_set():
+            busy = self._owed | set(self._storing) | set(self._inflight)
+            claimed = await asyncio.to_thread(
+                self.app.inbox.claim_deferred,
+                CHANNEL,
+                older_than=timedelta(seconds=self.config.reply_budget),
+                lease=RECOVER_LEASE,
+                limit=RECOVER_BATCH,
+                exclude=sorted(busy),
+            )
+            for work in claimed:
+                if self._stop.is_set():
+                    break
+                msg = incoming_of_record(work.message)
+                try:
+                    await asyncio.to_thread(self._complete, msg, self.engine.handle(msg))
+                    done += 1
+                    log.info("wechat: owed answer to %s completed (attempt %d)",
+                             msg.msg_id, work.attempts)  # fmt: skip
+                except SQLAlchemyError:  # the lease runs out and the next pass tries again
+                    log.exception("wechat: cannot complete the owed answer to %s", msg.msg_id)
+            if len(claimed) < RECOVER_BATCH:
+                break
+        return done
+
+    async def _recover_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await self.recover()
+            except Exception:  # the database may be down: try again on the next pass
+                log.exception("wechat: cannot look for owed answers")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=self.recover_every)
 
     # -- HTTP
 
@@ -153,6 +254,7 @@ class WeChatAdapter:
         return PlainTextResponse(request.query_params.get("echostr", ""))
 
     async def _receive(self, request: Request) -> Response:
+        arrived = time.monotonic()
         if not self._signed(request):
             log.warning("wechat: request with a bad signature from %s", _peer(request))
             return PlainTextResponse("forbidden", status_code=403)
@@ -168,7 +270,14 @@ class WeChatAdapter:
             return PlainTextResponse("bad request", status_code=400)
         if incoming is None:
             return PlainTextResponse(SUCCESS)
-        text = await self._answer(incoming)
+        try:
+            text = await self._answer(incoming, arrived)
+        except _NotAccepted:
+            # No "success" for a message that is not stored: WeChat sends a request again
+            # when it gets no answer in 5 s (an error answer would only show the user
+            # "该公众号暂时无法提供服务"), so stay silent until it has given up on this one.
+            await asyncio.sleep(max(0.0, arrived + self.silent_until - time.monotonic()))
+            return PlainTextResponse("not stored, send again", status_code=503)
         if not text:
             return PlainTextResponse(SUCCESS)
         return self._reply(request, parsed, text)
@@ -197,11 +306,16 @@ class WeChatAdapter:
 
     # -- answering once
 
-    async def _answer(self, msg: Incoming) -> str | None:
-        """The passive reply text for *msg*, or ``None`` to answer ``success``."""
+    async def _answer(self, msg: Incoming, arrived: float) -> str | None:
+        """The passive reply text for *msg*, or ``None`` to answer ``success``.
+
+        Raises :class:`_NotAccepted` when the answer must be pushed later but the message
+        could not be stored by ``arrived + accept_within`` (monotonic seconds).
+        """
         key = msg.msg_id or ""
         if key in self._answered:
             return self._answered[key]
+        received = self.app.clock()
         asked_rest = msg.text.strip().rstrip("。.!！") == FULL_TEXT_COMMAND
         if msg.kind in (MessageKind.TEXT, MessageKind.VOICE) and asked_rest:
             rest = self.continuations.take(msg.user_key)
@@ -219,14 +333,18 @@ class WeChatAdapter:
             task.add_done_callback(lambda _: self._inflight.pop(key, None))
         try:
             replies = await asyncio.wait_for(asyncio.shield(task), self.config.reply_budget)
-        except (TimeoutError, asyncio.CancelledError) as exc:
-            if key not in self._answered:
-                self._remember(key, None)
-                self._spawn(self._deliver_later(msg, task))
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-            return None
-        if key in self._answered:  # another delivery of this message fell back to a push
+        except TimeoutError:
+            if await self._stored(msg, task, arrived, received):
+                return None
+            raise _NotAccepted from None
+        if key in self._storing or self._answered.get(key, "") is None:
+            # another delivery of this message is being (or was) stored to be pushed
+            stored = await self._stored(msg, task, arrived, received)
+            if stored:
+                return None
+            if stored is None:
+                raise _NotAccepted
+        if key in self._answered:
             return self._answered[key]
         if replies is None:
             self._remember(key, None)
@@ -236,6 +354,60 @@ class WeChatAdapter:
         self._remember(key, head)
         return head
 
+    async def _stored(
+        self,
+        msg: Incoming,
+        task: asyncio.Task[list[Reply] | None],
+        arrived: float,
+        received: datetime,
+    ) -> bool | None:
+        """Store *msg* as owed (once for all its deliveries) and push its answer when ready.
+
+        True when stored, False when storing failed, ``None`` when it is not done by
+        ``arrived + accept_within`` (it may still succeed: then the push follows).
+        """
+        key = msg.msg_id or ""
+        if key and self._answered.get(key, "") is None:
+            return True
+        storing = self._storing.get(key)
+        if storing is None:
+            within = max(0.05, arrived + self.accept_within - time.monotonic())
+            storing = asyncio.create_task(self._store(msg, task, received, within))
+            self._storing[key] = storing
+            storing.add_done_callback(lambda _: self._storing.pop(key, None))
+        left = arrived + self.accept_within - time.monotonic()
+        try:
+            return await asyncio.wait_for(asyncio.shield(storing), max(0.0, left))
+        except TimeoutError:
+            return None
+
+    async def _store(
+        self,
+        msg: Incoming,
+        task: asyncio.Task[list[Reply] | None],
+        received: datetime,
+        within: float,
+    ) -> bool:
+        key = msg.msg_id or ""
+        write = functools.partial(
+            self.app.inbox.defer,
+            CHANNEL,
+            key,
+            msg.user_key,
+            record_of(msg),
+            received_at=received,
+            within=within,
+        )
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._store_threads, write)
+        except SQLAlchemyError as exc:
+            log.warning("wechat: cannot store %s to answer it later (%s); WeChat will send it "
+                        "again", key, type(exc).__name__)  # fmt: skip
+            return False
+        self._remember(key, None)
+        self._spawn(self._deliver_later(msg, task))
+        return True
+
     def _user_wrote(self, user: str) -> None:
         try:
             self.app.inbox.user_wrote(CHANNEL, user)
@@ -243,9 +415,9 @@ class WeChatAdapter:
             log.exception("wechat: cannot record that %s wrote", user)
 
     def _handle(self, msg: Incoming) -> list[Reply] | None:
-        """Run the dialogue (in a worker thread); ``None`` when it was already pushed."""
+        """Run the dialogue (in a worker thread); ``None`` when it is answered by push."""
         try:
-            if self._pushed_before(msg):
+            if self.app.inbox.answered_later(CHANNEL, msg.msg_id or "", self._push_key(msg)):
                 return None
         except SQLAlchemyError:
             log.exception("wechat: cannot check earlier pushes of %s", msg.msg_id)
@@ -254,25 +426,28 @@ class WeChatAdapter:
     def _push_key(self, msg: Incoming) -> str:
         return f"wechat:reply:{msg.msg_id}"
 
-    def _pushed_before(self, msg: Incoming) -> bool:
-        return self.app.inbox.queued(self._push_key(msg))
-
     async def _deliver_later(self, msg: Incoming, task: asyncio.Task[list[Reply] | None]) -> None:
+        key = msg.msg_id or ""
+        self._owed.add(key)
         try:
             replies = await task
-        except Exception:
-            log.exception("wechat: dialogue failed for deferred message %s", msg.msg_id)
-            return
-        if not replies:
-            return
-        try:
-            await asyncio.to_thread(self._enqueue, msg, _render(replies))
-        except SQLAlchemyError:
-            log.exception("wechat: cannot queue the answer to %s", msg.msg_id)
+            if replies is None:  # answered by push before: whoever owes it completes it
+                return
+            await asyncio.to_thread(self._complete, msg, replies)
+        except Exception:  # the row stays owed: recovery completes it
+            log.exception("wechat: the owed answer to %s is left for recovery", key)
+        finally:
+            self._owed.discard(key)
 
-    def _enqueue(self, msg: Incoming, text: str) -> None:
-        payload: dict[str, Any] = {"text": text, "choices": [], "buttons": [], "ref": None}
-        self.app.inbox.queue_reply(CHANNEL, msg.user_key, payload, self._push_key(msg))
+    def _complete(self, msg: Incoming, replies: Sequence[Reply]) -> None:
+        """Queue the owed answer (if there is anything to say) and close its row."""
+        text = _render(replies)
+        payload: dict[str, Any] | None = None
+        if text:
+            payload = {"text": text, "choices": [], "buttons": [], "ref": None}
+        self.app.inbox.complete_deferred(
+            CHANNEL, msg.msg_id or "", msg.user_key, payload, self._push_key(msg)
+        )
 
     def _remember(self, key: str, text: str | None) -> None:
         self._answered[key] = text

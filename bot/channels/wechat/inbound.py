@@ -2,7 +2,8 @@
 
 :func:`parse_body` refuses DTDs, entities and malformed XML, decrypts safe-mode (AES)
 bodies and lets wechatpy parse the message; :func:`incoming_of` turns the message or menu
-event into an :class:`~bot.types.Incoming` (``None`` for events there is nothing to say to).
+event into an :class:`~bot.types.Incoming` (``None`` for events there is nothing to say to);
+:func:`record_of` and :func:`incoming_of_record` store one to replay it after a restart.
 The errors :class:`_BadRequest` (400) and :class:`_Forbidden` (403) say how to answer.
 """
 
@@ -25,7 +26,7 @@ from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
 from bot.channels.wechat.config import CHANNEL, DEFAULT_MENU
 from bot.types import Incoming, MessageKind
 
-__all__ = ["incoming_of", "parse_body"]
+__all__ = ["incoming_of", "incoming_of_record", "parse_body", "record_of"]
 
 log = logging.getLogger("yxby.wechat")
 
@@ -156,3 +157,36 @@ def _event(root: Element, common: dict[str, Any], menu: Mapping[str, str]) -> In
 
 def _str(value: object) -> str:
     return value if isinstance(value, str) else ""
+
+
+def record_of(msg: Incoming) -> dict[str, Any]:
+    """*msg* as JSON-able fields: what is stored to answer it later (after a restart too)."""
+    return {
+        "channel": msg.channel,
+        "user_key": msg.user_key,
+        "text": msg.text,
+        "kind": msg.kind.value,
+        "msg_id": msg.msg_id,
+        "payload": msg.payload,
+        "display_name": msg.display_name,
+        "reply_to": msg.reply_to,
+        "at": msg.at.isoformat() if msg.at is not None else None,
+        "extra": dict(msg.extra),
+    }
+
+
+def incoming_of_record(record: Mapping[str, Any]) -> Incoming:
+    """The :class:`~bot.types.Incoming` a :func:`record_of` record describes."""
+    at = record.get("at")
+    return Incoming(
+        channel=str(record["channel"]),
+        user_key=str(record["user_key"]),
+        text=str(record.get("text") or ""),
+        kind=MessageKind(record.get("kind") or MessageKind.TEXT.value),
+        msg_id=record.get("msg_id"),
+        payload=record.get("payload"),
+        display_name=record.get("display_name"),
+        reply_to=record.get("reply_to"),
+        at=datetime.fromisoformat(at) if at else None,
+        extra=dict(record.get("extra") or {}),
+    )

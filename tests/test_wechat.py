@@ -41,7 +41,7 @@ from bot.channels.wechat import (
 from bot.delivery import OutboxWorker
 from bot.server import ServerOptions, create_asgi
 from bot.types import Button, Incoming, Reply, reply_payload
-from handoff.conversations import DialogueTurn, ProcessedMessage
+from handoff.conversations import DeferredMessage, DialogueTurn, ProcessedMessage
 from handoff.models import ChannelIdentity, OutboxMessage, OutboxStatus, Ticket
 from handoff.outbox import HoldForUser, PermanentFailure, RetryLater, enqueue
 from tests.conftest import MovableClock
@@ -645,6 +645,9 @@ def test_slow_answer_falls_back_to_success_and_one_push(
     assert sent[0]["touser"] == OPENID and "12345" in sent[0]["text"]["content"]
     assert w.send(message) is None  # a late retry: still no second answer
     assert engine.calls == 1
+    # stored as owed before "success", closed when its push was queued
+    eventually(lambda: app.inbox.owed("wechat") == 0)
+    assert count(app, DeferredMessage, DeferredMessage.msg_id == f"{OPENID}:888") == 1
 
     # a restarted server (empty memory) answers the same MsgId with success too
     again = serve(engine=app.dialogue)

@@ -301,3 +301,63 @@ def test_overdue_notice_with_nobody_asks_for_an_assignment(
     tick(db.sessions, AFTER_CONTACT_DUE, sla_settings)
     (text,) = _breach_texts(db)
     assert "责任人：未指定专员（请部门负责人指定）。" in text
+
+
+# ----------------------------------------------------- the enterprise's overdue apology
+
+
+class _Apologies:
+    """Records the notifier's overdue hook."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, ClockKind, datetime | None]] = []
+
+    def overdue(
+        self, session: Any, ticket: Any, clock: SlaClock, expected: datetime | None, now: datetime
+    ) -> None:
+        self.calls.append((ticket.number, clock.kind, expected))
+
+
+def _chat_ticket(service: TicketService, db: Database) -> str:
+    from handoff.models import ChannelIdentity
+
+    with db.begin() as session:
+        identity = ChannelIdentity(channel="wechat", user_key="oApology")
+        session.add(identity)
+        session.flush()
+        identity_id = identity.id
+    return service.create(
+        "营业执照变更",
+        department="市场监管局",
+        rule="topic",
+        reason="营业执照",
+        actor="a",
+        channel_identity_id=identity_id,
+    ).number
+
+
+def test_breached_done_clock_of_a_chat_ticket_apologises_once(
+    service: TicketService, db: Database, sla_settings: SlaSettings, calendar: Any
+) -> None:
+    number = _chat_ticket(service, db)
+    other = service.create("x", department="市场监管局", rule="topic", reason="y", actor="a")
+    hook = _Apologies()
+    tick(db.sessions, AFTER_CONTACT_DUE, sla_settings, notifier=hook, calendar=calendar)
+    assert hook.calls == []  # only the contact clock is late: no apology for it
+    late = datetime(2026, 12, 3, 9, 0, tzinfo=SHANGHAI)  # 办结 was due Wed 12-02 24:00
+    tick(db.sessions, late, sla_settings, notifier=hook, calendar=calendar)
+    tick(db.sessions, late, sla_settings, notifier=hook, calendar=calendar)
+    expected = datetime(2026, 12, 7, 23, 59, 59, tzinfo=SHANGHAI)
+    assert hook.calls == [(number, ClockKind.DONE, expected)]
+    assert other.number not in {n for n, _, _ in hook.calls}  # no chat: nobody to apologise to
+
+
+def test_apology_without_a_calendar_names_no_date(
+    service: TicketService, db: Database, sla_settings: SlaSettings
+) -> None:
+    _chat_ticket(service, db)
+    hook = _Apologies()
+    late = datetime(2026, 12, 3, 9, 0, tzinfo=SHANGHAI)
+    tick(db.sessions, late, sla_settings, notifier=hook)
+    assert [expected for _, _, expected in hook.calls] == [None]
+    assert sla_settings.overdue.apology_workdays == 2

@@ -883,3 +883,94 @@ def test_survey_result_parse() -> None:
     assert SurveyResult.parse("unsatisfied") is SurveyResult.UNSATISFIED
     with pytest.raises(ValueError, match="回访结果应为 满意、基本满意、不满意 之一"):
         SurveyResult.parse("还行")
+
+
+# ------------------------------------------------------------------ progress and rating
+
+
+def test_progress_is_an_event_without_a_state_change(
+    make_ticket: MakeTicket, service: TicketService
+) -> None:
+    for state in (S.NEW, S.ACCEPTED, S.IN_PROGRESS, S.ESCALATED):
+        ticket = make_ticket(state=state)
+        view = service.progress(ticket.number, note="  材料已送审  ", actor="张三")
+        last = view.events[-1]
+        assert view.state is state
+        assert (last.kind, last.from_state, last.to_state, last.reason) == (
+            "progress",
+            state,
+            state,
+            "材料已送审",
+        )
+    assert Action.PROGRESS.label == "进度反馈" and Action.PROGRESS not in TRANSITIONS
+
+
+def test_progress_needs_a_note_and_an_open_ticket(
+    make_ticket: MakeTicket, service: TicketService
+) -> None:
+    ticket = make_ticket(state=S.ACCEPTED)
+    with pytest.raises(TicketError, match="进度说明不能为空"):
+        service.progress(ticket.number, note=" ", actor="张三")
+    done = make_ticket(state=S.RESOLVED)
+    with pytest.raises(TicketRuleError, match="不能再反馈进度") as caught:
+        service.progress(done.number, note="还在办", actor="张三")
+    assert (caught.value.number, caught.value.state) == (done.number, S.RESOLVED)
+    assert caught.value.action is Action.PROGRESS
+
+
+def test_rate_satisfied_with_a_comment(make_ticket: MakeTicket, service: TicketService) -> None:
+    ticket = make_ticket(state=S.FEEDBACK_SENT)
+    rating = service.rate(ticket.number, result="满意", actor="企业", comment="很及时")
+    assert rating.view.state is S.SURVEYED and not rating.reopened and not rating.closed
+    assert rating.verdict is SurveyResult.SATISFIED
+    assert rating.view.surveys[-1].comment == "很及时"
+    assert [e.kind for e in rating.view.events][-2:] == ["record_survey", "survey_comment"]
+
+
+def test_rate_unsatisfied_reopens_once_then_closes(
+    make_ticket: MakeTicket, service: TicketService
+) -> None:
+    ticket = make_ticket(state=S.FEEDBACK_SENT)
+    first = service.rate(ticket.number, result="不满意", actor="企业", comment="没修好")
+    assert first.reopened and first.view.state is S.NEW and first.view.reopen_count == 1
+    assert [e.kind for e in first.view.events][-3:] == ["record_survey", "reopen", "survey_comment"]
+    for action in ("accept", "start"):
+        getattr(service, action)(ticket.number, actor="张三")
+    service.resolve(ticket.number, result="再次修复", actor="张三")
+    service.send_feedback(ticket.number, actor="张三")
+    second = service.rate(ticket.number, result="不满意", actor="企业")
+    assert second.closed and not second.reopened and second.view.state is S.CLOSED
+
+
+def test_rate_refuses_a_ticket_not_awaiting_a_rating(
+    make_ticket: MakeTicket, service: TicketService, db: Database
+) -> None:
+    ticket = make_ticket(state=S.SURVEYED)
+    before = event_count(db)
+    with pytest.raises(IllegalTransition):
+        service.rate(ticket.number, result="不满意", actor="企业", comment="再评一次")
+    with pytest.raises(TicketError, match="回访结果应为"):
+        service.rate(ticket.number, result="还行", actor="企业")
+    assert event_count(db) == before  # nothing of a refused rating is kept
+
+
+def test_views_name_the_chat_account_the_ticket_came_from(
+    service: TicketService, db: Database
+) -> None:
+    from handoff.models import ChannelIdentity
+
+    with db.begin() as session:
+        identity = ChannelIdentity(channel="wechat", user_key="oUser1")
+        session.add(identity)
+        session.flush()
+        identity_id = identity.id
+    view = service.create(
+        "路灯坏了",
+        department="规建局",
+        rule="topic",
+        reason="市政设施",
+        actor="a",
+        channel_identity_id=identity_id,
+    )
+    assert view.channel_identity_id == identity_id
+    assert service.get(view.number).channel_identity_id == identity_id

@@ -426,6 +426,14 @@ def test_config_from_env() -> None:
     assert client.API_BASE_URL == "https://qyapi.weixin.qq.com/cgi-bin/"
 
 
+def test_the_server_runs_the_wecom_channel_when_configured(app: App) -> None:
+    from bot.channels.registry import adapters_from_env
+
+    (adapter,) = adapters_from_env(app, env=ENV)
+    assert adapter.name == "wecom" and adapter.sender() is not None
+    assert adapters_from_env(app, env={}) == []
+
+
 @pytest.mark.parametrize(
     ("change", "key"),
     [

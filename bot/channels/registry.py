@@ -24,4 +24,7 @@ def adapters_from_env(
     if environ.get("YXBY_WECHAT_TOKEN"):
         wechat = importlib.import_module("bot.channels.wechat")
         adapters.append(wechat.wechat_adapter_from_env(app, environ))
+    if environ.get("YXBY_WECOM_CORPID"):  # 企业微信: notices to staff, no inbound messages
+        wecom = importlib.import_module("bot.channels.wecom")
+        adapters.append(wecom.wecom_adapter_from_env(environ))
     return adapters

@@ -49,7 +49,7 @@ from handoff.models import (
     OutboxMessage,
     OutboxStatus,
 )
-from handoff.outbox import PermanentFailure, RetryLater, enqueue
+from handoff.outbox import PermanentFailure, RetryLater, SendTimedOut, enqueue
 from handoff.registry import add_commissioner
 from handoff.telegram_state import TelegramUpdate, update_done
 from tests.conftest import MovableClock
@@ -1036,3 +1036,30 @@ def test_cli_invite_prints_a_code_that_redeems(db_url: str, clock: MovableClock)
             assert person.department == "市场监管局"
     finally:
         database.dispose()
+
+
+@pytest.mark.parametrize(
+    ("cause", "outcome"),
+    [
+        (httpx.ReadTimeout("read"), SendTimedOut),  # went out, no answer: maybe delivered
+        (httpx.WriteTimeout("write"), SendTimedOut),
+        (httpx.ConnectTimeout("connect"), RetryLater),  # never reached Telegram
+        (httpx.PoolTimeout("pool"), RetryLater),
+    ],
+)
+def test_a_timeout_is_maybe_sent_only_when_the_request_went_out(
+    cause: Exception, outcome: type[Exception]
+) -> None:
+    from telegram.error import TimedOut
+
+    from bot.channels.telegram.rendering import Part
+    from bot.channels.telegram.sender import send_part
+
+    class SlowBot:
+        async def send_message(self, *args: Any, **kwargs: Any) -> Any:
+            raise TimedOut("Timed out") from cause
+
+    part = Part(html="结果")
+    with pytest.raises(outcome) as info:
+        asyncio.run(send_part(SlowBot(), 42, part))  # type: ignore[arg-type]
+    assert type(info.value) is outcome

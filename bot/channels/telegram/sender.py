@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+import httpx
 from telegram import Bot, LinkPreviewOptions, Message
 from telegram.constants import ParseMode
 from telegram.error import (
@@ -24,12 +25,13 @@ from telegram.error import (
     NetworkError,
     RetryAfter,
     TelegramError,
+    TimedOut,
 )
 from telegram.warnings import PTBDeprecationWarning
 
 from bot.channels.telegram.rendering import Part, render
 from bot.types import reply_from_payload
-from handoff.outbox import PermanentFailure, RetryLater
+from handoff.outbox import PermanentFailure, RetryLater, SendTimedOut
 
 if TYPE_CHECKING:
     from bot.channels.telegram.adapter import TelegramAdapter
@@ -94,7 +96,12 @@ async def send_part(bot: Bot, chat_id: int, part: Part) -> Message:
         raise PermanentFailure(f"Telegram 拒绝了该消息：{exc.message}") from exc
     except InvalidToken as exc:
         raise RetryLater(f"Telegram 令牌无效，请检查 YXBY_TELEGRAM_TOKEN：{exc.message}") from exc
-    except NetworkError as exc:  # timeouts, connection errors, 5xx
+    except TimedOut as exc:
+        if isinstance(exc.__cause__, httpx.ConnectTimeout | httpx.PoolTimeout):
+            raise RetryLater(f"Telegram 连接超时：{exc.message}") from exc
+        # the request went out and no answer came: it may have arrived (docs/delivery.md)
+        raise SendTimedOut(f"Telegram 发送超时，可能已送达：{exc.message}") from exc
+    except NetworkError as exc:  # connection errors, 5xx
         raise RetryLater(f"Telegram 网络错误：{exc.message}") from exc
     except TelegramError as exc:
         raise RetryLater(f"Telegram 错误：{exc.message}") from exc

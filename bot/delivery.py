@@ -225,20 +225,19 @@ class OutboxWorker:
 
     def _timed_out(self, job: _Job, exc: BaseException) -> _Outcome:
         """A timeout may have delivered the message: resend once, then give up."""
-        what = exc.reason if isinstance(exc, SendTimedOut) else f"{self.send_timeout:g} 秒无应答"
+        if isinstance(exc, SendTimedOut):
+            what = exc.reason
+            if "可能已送达" not in what:
+                what = f"发送超时（{what}），可能已送达"
+        else:
+            what = f"发送超时（{self.send_timeout:g} 秒无应答），可能已送达"
         if job.timeouts >= 1:
             return _Outcome(
                 "failed",
-                f"再次发送超时（{what}），可能已送达：渠道无法查询是否送达，"
-                "为免重复不再重发，请向对方确认",
+                f"再次超时，不再重发：{what}；渠道无法查询是否送达，为免重复请向对方确认",
                 timed_out=True,
             )
-        return self._retry(
-            job,
-            f"发送超时（{what}），可能已送达：渠道无法查询是否送达，将重发一次",
-            None,
-            timed_out=True,
-        )
+        return self._retry(job, f"{what}；渠道无法查询是否送达，将重发一次", None, timed_out=True)
 
     def _record(self, job: _Job, outcome: _Outcome) -> None:
         now = self.clock()

@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -30,6 +30,7 @@ from bot.replies import Replies, format_due
 from bot.types import Button, Reply, reply_payload
 from handoff.calendar import SHANGHAI
 from handoff.conversations import LiveHandoff
+from handoff.links import TicketLinks
 from handoff.models import (
     ChannelIdentity,
     ClockKind,
@@ -42,9 +43,6 @@ from handoff.models import (
 )
 from handoff.outbox import enqueue, withdraw
 from handoff.tickets import TicketView
-
-if TYPE_CHECKING:
-    from handoff.links import TicketLinks
 
 __all__ = ["NOTICE_FIELDS", "NoticeEvent", "Notifier", "staff_label", "who_is"]
 
@@ -109,19 +107,32 @@ def _short(text: str, limit: int = BODY_LENGTH) -> str:
 class Notifier:
     """Writes ticket and live-handoff pushes to the outbox.
 
-    *links* makes the signed ticket-page links that notices to enterprises carry; without
-    it the notices carry no link.
+    *links* makes the signed ticket-page links that notices to enterprises carry (or a
+    function returning it, called on the first notice: the link secret may live in the data
+    directory, which commands that push nothing need not touch); without it the notices
+    carry no link.
     """
 
     def __init__(
         self,
         replies: Replies,
         clock: Callable[[], datetime],
-        links: TicketLinks | None = None,
+        links: TicketLinks | Callable[[], TicketLinks] | None = None,
     ) -> None:
         self.r = replies
         self.clock = clock
-        self.links = links
+        self._links = links
+
+    @property
+    def links(self) -> TicketLinks | None:
+        """The ticket links (``None``: notices carry no link)."""
+        if self._links is not None and not isinstance(self._links, TicketLinks):
+            self._links = self._links()
+        return self._links
+
+    @links.setter
+    def links(self, value: TicketLinks | Callable[[], TicketLinks] | None) -> None:
+        self._links = value
 
     # ------------------------------------------------------------------ helpers
 

@@ -168,3 +168,20 @@ def test_staff_notices_carry_no_enterprise_notice(
     app.tickets.urge(number, actor="企业", note="请尽快")
     payloads = delivered(app, officer.user_key)
     assert payloads and all("notice" not in p for p in payloads)
+
+
+def test_links_may_be_made_on_the_first_notice(
+    app: App, chat: Chat, staff: Callable[..., Chat]
+) -> None:
+    made: list[int] = []
+
+    def make() -> Any:
+        made.append(1)
+        return app.links
+
+    app.notifier.links = make
+    number, officer = filed(app, chat, staff)
+    assert made == []
+    officer.send(f"签收 {number}")
+    (payload,) = delivered(app)
+    assert opened_by(app, payload)[0] == number and made == [1]

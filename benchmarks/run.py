@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks import cold_start, retrieval, search_latency
+from benchmarks import cold_start, delivery_faults, retrieval, search_latency
 from benchmarks.common import machine_info, write_results
 from yxby.errors import ConfigError
 
@@ -22,6 +22,7 @@ BENCHMARKS: dict[str, tuple[Callable[[], dict[str, Any]], Callable[[dict[str, An
     "search_latency": (search_latency.run, search_latency.report),
     "retrieval": (retrieval.run, retrieval.report),
     "cold_start": (cold_start.run, cold_start.report),
+    "delivery_faults": (delivery_faults.run, delivery_faults.report),
 }
 
 

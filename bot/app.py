@@ -24,6 +24,7 @@ from sqlalchemy.engine import URL
 from bot.notify import Notifier
 from bot.replies import Replies, load_replies
 from bot.settings import DialogueSettings, load_dialogue_settings
+from handoff.accounts import Accounts, ConsoleSettings, load_console_settings
 from handoff.calendar import WorkCalendar, load_calendar
 from handoff.db import Database, open_database
 from handoff.inbox import Inbox
@@ -101,7 +102,9 @@ class App:
         self.dialogue_settings: DialogueSettings = load_dialogue_settings(cfg / "dialogue.yaml")
         self.sla: SlaSettings = load_sla_settings(cfg / "sla.yaml")
         self.delivery: DeliverySettings = load_delivery_settings(cfg / "delivery.yaml")
-        self.notifier = Notifier(self.replies, clock)
+        self.console: ConsoleSettings = load_console_settings(cfg / "console.yaml")
+        # links are made on the first notice (reading the secret needs the data directory)
+        self.notifier = Notifier(self.replies, clock, links=lambda: self.links)
         if kb is not None:
             self.__dict__["kb"] = kb
 
@@ -121,6 +124,11 @@ class App:
             departments=self.router.departments,
             notifier=self.notifier,
         )
+
+    @cached_property
+    def accounts(self) -> Accounts:
+        """Console accounts: passwords, lockout, sessions and set-password links."""
+        return Accounts(self.db.sessions, self.clock, self.console)
 
     @cached_property
     def links(self) -> TicketLinks:

@@ -274,11 +274,10 @@ def _database_health(app: App, head: str) -> tuple[str, dict[str, int]]:
 
 
 async def _tick_loop(app: App, stop: asyncio.Event, interval: float) -> None:
-    from handoff.sla import tick
-
     while not stop.is_set():
         try:
-            report = await asyncio.to_thread(tick, app.db.sessions, app.clock(), app.sla)
+            # reminders, breaches, and the overdue apology to the enterprise
+            report = await asyncio.to_thread(app.tickets.tick, app.clock())
             log.debug("sla tick: %s", report)
         except Exception:
             log.exception("sla tick failed")

@@ -414,9 +414,12 @@ def staff(app: App) -> Callable[..., Chat]:
 # ----------------------------------------------------------------------------- browser
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Debian's Chromium driven by Playwright (headless), shared by the session.
+    """Debian's Chromium driven by Playwright (headless), shared by a test module.
+
+    Module scope: while Playwright's sync API is open, ``asyncio.run`` fails in the same
+    thread, so the browser must not outlive the page tests that use it.
 
     Skips with the reason when no Chromium is installed — except under CI
     (``YXBY_REQUIRE_BROWSER``), where ``.ci/run`` installs it and a missing browser fails.

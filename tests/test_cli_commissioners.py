@@ -10,20 +10,12 @@ from click.testing import CliRunner, Result
 
 from bot.app import App, AppSettings, build_app
 from bot.cli import main
-from bot.cli.db import commissioners_group, invite_command
 from bot.console.auth import accounts_for
 from handoff.accounts import AccountInactive, BadCredentials, LinkInvalid
 from handoff.models import CommissionerRole
 
 PASSWORD = "gangkou-2026!"
 Run = Callable[..., Result]
-
-
-@pytest.fixture(autouse=True)
-def _console_invite(monkeypatch: pytest.MonkeyPatch) -> None:
-    # bot/cli/tickets.py still registers its Telegram-only `invite` over this one (which
-    # does the Telegram code and --console both); remove when that registration is dropped
-    monkeypatch.setitem(commissioners_group.commands, "invite", invite_command)
 
 
 @pytest.fixture

@@ -282,27 +282,6 @@ def test_an_unknown_link_says_so(client: httpx.Client) -> None:
 # ---------------------------------------------------------------------------- browser
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Chromium for this module only, skipping or failing as ``tests/conftest.py`` does:
-    Playwright's sync API keeps an event loop marked running in the main thread while it is
-    open, which would break ``asyncio.run`` in the test modules after this one."""
-    exe = shutil.which("chromium") or shutil.which("chromium-browser")
-    if exe is None:
-        reason = "没有可用的 Chromium 浏览器（apt-get install chromium），跳过页面测试"
-        if os.environ.get("YXBY_REQUIRE_BROWSER"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=exe, args=["--no-sandbox"])
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
 @pytest.fixture
 def page(browser: Any, live: LiveServer) -> Iterator[Any]:
     context = browser.new_context(viewport={"width": 1366, "height": 768}, locale="zh-CN")

@@ -289,6 +289,7 @@ def test_enterprise_and_commissioner_end_to_end(
     notice = staff.receive(f"【新诉求】{number}")
     assert [b for b, _ in api.buttons(notice)] == ["查看对话", "签收", "转派", "申请协同", "办结"]
     assert f"已签收 {number}" in staff.tap("签收")
+    firm.receive(f"您的诉求 {number} 已由企业服务专员张敏（市场监管局）签收")
     assert api.buttons(staff.inbox()[-2]), "the notice keeps 转派/协同/办结 after 签收"
 
     # live handoff: offered, taken, relayed both ways, ended

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,27 +26,6 @@ from tests.conftest import MovableClock
 from tests.servers import LiveServer
 
 LINK = re.compile(r"查看详情与评价：(\S+)")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Chromium for this module only (as ``tests/conftest.py`` makes it, skipping or failing
-    the same way): Playwright's sync API keeps an event loop marked running in the main
-    thread while it is open, which would break ``asyncio.run`` in the test modules after."""
-    exe = shutil.which("chromium") or shutil.which("chromium-browser")
-    if exe is None:
-        reason = "没有可用的 Chromium 浏览器（apt-get install chromium），跳过页面测试"
-        if os.environ.get("YXBY_REQUIRE_BROWSER"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=exe, args=["--no-sandbox"])
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 @pytest.fixture

@@ -783,6 +783,23 @@ def test_slow_api_times_out_without_blocking_the_event_loop(
     assert fake_api.texts() == []
 
 
+def test_a_send_that_times_out_is_maybe_sent_not_retried_blindly(
+    app: App, fake_api: FakeWeChatApi
+) -> None:
+    from handoff.outbox import SendTimedOut
+
+    sender = WeChatAdapter(app, make_config(fake_api, http_timeout=0.5)).sender()
+    user_writes(app)
+    asyncio.run(sender.send(OPENID, reply_payload(Reply("先取得令牌"))))
+    fake_api.hold()  # WeChat takes the next message but answers too late
+    try:
+        with pytest.raises(SendTimedOut):
+            asyncio.run(sender.send(OPENID, reply_payload(Reply("慢"))))
+    finally:
+        fake_api.release()
+    eventually(lambda: "慢" in fake_api.texts())  # it did arrive: resending would duplicate it
+
+
 # ----------------------------------------------------------------------------- configuration
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from bot.cli.db import commissioners_group, opened_app
+from bot.cli.db import opened_app
 from bot.cli.sla import ChineseUsageError, parse_moment, sla_group
 
 if TYPE_CHECKING:
@@ -489,12 +489,10 @@ for _action in ACTIONS:
 @click.pass_context
 def tick_command(ctx: click.Context, now_text: str | None, as_json: bool) -> None:
     """检查全部时限：到期前提醒、标记超时并通报负责人和政务办（可重复运行）。"""
-    from handoff.sla import tick
-
     at = _moment(now_text, ctx) if now_text else None
     with opened_app() as app:
         now = at or app.clock()
-        report = tick(app.db.sessions, now, app.sla)
+        report = app.tickets.tick(now)
     if as_json:
         _echo_json({"now": now.isoformat(), **report.to_dict()})
         return
@@ -509,43 +507,7 @@ def tick_command(ctx: click.Context, now_text: str | None, as_json: bool) -> Non
         )
 
 
-# ----------------------------------------------------------------- commissioner invites
-
-
-@click.command("invite")
-@click.argument("name")
-@click.option("--department", help="所在部门（同名人员在多个部门时必填）。")
-@click.option(
-    "--expires-hours",
-    type=click.IntRange(1, 30 * 24),
-    default=72,
-    show_default=True,
-    help="邀请码有效小时数。",
-)
-def invite_command(name: str, department: str | None, expires_hours: int) -> None:
-    """为专员生成一次性邀请码，用于在 Telegram 中绑定账号。"""
-    from datetime import timedelta
-
-    from handoff.calendar import SHANGHAI
-    from handoff.invites import create_invite, find_commissioner
-
-    with opened_app() as app:
-        # an unknown name raises RoutingError: the CLI prints it and exits 1
-        dept = app.router.departments.canonical(department) if department else None
-        with app.db.begin() as session:
-            person = find_commissioner(session, name, dept)
-            code, invite = create_invite(
-                session, person, now=app.clock(), valid_for=timedelta(hours=expires_hours)
-            )
-            who, where, until = person.name, person.department, invite.expires_at
-    click.echo(f"{who}（{where}）的一次性邀请码：")
-    click.echo(f"  {code}")
-    click.echo(f"有效期至 {until.astimezone(SHANGHAI):%Y-%m-%d %H:%M}（北京时间），仅可使用一次。")
-    click.echo(f"请本人在 Telegram 中向机器人发送：/link {code}")
-
-
 def register(group: click.Group) -> None:
-    """Add ``tickets`` to *group*, ``tick`` to ``sla``, ``invite`` to ``commissioners``."""
+    """Add ``tickets`` to *group* and ``tick`` to ``sla``."""
     group.add_command(tickets_group)
     sla_group.add_command(tick_command)
-    commissioners_group.add_command(invite_command)

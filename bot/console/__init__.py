@@ -25,7 +25,8 @@ __all__ = ["STATIC_DIR", "TEMPLATE_DIR", "Pages", "routes", "static_route"]
 
 def routes(app: App) -> list[BaseRoute]:
     """Every page route of the product (mounted by :func:`bot.server.create_asgi`)."""
+    from bot.console.auth import auth_routes
     from bot.console.public import public_routes
 
     pages = Pages()
-    return [static_route(), *public_routes(app, pages)]
+    return [static_route(), *public_routes(app, pages), *auth_routes(app, pages)]

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hmac
 import secrets
-import weakref
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, urlsplit
@@ -41,7 +40,6 @@ from handoff.accounts import (
     SignInError,
     Staff,
     csrf_for,
-    load_console_settings,
 )
 from handoff.models import CommissionerRole
 
@@ -82,21 +80,10 @@ ROLE_HINTS = {
     CommissionerRole.ADMIN: "管理专员账号（不查看诉求）",
 }
 
-_SERVICES: weakref.WeakKeyDictionary[Any, Accounts] = weakref.WeakKeyDictionary()
-
 
 def accounts_for(app: App) -> Accounts:
-    """The app's :class:`~handoff.accounts.Accounts` (``app.accounts`` once ``build_app``
-    wires it; until then built here from the app's database, clock and ``console.yaml``)."""
-    wired = getattr(app, "accounts", None)
-    if isinstance(wired, Accounts):
-        return wired
-    service = _SERVICES.get(app)
-    if service is None:
-        settings = load_console_settings(app.settings.config_dir / "console.yaml")
-        service = Accounts(app.db.sessions, app.clock, settings)
-        _SERVICES[app] = service
-    return service
+    """The app's :class:`~handoff.accounts.Accounts` (built by ``build_app``)."""
+    return app.accounts
 
 
 def _app_of(request: Request) -> App:

@@ -47,17 +47,16 @@ def rate(svc: Services, t: Turn, number: str, result: str) -> Outcome:
     if verdict is None or ticket is None:
         t.log.outcome = TurnOutcome.INVALID if verdict is None else TurnOutcome.INPUT
         return stay(svc.r("rate_nothing"))
-    view = svc.tickets.record_survey(number, result=verdict, actor=t.actor, session=t.s)
+    # the same path as the ticket page: record, and 重办 after 不满意 while it still may
+    rating = svc.tickets.rate(number, result=verdict, actor=t.actor, session=t.s)
+    view = rating.view
     # a result can be rated at any time; a step in progress (ticket details, a person being
     # called, a live chat) is kept, other states give way to the rating's own questions
     interruptible = t.state in INTERRUPTIBLE
     if verdict == "不满意":
-        if view.state is TicketState.CLOSED:
+        if rating.closed:
             text = svc.r("rate_closed_after_reopen", number=number)
         else:
-            view = svc.tickets.reopen(
-                number, actor=t.actor, reason="企业评价不满意，重办", session=t.s
-            )
             contact = view.clock(ClockKind.CONTACT)
             due = format_due(contact.due_at) if contact else "—"
             text = svc.r("rate_reopened", number=number, contact_due=due)

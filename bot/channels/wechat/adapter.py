@@ -123,13 +123,7 @@ class WeChatAdapter:
             config.appid, config.secret, api_base=config.api_base, timeout=config.http_timeout
         )
         self.continuations = _Continuations(config.continuation_ttl, app.clock)
-        self._sender = WeChatSender(
-            self.client,
-            app.inbox,
-            self.continuations,
-            window=config.window,
-            per_message=config.pushes_per_message,
-        )
+        self._sender = WeChatSender.for_config(self.client, app.inbox, self.continuations, config)
         # msg_id → passive text sent, or None when answered by push ("success")
         self._answered: OrderedDict[str, str | None] = OrderedDict()
         self._inflight: dict[str, asyncio.Task[list[Reply] | None]] = {}

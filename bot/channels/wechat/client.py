@@ -26,7 +26,7 @@ from bot.channels.wechat.config import CHANNEL, DEFAULT_API_BASE, WeChatConfig, 
 from bot.channels.wechat.passive import _Continuations, fit_passive
 from bot.types import reply_from_payload
 from handoff.inbox import Inbox, PushWindow
-from handoff.outbox import HoldForUser, PermanentFailure, RetryLater
+from handoff.outbox import HoldForUser, PermanentFailure, RetryLater, SendTimedOut
 
 __all__ = ["HOLD_REASON", "WeChatApiClient", "WeChatSender"]
 
@@ -38,7 +38,7 @@ HOLD_REASON = "未送达，等待企业再次发消息"
 class _TimeoutSession(requests.Session):
     """A requests session with a default timeout (wechatpy's token fetch passes none)."""
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float | tuple[float, float]) -> None:
         super().__init__()
         self.default_timeout = timeout
 
@@ -56,14 +56,23 @@ class WeChatApiClient(WeChatClient):
     """
 
     def __init__(
-        self, appid: str, secret: str, *, api_base: str = DEFAULT_API_BASE, timeout: float = 10.0
+        self,
+        appid: str,
+        secret: str,
+        *,
+        api_base: str = DEFAULT_API_BASE,
+        timeout: float = 20.0,
+        connect_timeout: float = 5.0,
     ) -> None:
-        super().__init__(appid, secret, timeout=timeout, auto_retry=False)
+        # (connect, read): a line that is down fails fast; a slow answer is waited for,
+        # since giving up on a send that WeChat then completes means sending it twice
+        limits: Any = (min(connect_timeout, timeout), timeout)
+        super().__init__(appid, secret, timeout=limits, auto_retry=False)
         base = api_base.rstrip("/")
         if not base.endswith("/cgi-bin"):
             base += "/cgi-bin"
         self.API_BASE_URL = base + "/"
-        self._http = _TimeoutSession(timeout)
+        self._http = _TimeoutSession(limits)
         self._token_lock = threading.Lock()
 
     def fetch_access_token(self) -> dict[str, Any]:
@@ -210,5 +219,10 @@ class WeChatSender:
                 call()
         except WeChatClientException as exc:
             raise _problem(exc) from exc
+        except requests.ReadTimeout as exc:
+            url = str(getattr(exc.request, "url", "") or "")
+            if "/message/" in url:  # the message went out; WeChat cannot be asked if it arrived
+                raise SendTimedOut("微信接口超时未答复，消息可能已送达") from exc
+            raise RetryLater("微信接口超时（获取令牌）") from exc
         except requests.RequestException as exc:
             raise RetryLater(f"微信接口不可达：{type(exc).__name__}") from exc

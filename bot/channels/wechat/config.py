@@ -143,7 +143,7 @@ class WeChatConfig:
     path: str = "/wechat"
     reply_budget: float = 3.5  # seconds for a passive reply; WeChat gives up after 5
     max_body_bytes: int = 64 * 1024
-    http_timeout: float = 5.0  # per HTTP call; the outbox worker allows a send 30 s
+    http_timeout: float = 20.0  # read timeout of one HTTP call (connect: 5 s); a send has 25 s
     window: timedelta = timedelta(hours=48)
     pushes_per_message: int = 5
     continuation_ttl: timedelta = timedelta(hours=2)

@@ -53,6 +53,7 @@ __all__ = [
     "TicketCounter",
     "TicketDepartment",
     "TicketEvent",
+    "TicketSource",
     "TicketState",
     "TranscriptLine",
     "UTCDateTime",
@@ -177,6 +178,60 @@ _STATE_LABELS = {
     TicketState.FEEDBACK_SENT: "已反馈",
     TicketState.SURVEYED: "已回访",
     TicketState.CLOSED: "已关闭",
+}
+
+
+class TicketSource(StrEnum):
+    """Where a need came in (附件2 service means; chat tickets get their channel)."""
+
+    WECHAT = "wechat"
+    TELEGRAM = "telegram"
+    TERMINAL = "terminal"
+    PHONE = "phone"
+    HOTLINE = "hotline_12345"
+    SHUANGWAN = "shuangwan"
+    MAILBOX = "mailbox"
+    PORTAL = "portal"
+    VISIT = "visit"
+    OTHER = "other"
+
+    @property
+    def label(self) -> str:
+        """Chinese name of the source."""
+        return _SOURCE_LABELS[self]
+
+    @classmethod
+    def of_channel(cls, channel: str | None) -> TicketSource:
+        """The source of a ticket filed from a chat on *channel*."""
+        try:
+            return cls(channel or "")
+        except ValueError:
+            return cls.OTHER
+
+    @classmethod
+    def parse(cls, text: str | TicketSource) -> TicketSource:
+        """A source from its value or its Chinese label; ``ValueError`` lists the options."""
+        if isinstance(text, TicketSource):
+            return text
+        wanted = str(text).strip()
+        for source in cls:
+            if wanted in (source.value, source.label):
+                return source
+        options = "、".join(f"{s.label}（{s.value}）" for s in cls)
+        raise ValueError(f"未知的诉求来源「{text}」，应为 {options} 之一")
+
+
+_SOURCE_LABELS = {
+    TicketSource.WECHAT: "微信公众号",
+    TicketSource.TELEGRAM: "Telegram",
+    TicketSource.TERMINAL: "终端对话",
+    TicketSource.PHONE: "电话",
+    TicketSource.HOTLINE: "12345转办",
+    TicketSource.SHUANGWAN: "双万双服",
+    TicketSource.MAILBOX: "主任信箱",
+    TicketSource.PORTAL: "门户网站",
+    TicketSource.VISIT: "走访来访",
+    TicketSource.OTHER: "其他",
 }
 
 
@@ -388,6 +443,12 @@ class Ticket(Base):
     route_reason: Mapped[str] = mapped_column(Text)
     commissioner_id: Mapped[int | None] = mapped_column(ForeignKey("commissioner.id"), index=True)
     state: Mapped[TicketState] = mapped_column(_enum(TicketState, "ticket_state"), index=True)
+    source: Mapped[TicketSource] = mapped_column(
+        _enum(TicketSource, "ticket_source"),
+        default=TicketSource.OTHER,
+        server_default=TicketSource.OTHER.value,
+        index=True,
+    )
     reopen_count: Mapped[int] = mapped_column(Integer, default=0)
     escalation_lead_department: Mapped[str | None] = mapped_column(String(64))
     escalation_deadline: Mapped[datetime | None] = mapped_column()

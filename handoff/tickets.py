@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from handoff.db import read_only
 from handoff.models import (
+    ChannelIdentity,
     ClockKind,
     Commissioner,
     Enterprise,
@@ -38,6 +39,7 @@ from handoff.models import (
     TicketCounter,
     TicketDepartment,
     TicketEvent,
+    TicketSource,
     TicketState,
 )
 from yxby.errors import RoutingError, TicketError
@@ -414,6 +416,8 @@ class TicketView:
     updated_at: datetime
     channel_identity_id: int | None = None
     """The chat account the ticket was filed from (whom its pushes and links are for)."""
+    source: TicketSource = TicketSource.OTHER
+    """Where the need came in (a chat channel, the phone, 12345 …)."""
     clocks: tuple[ClockView, ...] = ()
     helpers: tuple[HelperView, ...] = ()
     surveys: tuple[SurveyView, ...] = ()
@@ -448,6 +452,8 @@ class TicketView:
             "department": self.department,
             "route_rule": self.route_rule,
             "route_reason": self.route_reason,
+            "source": self.source.value,
+            "source_label": self.source.label,
             "enterprise_uscc": self.enterprise_uscc,
             "enterprise_name": self.enterprise_name,
             "commissioner": self.commissioner,
@@ -484,6 +490,7 @@ class TicketView:
             created_at=ticket.created_at,
             updated_at=ticket.updated_at,
             channel_identity_id=ticket.channel_identity_id,
+            source=ticket.source,
             clocks=tuple(ClockView.of(c) for c in ticket.clocks),
             helpers=tuple(
                 HelperView(
@@ -896,10 +903,19 @@ class TicketService:
         enterprise_uscc: str | None = None,
         channel_identity_id: int | None = None,
         commissioner_id: int | None = None,
+        source: TicketSource | str | None = None,
         session: Session | None = None,
     ) -> TicketView:
-        """Open a ticket for the department a routing decision (*rule*, *reason*) chose."""
+        """Open a ticket for the department a routing decision (*rule*, *reason*) chose.
+
+        *source* is where the need came in (value or Chinese label); a ticket filed from a
+        chat takes that chat's channel when no source is given.
+        """
         text = _text(description, "诉求内容")
+        try:
+            origin = TicketSource.parse(source) if source is not None else None
+        except ValueError as exc:
+            raise TicketError(str(exc)) from None
         dept = self._department(department)
         rule = rule.strip()
         if rule not in _route_rules():
@@ -922,6 +938,12 @@ class TicketService:
             if commissioner_id is None:
                 assigned = self._assigned_commissioner(enterprise, dept)
                 commissioner_id = assigned.id if assigned else None
+            if origin is None:
+                channel = None
+                if channel_identity_id is not None:
+                    identity = session.get(ChannelIdentity, channel_identity_id)
+                    channel = identity.channel if identity is not None else None
+                origin = TicketSource.of_channel(channel)
             ticket = Ticket(
                 number=next_ticket_number(session, now.astimezone(SHANGHAI).date()),
                 enterprise_id=enterprise.id if enterprise else None,
@@ -933,6 +955,7 @@ class TicketService:
                 route_reason=why,
                 commissioner_id=commissioner_id,
                 state=TicketState.NEW,
+                source=origin,
                 reopen_count=0,
                 created_at=now,
                 updated_at=now,
@@ -941,7 +964,7 @@ class TicketService:
             session.add(ticket)
             session.flush()
             step = _Step(session, ticket, now, who, Action.CREATE, TicketState.NEW)
-            data: dict[str, Any] = {"department": dept, "rule": rule}
+            data: dict[str, Any] = {"department": dept, "rule": rule, "source": origin.value}
             data["contact"] = self._start_clock(step, ClockKind.CONTACT)
             data["done"] = self._start_clock(step, ClockKind.DONE)
             self._event(step, Action.CREATE, None, why, data)

@@ -974,3 +974,26 @@ def test_views_name_the_chat_account_the_ticket_came_from(
     )
     assert view.channel_identity_id == identity_id
     assert service.get(view.number).channel_identity_id == identity_id
+
+
+def test_every_ticket_records_its_source(
+    service: TicketService, app: Any, chat: Any
+) -> None:
+    from handoff.models import TicketSource
+
+    by_phone = service.create(
+        "企业来电反映园区道路积水", department="规建局", rule="manual", reason="电话登记",
+        actor="专员", source="电话",
+    )  # fmt: skip
+    assert by_phone.source is TicketSource.PHONE and by_phone.to_dict()["source_label"] == "电话"
+    hotline = service.create(
+        "12345 转来的诉求", department="政务办", rule="manual", reason="12345转办",
+        actor="专员", source=TicketSource.HOTLINE,
+    )  # fmt: skip
+    assert hotline.source is TicketSource.HOTLINE
+    with pytest.raises(TicketError, match="未知的诉求来源"):
+        service.create("x", department="政务办", rule="manual", reason="r", actor="a", source="飞鸽")
+    from tests.chatting import file_ticket
+
+    number = file_ticket(chat)  # filed in the terminal chat: its channel is the source
+    assert app.tickets.get(number).source is TicketSource.TERMINAL

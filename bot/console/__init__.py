@@ -25,8 +25,19 @@ __all__ = ["STATIC_DIR", "TEMPLATE_DIR", "Pages", "routes", "static_route"]
 
 def routes(app: App) -> list[BaseRoute]:
     """Every page route of the product (mounted by :func:`bot.server.create_asgi`)."""
+    from bot.console import enterprise, intake, knowledge, live, queue, ticket
     from bot.console.auth import auth_routes
     from bot.console.public import public_routes
 
     pages = Pages()
-    return [static_route(), *public_routes(app, pages), *auth_routes(app, pages)]
+    signed_in = [
+        *queue.routes(app, pages),
+        *ticket.routes(app, pages),
+        *live.routes(app, pages),
+        *intake.routes(app, pages),
+        *enterprise.routes(app, pages),
+        *knowledge.routes(app, pages),
+    ]
+    home = not any(getattr(r, "path", None) == "/console/" for r in signed_in)
+    return [static_route(), *public_routes(app, pages), *signed_in,
+            *auth_routes(app, pages, home=home)]  # fmt: skip

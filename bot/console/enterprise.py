@@ -1,0 +1,18 @@
+"""Console pages: enterprise (being built)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from starlette.routing import BaseRoute
+
+if TYPE_CHECKING:
+    from bot.app import App
+    from bot.console.pages import Pages
+
+__all__ = ["routes"]
+
+
+def routes(app: App, pages: Pages) -> list[BaseRoute]:
+    """The routes of this part of the console."""
+    return []

@@ -475,6 +475,86 @@ class Notifier:
             now=now,
         )
 
+    def replied(self, session: Session, ticket: Ticket, text: str, now: datetime) -> None:
+        """回复企业: a commissioner's message reaches the ticket's chat account (held by the
+        outbox while the channel may not push, as every customer-service message)."""
+        identity = ticket.channel_identity
+        if identity is None:
+            return
+        person = ticket.commissioner
+        session.flush()
+        session.refresh(ticket, ["events"])
+        last = ticket.events[-1] if ticket.events else None
+        data = (last.data or {}) if last is not None and last.kind == "reply" else {}
+        name = data.get("commissioner")
+        if isinstance(name, str) and name:
+            who = f"企业服务专员{name}（{ticket.department}）"
+        elif person is not None:
+            who = f"企业服务专员{staff_label(person)}"
+        else:
+            who = ticket.department
+        reply = Reply(
+            self.r("notice_reply", number=ticket.number, who=who, text=text),
+            ref=f"ticket:{ticket.number}",
+        )
+        self._to_identity(
+            session,
+            identity,
+            reply,
+            kind="ticket_reply",
+            key=f"ticket_reply:{ticket.number}:{uuid.uuid4().hex}",
+        )
+
+    def helpers_invited(
+        self,
+        session: Session,
+        ticket: Ticket,
+        departments: Sequence[str],
+        reason: str | None,
+        now: datetime,
+    ) -> None:
+        """协同: each invited department's staff (the chain of :meth:`department_recipients`)
+        hear of the request, with a link to the ticket page in WeCom."""
+        for department in departments:
+            text = self.r(
+                "staff_assist_invited",
+                number=ticket.number,
+                title=ticket.title,
+                lead=ticket.department,
+                reason=f"理由：{reason}" if reason else "",
+            )
+            recipients, note = self.department_recipients(session, department)
+            if note:
+                text += "\n" + note
+            reply = Reply(text, ref=f"ticket:{ticket.number}")
+            self._to_bindings(
+                session,
+                recipients,
+                reply,
+                kind="ticket_assist",
+                key=f"ticket_assist:{ticket.number}:{department}:",
+                now=now,
+            )
+
+    def assigned(self, session: Session, ticket: Ticket, now: datetime) -> None:
+        """指派: the commissioner now holding the ticket hears of it (their chat accounts)."""
+        person = ticket.commissioner
+        if person is None or not person.active:
+            return
+        session.flush()
+        session.refresh(ticket, ["events"])
+        last = ticket.events[-1] if ticket.events else None
+        actor = last.actor if last is not None else "负责人"
+        text = self.r("staff_assigned", number=ticket.number, title=ticket.title, actor=actor)
+        self._to_bindings(
+            session,
+            person.bindings,
+            Reply(text, ref=f"ticket:{ticket.number}"),
+            kind="ticket_assigned",
+            key=f"ticket_assigned:{ticket.number}:{len(ticket.events)}:",
+            now=now,
+        )
+
     # ------------------------------------------------------------------ live handoff
 
     def handoff_offered(
@@ -580,4 +660,33 @@ class Notifier:
             kind="handoff_timeout",
             key=f"handoff_timeout:{handoff.id}",
             now=self.clock(),
+        )
+
+    def intake_filed(
+        self, session: Session, ticket: Ticket, identity: ChannelIdentity, now: datetime
+    ) -> None:
+        """A need recorded in the console (电话, 12345转办 …): the enterprise's chat is told
+        the ticket's number, the department and both deadlines."""
+        session.refresh(ticket, ["clocks"])
+        reply = Reply(
+            self.r(
+                "intake_filed",
+                number=ticket.number,
+                source=ticket.source.label,
+                department=ticket.department,
+                contact_due=_due(ticket, ClockKind.CONTACT),
+                done_due=_due(ticket, ClockKind.DONE),
+            ),
+            ref=f"ticket:{ticket.number}",
+        )
+        self._to_enterprise(
+            session,
+            ticket,
+            identity,
+            reply,
+            event=NoticeEvent.ACCEPTED,
+            body=f"您通过{ticket.source.label}反映的诉求已登记，由{ticket.department}办理",
+            kind="ticket_intake",
+            key=f"ticket_intake:{ticket.number}",
+            now=now,
         )

@@ -83,6 +83,8 @@ PLACEHOLDERS: dict[str, frozenset[str]] = {
         "staff_survey_comment": "number result comment",
         "oversight_unsatisfied": "number title department commissioner",
         "staff_urged": "number title note",
+        "staff_assist_invited": "number title lead reason",
+        "staff_assigned": "number title actor",
         "staff_prompt_resolve": "number",
         "staff_prompt_transfer": "number",
         "staff_prompt_assist": "number",
@@ -135,6 +137,7 @@ PLACEHOLDERS: dict[str, frozenset[str]] = {
         "notice_link": "link",
         "notice_accepted": "number who done_due",
         "notice_progress": "number department note",
+        "notice_reply": "number who text",
         "notice_overdue": "number department due expect",
         "notice_overdue_body": "department expect",
         "rate_satisfied": "",
@@ -156,6 +159,7 @@ PLACEHOLDERS: dict[str, frozenset[str]] = {
         "staff_unknown": "name",
         "staff_linked": "name department role",
         "staff_link_failed": "reason",
+        "intake_filed": "number source department contact_due done_due",
     }.items()
 }
 

@@ -41,6 +41,7 @@ from handoff.models import (
     TicketEvent,
     TicketSource,
     TicketState,
+    TranscriptLine,
 )
 from yxby.errors import RoutingError, TicketError
 
@@ -62,6 +63,7 @@ __all__ = [
     "HelperView",
     "IllegalTransition",
     "Rating",
+    "StaleTicket",
     "SurveyView",
     "TicketNotFound",
     "TicketNotifier",
@@ -69,7 +71,9 @@ __all__ = [
     "TicketService",
     "TicketState",
     "TicketView",
+    "conversation_lines",
     "next_ticket_number",
+    "possible",
 ]
 
 MANUAL_RULE = "manual"
@@ -97,6 +101,9 @@ class Action(StrEnum):
     SURVEY_COMMENT = "survey_comment"
     URGE = "urge"
     PROGRESS = "progress"
+    REPLY = "reply"
+    NOTE = "note"
+    ASSIGN = "assign"
 
     @property
     def label(self) -> str:
@@ -120,6 +127,9 @@ _ACTION_LABELS = {
     Action.SURVEY_COMMENT: "补充回访意见",
     Action.URGE: "催办",
     Action.PROGRESS: "进度反馈",
+    Action.REPLY: "回复企业",
+    Action.NOTE: "内部备注",
+    Action.ASSIGN: "指派",
 }
 
 S = TicketState
@@ -142,6 +152,33 @@ OPEN_STATES = frozenset({S.NEW, S.ACCEPTED, S.IN_PROGRESS, S.ESCALATED})
 """States in which the department still works on the ticket (no result yet)."""
 HELPER_STATES = OPEN_STATES
 """States in which helper departments may be added or acknowledge."""
+ANY_STATE = frozenset(TicketState)
+
+_STATE_RULES: Mapping[Action, frozenset[TicketState]] = MappingProxyType(
+    {
+        Action.PROGRESS: OPEN_STATES,
+        Action.REPLY: ANY_STATE - {S.CLOSED},
+        Action.NOTE: ANY_STATE,
+        Action.ASSIGN: OPEN_STATES,
+        Action.ASSIST: HELPER_STATES,
+        Action.ACKNOWLEDGE: HELPER_STATES,
+        Action.URGE: OPEN_STATES,
+        # 办结 straight after 签收 starts the work on the way (``resolve(start=True)``)
+        Action.RESOLVE: frozenset({S.ACCEPTED, *TRANSITIONS[Action.RESOLVE]}),
+    }
+)
+"""The states each action without a transition of its own (or with a shortcut) fits."""
+
+
+def possible(view: TicketView) -> frozenset[Action]:
+    """The actions the ticket's state (and its chat account) allows now — who may do them
+    is the console's scope rule (:mod:`handoff.scope`), not this one."""
+    found = {a for a, moves in TRANSITIONS.items() if view.state in moves}
+    found |= {a for a, states in _STATE_RULES.items() if view.state in states}
+    if view.channel_identity_id is None:
+        found.discard(Action.REPLY)
+    return frozenset(found)
+
 
 CLAIMING = frozenset({Action.START, Action.RESOLVE, Action.ESCALATE, Action.SEND_FEEDBACK})
 """Actions by which the acting commissioner takes a ticket that nobody holds yet
@@ -179,6 +216,22 @@ class TicketNotifier(Protocol):
 
     def urged(self, session: Session, ticket: Ticket, note: str, now: datetime) -> None:
         """催办: someone chased the ticket; its handler hears it at once."""
+
+    def replied(self, session: Session, ticket: Ticket, text: str, now: datetime) -> None:
+        """回复企业: a commissioner's message goes to the ticket's chat account."""
+
+    def helpers_invited(
+        self,
+        session: Session,
+        ticket: Ticket,
+        departments: Sequence[str],
+        reason: str | None,
+        now: datetime,
+    ) -> None:
+        """协同: the invited helper departments' staff hear of the request at once."""
+
+    def assigned(self, session: Session, ticket: Ticket, now: datetime) -> None:
+        """指派: the commissioner now holding the ticket hears of it."""
 
     def accepted(self, session: Session, ticket: Ticket, now: datetime) -> None:
         """签收: the enterprise hears that a commissioner has taken its ticket."""
@@ -225,6 +278,19 @@ class IllegalTransition(TicketError):
             f"工单 {number} 不能从「{state.label}」变为{to}（{action.label}）："
             f"{action.label}只能在{allowed}状态下进行"
         )
+
+
+class StaleTicket(TicketError):
+    """The ticket changed since the person looked at it (a form older than its last event).
+
+    ``expected`` is the version the form was made at, ``actual`` the ticket's version now.
+    """
+
+    def __init__(self, number: str, expected: int, actual: int) -> None:
+        self.number = number
+        self.expected = expected
+        self.actual = actual
+        super().__init__("该诉求已被他人更新，请查看最新状态后再操作")
 
 
 class TicketRuleError(TicketError):
@@ -361,6 +427,8 @@ class HelperView:
     added_by: str
     acknowledged_at: datetime | None
     acknowledged_by: str | None
+    opinion: str | None = None
+    """What the helper department said when it acknowledged (协办意见)."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -370,6 +438,7 @@ class HelperView:
             "added_by": self.added_by,
             "acknowledged_at": _iso(self.acknowledged_at),
             "acknowledged_by": self.acknowledged_by,
+            "opinion": self.opinion,
         }
 
 
@@ -423,6 +492,12 @@ class TicketView:
     surveys: tuple[SurveyView, ...] = ()
     events: tuple[EventView, ...] = field(default=(), repr=False)
 
+    @property
+    def version(self) -> int:
+        """How many events the ticket has: it grows with every change (events are never
+        deleted), so a form made at one version is stale at any other."""
+        return len(self.events)
+
     def running_clocks(self) -> list[ClockView]:
         """Clocks still ticking, earliest due first."""
         return sorted((c for c in self.clocks if c.running), key=lambda c: c.due_at)
@@ -472,6 +547,11 @@ class TicketView:
     @classmethod
     def of(cls, ticket: Ticket) -> TicketView:
         """Snapshot of a ticket row and its children (load them first)."""
+        opinions = {
+            str(e.data.get("department")): e.data.get("opinion")
+            for e in ticket.events
+            if e.kind == Action.ACKNOWLEDGE.value and e.data
+        }
         return cls(
             number=ticket.number,
             state=ticket.state,
@@ -494,7 +574,12 @@ class TicketView:
             clocks=tuple(ClockView.of(c) for c in ticket.clocks),
             helpers=tuple(
                 HelperView(
-                    h.department, h.added_at, h.added_by, h.acknowledged_at, h.acknowledged_by
+                    h.department,
+                    h.added_at,
+                    h.added_by,
+                    h.acknowledged_at,
+                    h.acknowledged_by,
+                    opinions.get(h.department),
                 )
                 for h in ticket.helpers
             ),
@@ -547,6 +632,36 @@ def next_ticket_number(session: Session, day: date) -> str:
     )
     seq = session.execute(stmt).scalar_one()
     return f"YX-{day:%Y%m%d}-{seq:04d}"
+
+
+# ---------------------------------------------------------------------- conversation
+
+
+def conversation_lines(session: Session, ticket: Ticket) -> builtins.list[TranscriptLine]:
+    """The conversation around *ticket*: every line of its chat account from the question
+    that led to it (its first dialogue turn, else its creation) until now, oldest first.
+    Empty when the ticket has no chat account (filed from the phone, 12345 …)."""
+    from handoff.conversations import DialogueTurn
+
+    if ticket.channel_identity_id is None:
+        return []
+    since = session.scalar(
+        select(DialogueTurn.at)
+        .where(DialogueTurn.ticket_id == ticket.id)
+        .order_by(DialogueTurn.at)
+        .limit(1)
+    )
+    start = min(since, ticket.created_at) if since is not None else ticket.created_at
+    return list(
+        session.scalars(
+            select(TranscriptLine)
+            .where(
+                TranscriptLine.channel_identity_id == ticket.channel_identity_id,
+                TranscriptLine.at >= start,
+            )
+            .order_by(TranscriptLine.at, TranscriptLine.id)
+        )
+    )
 
 
 # ---------------------------------------------------------------------------- service
@@ -1076,14 +1191,34 @@ class TicketService:
         result: str,
         actor: str,
         commissioner_id: int | None = None,
+        start: bool = False,
         session: Session | None = None,
     ) -> TicketView:
         """办结 with a result text; stops the done clock and starts the feedback clock.
 
         When the notifier pushed the result to the enterprise's chat, that is the feedback:
         the ticket moves on to ``feedback_sent`` and the feedback clock is met at once.
+        With *start*, a ticket still ``accepted`` is started first (办结 straight after 签收:
+        the work happened meanwhile), in the same transaction.
         """
         outcome = _text(result, "办理结果")
+        if start:
+            with self._transaction(session) as own:
+                if self._load(own, number).state is TicketState.ACCEPTED:
+                    self.start(
+                        number,
+                        actor=actor,
+                        note="办结时开始办理",
+                        commissioner_id=commissioner_id,
+                        session=own,
+                    )
+                return self.resolve(
+                    number,
+                    result=outcome,
+                    actor=actor,
+                    commissioner_id=commissioner_id,
+                    session=own,
+                )
 
         def body(step: _Step) -> tuple[str | None, dict[str, Any]]:
             step.ticket.result = outcome
@@ -1380,17 +1515,38 @@ class TicketService:
                         ticket_id=ticket.id, department=dept, added_at=step.now, added_by=step.actor
                     )
                 )
+            invited.extend(added)
             return reason, {"departments": added}
 
+        def then(step: _Step) -> None:
+            if self._notifier is not None:
+                self._notifier.helpers_invited(step.session, step.ticket, invited, reason, step.now)
+
+        invited: list[str] = []
         return self._act(
-            number, Action.ASSIST, actor, session, body, commissioner_id=commissioner_id
+            number,
+            Action.ASSIST,
+            actor,
+            session,
+            body,
+            commissioner_id=commissioner_id,
+            then=then,
         )
 
     def acknowledge_helper(
-        self, number: str, *, department: str, actor: str, session: Session | None = None
+        self,
+        number: str,
+        *,
+        department: str,
+        actor: str,
+        opinion: str | None = None,
+        commissioner_id: int | None = None,
+        session: Session | None = None,
     ) -> TicketView:
-        """A helper department acknowledges its part of a co-handled ticket."""
+        """A helper department acknowledges its part of a co-handled ticket, optionally with
+        its opinion (协办意见: kept in the event, shown with the helper)."""
         dept = self._department(department)
+        said = (opinion or "").strip() or None
 
         def body(step: _Step) -> tuple[str | None, dict[str, Any]]:
             ticket = step.ticket
@@ -1405,9 +1561,123 @@ class TicketService:
                 raise step.refuse(f"{dept}已于 {_iso(helper.acknowledged_at)} 确认协办")
             helper.acknowledged_at = step.now
             helper.acknowledged_by = step.actor
-            return None, {"department": dept}
+            data: dict[str, Any] = {"department": dept}
+            if said is not None:
+                data["opinion"] = said
+            return said, data
 
-        return self._act(number, Action.ACKNOWLEDGE, actor, session, body)
+        return self._act(
+            number, Action.ACKNOWLEDGE, actor, session, body, commissioner_id=commissioner_id
+        )
+
+    def reply(
+        self,
+        number: str,
+        *,
+        text: str,
+        actor: str,
+        commissioner_id: int | None = None,
+        session: Session | None = None,
+    ) -> TicketView:
+        """回复企业: a message to the enterprise through the ticket's chat account (the outbox
+        holds it while the channel may not push); no state changes. Refused when the
+        ticket has no chat account or is closed."""
+        message = _text(text, "回复内容")
+
+        def body(step: _Step) -> tuple[str | None, dict[str, Any]]:
+            ticket = step.ticket
+            if ticket.channel_identity_id is None:
+                raise step.refuse(f"工单 {ticket.number} 没有企业的对话账号，无法在线回复")
+            if ticket.state not in _STATE_RULES[Action.REPLY]:
+                raise step.refuse(f"工单 {ticket.number} 已{ticket.state.label}，不能再回复")
+            return message, {}
+
+        def then(step: _Step) -> None:
+            if self._notifier is not None:
+                self._notifier.replied(step.session, step.ticket, message, step.now)
+
+        return self._act(
+            number,
+            Action.REPLY,
+            actor,
+            session,
+            body,
+            commissioner_id=commissioner_id,
+            then=then,
+        )
+
+    def note(
+        self,
+        number: str,
+        *,
+        text: str,
+        actor: str,
+        commissioner_id: int | None = None,
+        session: Session | None = None,
+    ) -> TicketView:
+        """内部备注: a note on the ticket for the staff only, in any state; never sent."""
+        remark = _text(text, "备注内容")
+        return self._act(
+            number,
+            Action.NOTE,
+            actor,
+            session,
+            lambda step: (remark, {}),
+            commissioner_id=commissioner_id,
+        )
+
+    def assign(
+        self,
+        number: str,
+        *,
+        commissioner: int,
+        actor: str,
+        reason: str | None = None,
+        commissioner_id: int | None = None,
+        session: Session | None = None,
+    ) -> TicketView:
+        """指派: make the active commissioner *commissioner* (an id) of the lead department
+        the ticket's holder while it is open; that person is told."""
+
+        def body(step: _Step) -> tuple[str | None, dict[str, Any]]:
+            ticket = step.ticket
+            if ticket.state not in _STATE_RULES[Action.ASSIGN]:
+                raise step.refuse(f"工单 {ticket.number} 已{ticket.state.label}，不能再指派")
+            person = step.session.get(Commissioner, commissioner)
+            if person is None or not person.active or person.department != ticket.department:
+                raise step.refuse(f"只能指派给{ticket.department}的在岗专员")
+            if ticket.commissioner_id == person.id:
+                raise step.refuse(f"工单 {ticket.number} 已由{person.name}承办")
+            before = ticket.commissioner.name if ticket.commissioner else None
+            self._assign(ticket, person)
+            return reason, {"from_commissioner": before, "to_commissioner": person.name}
+
+        def then(step: _Step) -> None:
+            if self._notifier is not None:
+                self._notifier.assigned(step.session, step.ticket, step.now)
+
+        return self._act(
+            number,
+            Action.ASSIGN,
+            actor,
+            session,
+            body,
+            commissioner_id=commissioner_id,
+            then=then,
+        )
+
+    def check_version(self, number: str, version: int, *, session: Session) -> None:
+        """Lock the ticket in *session* and raise :class:`StaleTicket` unless it is still at
+        *version* (:attr:`TicketView.version`): call it first in the transaction of an
+        action taken from a form, so a form older than the ticket makes no second change."""
+        from sqlalchemy import func
+
+        ticket = self._load(session, number)
+        actual = session.scalar(
+            select(func.count()).select_from(TicketEvent).where(TicketEvent.ticket_id == ticket.id)
+        )
+        if int(actual or 0) != version:
+            raise StaleTicket(ticket.number, version, int(actual or 0))
 
     def reopen(
         self, number: str, *, actor: str, reason: str | None = None, session: Session | None = None

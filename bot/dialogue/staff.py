@@ -20,10 +20,10 @@ from bot.notify import who_is
 from bot.replies import format_due
 from bot.types import Incoming, Reply
 from handoff.calendar import SHANGHAI
-from handoff.conversations import DialogueTurn, LiveHandoff
+from handoff.conversations import LiveHandoff
 from handoff.live import TakeResult, may_act
-from handoff.models import Commissioner, Direction, Ticket, TicketState, TranscriptLine
-from handoff.tickets import TicketView
+from handoff.models import Commissioner, Direction, Ticket, TicketState
+from handoff.tickets import TicketView, conversation_lines
 from yxby.errors import InputError, RoutingError, TicketError
 
 __all__ = ["TRANSCRIPT_LIMIT", "staff_turn"]
@@ -142,23 +142,7 @@ def transcript(svc: Services, s: Session, staff: Commissioner, number: str) -> R
         return Reply(svc.r("staff_not_your_department", department=ticket.department))
     if ticket.channel_identity_id is None:
         return Reply(svc.r("staff_no_transcript", number=number))
-    since = s.scalar(
-        select(DialogueTurn.at)
-        .where(DialogueTurn.ticket_id == ticket.id)
-        .order_by(DialogueTurn.at)
-        .limit(1)
-    )
-    start = min(since, ticket.created_at) if since is not None else ticket.created_at
-    rows = list(
-        s.scalars(
-            select(TranscriptLine)
-            .where(
-                TranscriptLine.channel_identity_id == ticket.channel_identity_id,
-                TranscriptLine.at >= start,
-            )
-            .order_by(TranscriptLine.at, TranscriptLine.id)
-        )
-    )
+    rows = conversation_lines(s, ticket)
     shown = rows[-TRANSCRIPT_LIMIT:]
     lines = [
         f"{line.at.astimezone(SHANGHAI):%m-%d %H:%M} "

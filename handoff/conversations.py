@@ -39,6 +39,7 @@ __all__ = [
     "get_or_create_identity",
     "load_conversation",
     "record_transcript",
+    "transcript_lines",
 ]
 
 
@@ -211,3 +212,23 @@ def record_transcript(
             channel_identity_id=identity_id, at=at, direction=direction, text=text[:4000]
         )
     )
+
+
+def transcript_lines(
+    session: Session,
+    identity_id: int,
+    *,
+    since: datetime | None = None,
+    after_id: int = 0,
+    limit: int = 500,
+) -> list[TranscriptLine]:
+    """The identity's transcript lines with an id above *after_id* (and at or after *since*),
+    in the order they were written; the latest *limit* of them."""
+    stmt = select(TranscriptLine).where(
+        TranscriptLine.channel_identity_id == identity_id, TranscriptLine.id > after_id
+    )
+    if since is not None:
+        stmt = stmt.where(TranscriptLine.at >= since)
+    newest = list(session.scalars(stmt.order_by(TranscriptLine.id.desc()).limit(limit)))
+    newest.reverse()
+    return newest

@@ -1,6 +1,6 @@
 """The live handoff: an enterprise user asks for a person and a commissioner takes the chat.
 
-One service for every interface — the chat engine calls it now, the web console next::
+One service for every interface — the chat engine and the web console call the same methods::
 
     request → waiting ─ take ──→ active ─ end ──→ ended
                  │ withdraw (the user moved on / cancelled) → cancelled
@@ -14,6 +14,12 @@ is withdrawn from the outbox, so nobody is asked to take a chat that is already 
 
 The conversation's own state (waiting / with a person) belongs to the dialogue engine, which
 reads the handoff's state at the start of the enterprise's next turn.
+
+Both sides' messages are in the enterprise's transcript (:class:`~handoff.models.TranscriptLine`)
+exactly once: the dialogue engine records every line the enterprise writes (so
+:meth:`LiveHandoffs.relay_from_enterprise` does not), :meth:`LiveHandoffs.relay_from_staff`
+records the commissioner's line as the enterprise is shown it. A commissioner working in the
+web console, with no chat account at all, reads the chat from there.
 """
 
 from __future__ import annotations
@@ -24,9 +30,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, false, or_, select, true
 from sqlalchemy.orm import Session, sessionmaker
 
+from handoff.accounts import ConsoleAccount
 from handoff.conversations import LiveHandoff, LiveHandoffState, record_transcript
 from handoff.models import (
     ChannelIdentity,
@@ -38,11 +45,24 @@ from handoff.models import (
 )
 from handoff.outbox import withdraw
 from handoff.tickets import SYSTEM_ACTOR, TicketService, TicketView
+from yxby.errors import YxbyError
 
 if TYPE_CHECKING:
     from routing import RouteDecision
 
-__all__ = ["NO_QUESTION", "LiveHandoffs", "LiveNotifier", "TakeResult", "Taken", "may_act"]
+__all__ = [
+    "NO_QUESTION",
+    "ChatNotHeld",
+    "LiveHandoffs",
+    "LiveNotifier",
+    "TakeResult",
+    "Taken",
+    "can_see",
+    "holds",
+    "may_act",
+    "staff_label",
+    "visible_filter",
+]
 
 NO_QUESTION = "（未说明）"
 """Stored as the question of a request made before the user asked anything."""
@@ -56,6 +76,49 @@ def offer_key(handoff_id: int) -> str:
 def may_act(person: Commissioner, department: str) -> bool:
     """A commissioner acts for their own department; 政务办 overseers for every department."""
     return person.department == department or person.role is CommissionerRole.OVERSIGHT
+
+
+def visible_filter(person: Commissioner) -> ColumnElement[bool]:
+    """A ``WHERE`` clause for ``select(LiveHandoff)``: the requests *person* may see and take
+    (their department's, every department's for 政务办, none for 管理员; always their own)."""
+    if person.role is CommissionerRole.ADMIN:
+        return false()
+    if person.role is CommissionerRole.OVERSIGHT:
+        return true()
+    return or_(
+        LiveHandoff.department == person.department, LiveHandoff.commissioner_id == person.id
+    )
+
+
+def can_see(person: Commissioner, handoff: LiveHandoff) -> bool:
+    """Whether *handoff* exists for *person* (the same rule as :func:`visible_filter`)."""
+    if handoff.commissioner_id == person.id:
+        return True
+    return person.role is not CommissionerRole.ADMIN and may_act(person, handoff.department)
+
+
+def holds(person: Commissioner, handoff: LiveHandoff) -> bool:
+    """Whether *person* is the commissioner in this chat now (only they write and end it)."""
+    return handoff.state is LiveHandoffState.ACTIVE and handoff.commissioner_id == person.id
+
+
+def staff_label(person: Commissioner | None) -> str:
+    """``张敏（市场监管局）``: who the enterprise is told it is talking to."""
+    return f"{person.name}（{person.department}）" if person is not None else "企业服务专员"
+
+
+class ChatNotHeld(YxbyError):
+    """Someone who is not the commissioner in an active chat tried to write in it or end it."""
+
+    def __init__(self, handoff_id: int, state: LiveHandoffState, holder: str | None) -> None:
+        self.handoff_id = handoff_id
+        self.state = state
+        self.holder = holder
+        if state is not LiveHandoffState.ACTIVE:
+            message = "该对话当前不在进行中"
+        else:
+            message = f"该对话已由{holder or '其他专员'}接入"
+        super().__init__(message)
 
 
 class LiveNotifier(Protocol):
@@ -138,6 +201,41 @@ class LiveHandoffs:
         )
 
     @staticmethod
+    def console_staff(session: Session, department: str) -> list[Commissioner]:
+        """The department's active commissioners who work in the web console (have a password).
+
+        They see waiting requests in the console, so a department reachable only there can
+        still be asked for a person.
+        """
+        return list(
+            session.scalars(
+                select(Commissioner)
+                .join(ConsoleAccount, ConsoleAccount.commissioner_id == Commissioner.id)
+                .where(
+                    Commissioner.department == department,
+                    Commissioner.active.is_(True),
+                    ConsoleAccount.password_hash.is_not(None),
+                )
+                .order_by(Commissioner.id)
+            )
+        )
+
+    @staticmethod
+    def waiting_for(session: Session, person: Commissioner, now: datetime) -> list[LiveHandoff]:
+        """Requests still waiting at *now* that *person* may take, the oldest first."""
+        return list(
+            session.scalars(
+                select(LiveHandoff)
+                .where(
+                    LiveHandoff.state == LiveHandoffState.WAITING,
+                    LiveHandoff.expires_at > now,
+                    visible_filter(person),
+                )
+                .order_by(LiveHandoff.created_at, LiveHandoff.id)
+            )
+        )
+
+    @staticmethod
     def active_for(session: Session, staff: Commissioner) -> list[LiveHandoff]:
         """The chats *staff* is in, the most recently taken first."""
         return list(
@@ -174,9 +272,10 @@ class LiveHandoffs:
         question: str,
         now: datetime,
     ) -> LiveHandoff | None:
-        """Ask the routed department for a person; ``None`` when nobody there can be reached."""
+        """Ask the routed department for a person; ``None`` when nobody there can be reached
+        (no chat account and no console account)."""
         staff = self.reachable_staff(session, decision.department)
-        if not staff:
+        if not staff and not self.console_staff(session, decision.department):
             return None
         handoff = LiveHandoff(
             channel_identity_id=identity.id,
@@ -199,7 +298,11 @@ class LiveHandoffs:
             self._finish(session, handoff, LiveHandoffState.CANCELLED, now)
 
     def relay_from_enterprise(self, session: Session, handoff: LiveHandoff, text: str) -> None:
-        """Pass the enterprise's message to the commissioner in the chat."""
+        """Pass the enterprise's message to the commissioner's chat accounts, if they have any.
+
+        Not recorded here: the dialogue engine already keeps every line the enterprise
+        writes in its transcript, which is where the console reads it.
+        """
         if handoff.state is LiveHandoffState.ACTIVE:
             self.notifier.relayed(session, handoff, text, from_staff=False)
 
@@ -227,25 +330,58 @@ class LiveHandoffs:
         self.notifier.handoff_joined(session, handoff, staff)
         return Taken(TakeResult.TAKEN, handoff)
 
-    def relay_from_staff(self, session: Session, handoff: LiveHandoff, text: str) -> None:
-        """Pass the commissioner's message to the enterprise (and keep it in its transcript)."""
+    def relay_from_staff(
+        self,
+        session: Session,
+        handoff: LiveHandoff,
+        text: str,
+        *,
+        by: Commissioner | None = None,
+    ) -> bool:
+        """Pass the commissioner's message to the enterprise and keep it in its transcript
+        as the enterprise sees it (``【张敏（市场监管局）】…``); whether it was passed.
+
+        With *by* (the console), :class:`ChatNotHeld` unless *by* holds the active chat.
+        """
+        if by is not None and not holds(by, handoff):
+            holder = handoff.commissioner.name if handoff.commissioner is not None else None
+            raise ChatNotHeld(handoff.id, handoff.state, holder)
         if handoff.state is not LiveHandoffState.ACTIVE:
-            return
+            return False
         self.notifier.relayed(session, handoff, text, from_staff=True)
-        person = handoff.commissioner
-        who = f"{person.name}（{person.department}）" if person is not None else "企业服务专员"
         record_transcript(
-            session, handoff.channel_identity_id, Direction.OUT, f"[{who}] {text}", self.clock()
+            session,
+            handoff.channel_identity_id,
+            Direction.OUT,
+            f"【{staff_label(handoff.commissioner)}】{text}",
+            self.clock(),
         )
+        return True
 
     # -- either side
 
-    def end(self, session: Session, handoff: LiveHandoff, now: datetime, *, by_staff: bool) -> None:
-        """End an active chat; the other side is told."""
+    def end(
+        self,
+        session: Session,
+        handoff: LiveHandoff,
+        now: datetime,
+        *,
+        by_staff: bool,
+        by: Commissioner | None = None,
+    ) -> bool:
+        """End an active chat; the other side is told. Whether it was ended by this call.
+
+        With *by* (the console), :class:`ChatNotHeld` unless *by* holds the chat — except
+        that ending a chat that is already over is not an error (a second click).
+        """
         if handoff.state is not LiveHandoffState.ACTIVE:
-            return
+            return False
+        if by is not None and not holds(by, handoff):
+            holder = handoff.commissioner.name if handoff.commissioner is not None else None
+            raise ChatNotHeld(handoff.id, handoff.state, holder)
         self._finish(session, handoff, LiveHandoffState.ENDED, now)
         self.notifier.handoff_ended(session, handoff, by_staff=by_staff)
+        return True
 
     # -- expiry
 

@@ -1,7 +1,8 @@
 """登记诉求: a need that arrived by phone, 12345, 双万双服, 主任信箱, 门户网站 or a visit,
 recorded by a signed-in person (any role but 管理员) and filed as an ordinary ticket.
 
-``GET /console/intake`` shows the form and the person's latest intakes (with how each
+``GET /console/intake`` (``?enterprise=<USCC>&source=<value>`` prefill it) shows the form and
+the person's latest intakes (with how each
 enterprise heard its number). ``POST /console/intake`` with ``step=route`` checks the form and
 shows the routing suggestion (``判断承办部门``); with ``step=file`` it files the ticket through
 :class:`handoff.intake.Intake` and redirects (303) to ``/console/tickets/<number>``. A form
@@ -89,8 +90,11 @@ def routes(app: App, pages: Pages) -> list[BaseRoute]:
         if staff.role is CommissionerRole.ADMIN:
             return await asyncio.to_thread(denied, staff)
         if request.method != "POST":
-            wanted = request.query_params.get("source", "")
-            form = IntakeForm(source=wanted) if wanted else IntakeForm()
+            query = request.query_params
+            form = IntakeForm(
+                source=query.get("source", "") or IntakeForm.source,
+                enterprise=query.get("enterprise", "").strip()[:100],
+            )
             return await asyncio.to_thread(page, staff, form)
         data: dict[str, Any] = await form_data(request)
         form = IntakeForm.of(data)

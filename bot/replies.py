@@ -9,14 +9,27 @@ from __future__ import annotations
 
 import string
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, StringConstraints, model_validator
 
 from handoff.calendar import SHANGHAI
 from yxby.errors import ConfigError
 from yxby.paths import config_dir
-from yxby.yamlconf import load_documents
+from yxby.yamlconf import StrictModel, load_documents, load_model
 
-__all__ = ["PLACEHOLDERS", "Replies", "format_due", "load_replies"]
+__all__ = [
+    "PLACEHOLDERS",
+    "CannedReplies",
+    "CannedReply",
+    "CannedUse",
+    "Replies",
+    "format_due",
+    "load_canned_replies",
+    "load_replies",
+]
 
 WEEKDAYS = "一二三四五六日"
 
@@ -217,3 +230,54 @@ def load_replies(path: Path | None = None) -> Replies:
     if missing:
         raise ConfigError(f"missing reply texts: {', '.join(missing)}", path=src)
     return Replies(templates)
+
+
+# ----------------------------------------------------------------- canned replies (常用回复)
+
+
+class CannedUse(StrEnum):
+    """Which console text a canned reply may fill."""
+
+    PROGRESS = "progress"  # 进度
+    REPLY = "reply"  # 回复企业
+    RESOLVE = "resolve"  # 办结 (the result)
+
+
+class CannedReply(StrictModel):
+    """One canned reply: a short title for the list and the text it fills in."""
+
+    id: Annotated[str, StringConstraints(pattern=r"^[a-z0-9_-]{1,40}$")]
+    title: Annotated[str, StringConstraints(min_length=1, max_length=30)]
+    use: tuple[CannedUse, ...] = Field(min_length=1)
+    text: Annotated[str, StringConstraints(min_length=1, max_length=1000)]
+
+
+class CannedReplies(StrictModel):
+    """``config/canned_replies.yaml``: the console's canned replies, in file order."""
+
+    replies: tuple[CannedReply, ...] = ()
+
+    @model_validator(mode="after")
+    def _unique(self) -> CannedReplies:
+        seen: set[str] = set()
+        for reply in self.replies:
+            if reply.id in seen:
+                raise ValueError(f"常用回复编号「{reply.id}」重复，每条常用回复的 id 必须唯一")
+            seen.add(reply.id)
+        return self
+
+    def for_use(self, use: CannedUse | str) -> list[CannedReply]:
+        """The replies offered for *use* (进度, 回复企业 or 办结)."""
+        wanted = CannedUse(use)
+        return [r for r in self.replies if wanted in r.use]
+
+
+def load_canned_replies(path: Path | None = None) -> CannedReplies:
+    """Load and check ``config/canned_replies.yaml`` (or *path*); a missing file means none.
+
+    A bad file raises ``ConfigError`` naming the file, line and key.
+    """
+    p = path or config_dir() / "canned_replies.yaml"
+    if not p.exists():
+        return CannedReplies()
+    return load_model(p, CannedReplies)

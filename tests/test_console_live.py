@@ -354,6 +354,7 @@ def wait_for_text(api: FakeWeChatApi, expected: str) -> None:
 def test_browser_live_chat_with_a_wechat_user(
     browser: Any,
     wechat_console: tuple[LiveServer, WeChatSide, FakeWeChatApi],
+    clock: MovableClock,
     tmp_path: Path,
 ) -> None:
     live, wechat, api = wechat_console
@@ -390,6 +391,7 @@ def test_browser_live_chat_with_a_wechat_user(
             ("明白了，谢谢！", True),
         ]
         for text, from_enterprise in exchange:
+            clock.advance(minutes=1)
             if from_enterprise:
                 assert wechat.text(text) is None  # relayed: WeChat gets "success"
                 line = transcript.locator(".line-enterprise .line-text", has_text=text)
@@ -403,7 +405,7 @@ def test_browser_live_chat_with_a_wechat_user(
         assert page.evaluate("window.stillHere") is True
         assert transcript.locator(".line-enterprise").count() >= 3
         names = transcript.locator(".line-enterprise .line-who").all_text_contents()
-        assert set(names) == {f"wechat用户{OPENID[-4:]}"}
+        assert set(names) == {f"微信用户{OPENID[-4:]}"}
 
         assert page.evaluate("document.documentElement.scrollWidth") <= 1366
         shot = tmp_path / "live.png"

@@ -45,7 +45,7 @@ from handoff.accounts import Staff
 from handoff.calendar import SHANGHAI
 from handoff.conversations import LiveHandoff, LiveHandoffState, transcript_lines
 from handoff.live import NO_QUESTION, ChatNotHeld, TakeResult, can_see, holds
-from handoff.models import Commissioner, Direction, TranscriptLine
+from handoff.models import ChannelIdentity, Commissioner, Direction, TranscriptLine
 
 if TYPE_CHECKING:
     from bot.app import App
@@ -58,6 +58,7 @@ __all__ = [
     "STREAM_SECONDS",
     "ChatView",
     "LineView",
+    "enterprise_name",
     "line_view",
     "routes",
 ]
@@ -86,12 +87,20 @@ STATE_LABELS = {
     LiveHandoffState.CANCELLED: "企业已取消",
 }
 CHANNEL_LABELS = {"wechat": "微信公众号", "telegram": "Telegram", "terminal": "终端"}
+_CHANNEL_SHORT = {"wechat": "微信", "telegram": "Telegram", "terminal": "终端"}
 OPEN = (LiveHandoffState.WAITING, LiveHandoffState.ACTIVE)
 _STAFF_LINE = re.compile(r"^【([^】]+（[^）]+）)】(.*)$", re.DOTALL)
 NOT_FOUND = "没有找到这个人工请求，或它不在您的办理范围内。"
 
 
 # ------------------------------------------------------------------------ what is shown
+
+
+def enterprise_name(identity: ChannelIdentity) -> str:
+    """The enterprise's name, else ``微信用户0001`` (its channel and the end of its account)."""
+    if identity.enterprise is not None:
+        return who_is(identity)
+    return f"{_CHANNEL_SHORT.get(identity.channel, identity.channel)}用户{identity.user_key[-4:]}"
 
 
 @dataclass(frozen=True)
@@ -153,7 +162,7 @@ def chat_view(handoff: LiveHandoff, person: Commissioner, now: datetime) -> Chat
         id=handoff.id,
         state=state.value,
         state_label=STATE_LABELS[state],
-        who=who_is(identity),
+        who=enterprise_name(identity),
         channel=CHANNEL_LABELS.get(identity.channel, identity.channel),
         uscc=identity.enterprise.uscc if identity.enterprise is not None else None,
         department=handoff.department,
@@ -180,7 +189,7 @@ def _lines(session: Session, handoff: LiveHandoff, *, after_id: int = 0) -> list
     )
     if handoff.ended_at is not None:
         rows = [r for r in rows if r.at <= handoff.ended_at]
-    who = who_is(handoff.identity)
+    who = enterprise_name(handoff.identity)
     return [line_view(r, who) for r in rows]
 
 

@@ -185,3 +185,50 @@ def test_links_may_be_made_on_the_first_notice(
     officer.send(f"签收 {number}")
     (payload,) = delivered(app)
     assert opened_by(app, payload)[0] == number and made == [1]
+
+
+def staff_id(app: App, name: str) -> int:
+    """The id of the commissioner the ``staff`` fixture registered as *name*."""
+    from handoff.registry import commissioner_of
+
+    with app.db.sessions() as session:
+        person = commissioner_of(session, "terminal", f"staff-{name}")
+        assert person is not None
+        return person.id
+
+
+def test_a_reply_reaches_the_enterprise_and_names_who_wrote(
+    app: App, chat: Chat, staff: Callable[..., Chat]
+) -> None:
+    number, _ = filed(app, chat, staff)
+    person_id = staff_id(app, "王芳")
+    view = app.tickets.reply(
+        number, text="请问路灯在哪条路？", actor="王芳", commissioner_id=person_id
+    )
+    assert view.events[-1].kind == "reply" and view.events[-1].reason == "请问路灯在哪条路？"
+    (payload,) = delivered(app)
+    assert f"关于您的诉求 {number}" in payload["text"]
+    assert f"企业服务专员王芳（{view.department}）" in payload["text"]
+    assert "请问路灯在哪条路？" in payload["text"]
+
+
+def test_invited_helpers_and_an_assigned_commissioner_are_told(
+    app: App, chat: Chat, staff: Callable[..., Chat]
+) -> None:
+    number, officer = filed(app, chat, staff)
+    department = app.tickets.get(number).department
+    helper_dept = "财政局" if department != "财政局" else "工信局"
+    helper = staff("钱七", helper_dept)
+    app.tickets.add_helpers(number, departments=[helper_dept], actor="王芳", reason="涉及资金")
+    (invite,) = helper.pushes()
+    assert (
+        "【协同请求】" in invite.text and number in invite.text and "理由：涉及资金" in invite.text
+    )
+    assert invite.ref == f"ticket:{number}"  # WeCom links it to the console's ticket page
+    assert officer.pushes() == []  # the lead department is not told its own invitation
+
+    colleague = staff("孙八", department)
+    colleague.pushes()
+    app.tickets.assign(number, commissioner=staff_id(app, "孙八"), actor="王局")
+    (told,) = colleague.pushes()
+    assert told.text == f"【指派】{number}（{app.tickets.get(number).title}）已由王局指派给您办理。"

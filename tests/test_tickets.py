@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 from sqlalchemy import func, select, update
@@ -20,6 +20,7 @@ from handoff.tickets import (
     Action,
     IllegalTransition,
     TicketNotFound,
+    TicketNotifier,
     TicketRuleError,
     TicketService,
     TicketState,
@@ -703,7 +704,7 @@ def test_a_pushed_result_meets_the_feedback_clock_it_started(
         clock,
         settings=sla_settings,
         departments=departments,
-        notifier=_PushingNotifier(),
+        notifier=cast("TicketNotifier", _PushingNotifier()),  # only the hooks it needs
     )
     number = service.create(
         "x", department="市场监管局", rule="topic", reason="营业执照", actor="a"
@@ -976,9 +977,7 @@ def test_views_name_the_chat_account_the_ticket_came_from(
     assert service.get(view.number).channel_identity_id == identity_id
 
 
-def test_every_ticket_records_its_source(
-    service: TicketService, app: Any, chat: Any
-) -> None:
+def test_every_ticket_records_its_source(service: TicketService, app: Any, chat: Any) -> None:
     from handoff.models import TicketSource
 
     by_phone = service.create(
@@ -992,8 +991,121 @@ def test_every_ticket_records_its_source(
     )  # fmt: skip
     assert hotline.source is TicketSource.HOTLINE
     with pytest.raises(TicketError, match="未知的诉求来源"):
-        service.create("x", department="政务办", rule="manual", reason="r", actor="a", source="飞鸽")
+        service.create(
+            "x", department="政务办", rule="manual", reason="r", actor="a", source="飞鸽"
+        )
     from tests.chatting import file_ticket
 
     number = file_ticket(chat)  # filed in the terminal chat: its channel is the source
     assert app.tickets.get(number).source is TicketSource.TERMINAL
+
+
+# ------------------------------------------------- console actions: reply, note, assign …
+
+
+def test_a_note_is_an_event_in_any_state_and_changes_nothing_else(
+    make_ticket: MakeTicket, service: TicketService
+) -> None:
+    for state in (S.NEW, S.RESOLVED, S.CLOSED):
+        ticket = make_ticket(state=state)
+        view = service.note(ticket.number, text="  企业电话打不通  ", actor="张三")
+        last = view.events[-1]
+        assert (last.kind, last.reason, last.from_state, last.to_state) == (
+            "note", "企业电话打不通", state, state,
+        )  # fmt: skip
+        assert view.state is state
+    with pytest.raises(TicketError, match="备注内容不能为空"):
+        service.note(ticket.number, text=" ", actor="张三")
+
+
+def test_reply_needs_a_chat_account(make_ticket: MakeTicket, service: TicketService) -> None:
+    ticket = make_ticket()
+    with pytest.raises(TicketRuleError, match="没有企业的对话账号") as info:
+        service.reply(ticket.number, text="您好", actor="张三")
+    assert info.value.action is Action.REPLY
+    assert service.get(ticket.number).version == ticket.version
+
+
+def test_assign_makes_a_commissioner_of_the_department_the_holder(
+    make_ticket: MakeTicket, service: TicketService, make_commissioner: Callable[..., Any]
+) -> None:
+    head = make_commissioner("王局", "市场监管局", role="负责人")
+    worker = make_commissioner("赵六", "市场监管局")
+    outsider = make_commissioner("钱七", "工信局")
+    ticket = make_ticket()
+    view = service.assign(
+        ticket.number, commissioner=worker.id, actor="王局", commissioner_id=head.id
+    )
+    assert view.commissioner == "赵六" and view.state is S.NEW
+    data = view.events[-1].data
+    assert (data["from_commissioner"], data["to_commissioner"]) == (None, "赵六")
+    with pytest.raises(TicketRuleError, match="已由赵六承办"):
+        service.assign(ticket.number, commissioner=worker.id, actor="王局")
+    with pytest.raises(TicketRuleError, match="只能指派给市场监管局的在岗专员"):
+        service.assign(ticket.number, commissioner=outsider.id, actor="王局")
+    done = make_ticket(state=S.RESOLVED)
+    with pytest.raises(TicketRuleError, match="不能再指派"):
+        service.assign(done.number, commissioner=worker.id, actor="王局")
+
+
+def test_a_helper_acknowledges_with_its_opinion(
+    make_ticket: MakeTicket, service: TicketService
+) -> None:
+    ticket = make_ticket(state=S.ACCEPTED)
+    service.add_helpers(ticket.number, departments=["财政局", "工信局"], actor="张三")
+    view = service.acknowledge_helper(
+        ticket.number, department="财政局", actor="钱七", opinion=" 资金由我局统筹 "
+    )
+    helpers = {h.department: h for h in view.helpers}
+    assert helpers["财政局"].opinion == "资金由我局统筹"
+    assert helpers["财政局"].acknowledged_by == "钱七"
+    assert helpers["工信局"].opinion is None and helpers["工信局"].acknowledged_at is None
+    assert view.events[-1].data == {"department": "财政局", "opinion": "资金由我局统筹"}
+    assert view.to_dict()["helpers"][0]["opinion"] == "资金由我局统筹"
+    plain = service.acknowledge_helper(ticket.number, department="工信局", actor="孙八")
+    assert {h.department: h.opinion for h in plain.helpers}["工信局"] is None
+
+
+def test_resolve_with_start_passes_through_in_progress(
+    make_ticket: MakeTicket, service: TicketService
+) -> None:
+    ticket = make_ticket(state=S.ACCEPTED)
+    view = service.resolve(ticket.number, result="已解决", actor="张三", start=True)
+    assert view.state is S.RESOLVED
+    assert [e.kind for e in view.events][-2:] == ["start", "resolve"]
+    assert view.events[-2].reason == "办结时开始办理"
+    going = make_ticket(state=S.IN_PROGRESS)
+    assert service.resolve(going.number, result="好", actor="张三", start=True).events[-1].kind == (
+        "resolve"
+    )
+    with pytest.raises(IllegalTransition):  # 签收 is still needed first
+        service.resolve(make_ticket().number, result="好", actor="张三", start=True)
+
+
+def test_a_stale_version_is_refused(
+    make_ticket: MakeTicket, service: TicketService, db: Database
+) -> None:
+    from handoff.tickets import StaleTicket
+
+    ticket = make_ticket()
+    assert ticket.version == len(ticket.events) == 1
+    with db.begin() as session:
+        service.check_version(ticket.number, ticket.version, session=session)
+    service.accept(ticket.number, actor="张三")
+    with db.begin() as session, pytest.raises(StaleTicket) as info:
+        service.check_version(ticket.number, ticket.version, session=session)
+    assert (info.value.expected, info.value.actual) == (1, 2)
+    assert str(info.value) == "该诉求已被他人更新，请查看最新状态后再操作"
+
+
+def test_possible_actions_follow_the_state(make_ticket: MakeTicket) -> None:
+    from handoff.tickets import possible
+
+    new = possible(make_ticket())
+    assert {Action.ACCEPT, Action.TRANSFER, Action.PROGRESS, Action.NOTE} <= new
+    assert Action.RESOLVE not in new and Action.REPLY not in new  # no chat account
+    accepted = possible(make_ticket(state=S.ACCEPTED))
+    assert {Action.RESOLVE, Action.START} <= accepted and Action.ACCEPT not in accepted
+    assert Action.ESCALATE in possible(make_ticket(state=S.IN_PROGRESS))
+    closed = possible(make_ticket(state=S.CLOSED))
+    assert closed == {Action.NOTE}

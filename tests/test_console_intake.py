@@ -143,7 +143,7 @@ def ticket_row(app: App, number: str) -> Ticket:
 @pytest.fixture
 def console(app: App) -> App:
     """The app with a cheap password hash."""
-    app.accounts = Accounts(app.db.sessions, app.clock, CHEAP)  # type: ignore[misc]
+    app.accounts = Accounts(app.db.sessions, app.clock, CHEAP)
     return app
 
 

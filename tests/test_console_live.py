@@ -151,6 +151,8 @@ def test_take_send_and_end_reach_the_enterprise_as_in_the_chat(
 ) -> None:
     handoff_id = ask_for_person(enterprise)
     zhang = signed_in("张敏")
+    early = zhang.post(f"/console/live/{handoff_id}/end")
+    assert early.status_code == 409 and "该请求尚未接入" in early.text
     page = zhang.get(f"/console/live/{handoff_id}")
     assert page.status_code == 200
     assert "营业执照变更需要什么材料" in page.text and "接入</button>" in page.text

@@ -353,25 +353,28 @@ def routes(app: App, pages: Pages) -> list[BaseRoute]:
             return RedirectResponse(f"/console/live/{handoff_id}#composer", status_code=303)
         return await show(request, staff, handoff_id, status=409, error=error, draft=text)
 
-    def do_end(staff: Staff, handoff_id: int, ip: str | None) -> bool:
+    def do_end(staff: Staff, handoff_id: int, ip: str | None) -> tuple[bool, LiveHandoffState]:
         now = app.clock()
         with app.db.begin() as session:
             person, handoff = load(session, staff, handoff_id)
             ended = app.live.end(session, handoff, now, by_staff=True, by=person)
             audit.record(session, "live_end", at=now, person=person, ip=ip,
                          handoff=handoff_id, ended=ended)  # fmt: skip
-            return ended
+            return ended, handoff.state
 
     @require_staff
     async def end(request: Request, staff: Staff) -> Response:
         """结束对话."""
         handoff_id = request.path_params["handoff_id"]
         try:
-            ended = await run_in_threadpool(do_end, staff, handoff_id, ip_of(request))
+            ended, state = await run_in_threadpool(do_end, staff, handoff_id, ip_of(request))
         except _Gone:
             return not_found()
         except ChatNotHeld as exc:
             return await show(request, staff, handoff_id, status=409, error=f"{exc}，无法结束。")
+        if state is LiveHandoffState.WAITING:
+            error = "该请求尚未接入，无需结束。"
+            return await show(request, staff, handoff_id, status=409, error=error)
         done = "ended" if ended else "over"
         return RedirectResponse(f"/console/live/{handoff_id}?done={done}", status_code=303)
 

@@ -387,7 +387,7 @@ def test_relayed_messages_carry_the_commissioners_name_and_department(
     assert relayed[-1].text == "【李娜（政务办）】您好，请问具体是什么问题？"
     with app.db.begin() as session:
         lines = list(session.scalars(select(TranscriptLine.text)))
-    assert "[李娜（政务办）] 您好，请问具体是什么问题？" in lines
+    assert "【李娜（政务办）】您好，请问具体是什么问题？" in lines  # as the enterprise saw it
 
 
 def test_a_stale_request_is_not_delivered_to_a_commissioner_later(

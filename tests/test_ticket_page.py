@@ -199,3 +199,17 @@ def test_clocks_and_timeline_as_the_enterprise_reads_them(
     assert [e.title for e in entries] == ["转派", "已签收", "诉求已登记"]
     assert entries[0].text == "转由政务办办理"  # the department only, never the reason
     assert all("人手不足" not in e.text for e in entries)
+
+
+def test_the_commissioners_reply_is_shown_to_the_enterprise() -> None:
+    from datetime import UTC, datetime
+
+    from bot.console.public import _entry
+    from handoff.tickets import EventView
+
+    event = EventView(datetime(2026, 11, 23, 2, tzinfo=UTC), "张敏", "reply", None, None,
+                      "已联系物业，明天上午维修", {})  # fmt: skip
+    entry = _entry(event, "规建局")
+    assert entry is not None and "专员回复" in str(entry) and "明天上午维修" in str(entry)
+    note = EventView(event.at, "张敏", "note", None, None, "企业负责人态度急躁", {})
+    assert _entry(note, "规建局") is None  # internal notes never reach the enterprise

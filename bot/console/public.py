@@ -129,6 +129,8 @@ def _entry(event: EventView, department: str) -> TimelineEntry | None:
         return TimelineEntry(event.at, "开始办理")
     if kind == "progress":
         return TimelineEntry(event.at, "办理进度", event.reason or "")
+    if kind == "reply":  # what the commissioner wrote to the enterprise
+        return TimelineEntry(event.at, "专员回复", event.reason or "")
     if kind == "transfer":
         return TimelineEntry(event.at, "转派", f"转由{data.get('to_department', '')}办理")
     if kind == "escalate":

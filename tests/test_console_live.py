@@ -353,8 +353,14 @@ def wait_for_text(api: FakeWeChatApi, expected: str) -> None:
     eventually(lambda: expected in wechat_texts(api), timeout=10)
 
 
+def wait_for_part(api: FakeWeChatApi, part: str) -> None:
+    """Wait until a message the user received contains *part* (notices carry a link too)."""
+    eventually(lambda: any(part in text for text in wechat_texts(api)), timeout=10)
+
+
 def test_browser_live_chat_with_a_wechat_user(
     browser: Any,
+    console: App,
     wechat_console: tuple[LiveServer, WeChatSide, FakeWeChatApi],
     clock: MovableClock,
     tmp_path: Path,
@@ -422,5 +428,33 @@ def test_browser_live_chat_with_a_wechat_user(
         assert "对话已结束，企业已收到通知。" in page.text_content("main")
         assert page.get_by_label("发给企业的消息").count() == 0
         wait_for_text(api, "专员已结束本次对话。如还有问题，可以继续向我提问。")
+
+        # the same user files the need as a ticket; the commissioner works it in the
+        # browser (签收, 进度, 办结) and the enterprise rates it from WeChat: the closed loop
+        wechat.text("提交诉求")
+        wechat.text("我们要变更营业执照上的法定代表人，想请专员协助核对线上提交的材料是否齐全")
+        wechat.text("天津示例贸易有限公司")
+        wechat.text("13800138000")
+        created = wechat.text("确认提交") or ""
+        assert "诉求已登记，编号 YX-" in created, created
+        number = re.search(r"YX-\d{8}-\d{4}", created).group(0)  # type: ignore[union-attr]
+        page.goto(f"{live.url}/console/tickets/{number}")
+        page.get_by_role("button", name="签收").click()
+        page.wait_for_url("**?done=accept")
+        wait_for_part(api, f"您的诉求 {number} 已由企业服务专员张敏（市场监管局）签收")
+        page.locator("#act-progress > summary").click()
+        page.locator("#progress-text").fill("材料已收到，正在核对，明天上午反馈")
+        page.get_by_role("button", name="发送进度").click()
+        page.wait_for_url("**?done=progress")
+        wait_for_part(api, "材料已收到，正在核对，明天上午反馈")
+        page.locator("#act-resolve > summary").click()
+        page.locator("#resolve-text").fill("材料齐全，已指导企业在线提交变更登记")
+        page.get_by_role("button", name="办结", exact=True).click()
+        page.wait_for_url("**?done=resolve")
+        wait_for_part(api, "材料齐全，已指导企业在线提交变更登记")
+        assert "感谢您的评价" in (wechat.text("满意") or "")
+        view = console.tickets.get(number)
+        assert view.state.value == "surveyed" and view.surveys[-1].result.value == "满意"
+        assert view.commissioner == "张敏"
     finally:
         context.close()

@@ -24,8 +24,8 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    ScalarSelect,
     Select,
-    Subquery,
     and_,
     case,
     func,
@@ -293,25 +293,23 @@ class QueueService:
     # -- tickets
 
     @staticmethod
-    def _next_clock() -> Subquery:
-        """Per ticket, the running clock due first (``ticket_id``, ``kind``, ``due_at``)."""
-        ranked = (
-            select(
-                SlaClock.ticket_id.label("ticket_id"),
-                SlaClock.kind.label("kind"),
-                SlaClock.due_at.label("due_at"),
-                func.row_number()
-                .over(partition_by=SlaClock.ticket_id, order_by=(SlaClock.due_at, SlaClock.id))
-                .label("rank"),
-            )
-            .where(SlaClock.active.is_(True), SlaClock.met_at.is_(None))
-            .subquery("running")
+    def _next_clock() -> tuple[ScalarSelect[datetime], ScalarSelect[ClockKind]]:
+        """The due time and kind of the ticket's running clock due first (correlated
+        subqueries: one index probe per ticket on ``sla_clock.ticket_id``)."""
+        running = (
+            SlaClock.ticket_id == Ticket.id,
+            SlaClock.active.is_(True),
+            SlaClock.met_at.is_(None),
         )
-        return (
-            select(ranked.c.ticket_id, ranked.c.kind, ranked.c.due_at)
-            .where(ranked.c.rank == 1)
-            .subquery("next_clock")
+        due = select(func.min(SlaClock.due_at)).where(*running).scalar_subquery()
+        kind = (
+            select(SlaClock.kind)
+            .where(*running)
+            .order_by(SlaClock.due_at, SlaClock.id)
+            .limit(1)
+            .scalar_subquery()
         )
+        return due, kind
 
     def _where(
         self, person: Person, wanted: QueueFilter, due: ColumnElement[datetime], now: datetime
@@ -347,10 +345,10 @@ class QueueService:
         now = self.clock()
         size = max(1, wanted.page_size)
         number = max(1, wanted.page)
-        nxt = self._next_clock()
+        due, kind = self._next_clock()
         helper = aliased(TicketDepartment)
         done = case((Ticket.state.in_(DONE_STATES), 1), else_=0)
-        no_clock = case((nxt.c.due_at.is_(None), 1), else_=0)
+        no_clock = case((due.is_(None), 1), else_=0)
         stmt = (
             select(
                 Ticket.id,
@@ -365,20 +363,19 @@ class QueueService:
                 Enterprise.name,
                 Enterprise.uscc,
                 Commissioner.name,
-                nxt.c.kind,
-                nxt.c.due_at,
+                kind,
+                due,
                 helper.id.is_not(None),
                 func.count().over(),
             )
-            .outerjoin(nxt, nxt.c.ticket_id == Ticket.id)
             .outerjoin(Enterprise, Enterprise.id == Ticket.enterprise_id)
             .outerjoin(Commissioner, Commissioner.id == Ticket.commissioner_id)
             .outerjoin(
                 helper,
                 and_(helper.ticket_id == Ticket.id, helper.department == person.department),
             )
-            .where(*self._where(person, wanted, nxt.c.due_at, now))
-            .order_by(done, no_clock, nxt.c.due_at, Ticket.created_at, Ticket.id)
+            .where(*self._where(person, wanted, due, now))
+            .order_by(done, no_clock, due, Ticket.created_at, Ticket.id)
             .limit(size)
             .offset((number - 1) * size)
         )

@@ -26,14 +26,14 @@ from sqlalchemy import (
     ColumnElement,
     ScalarSelect,
     Select,
-    and_,
+    Subquery,
     case,
     func,
     literal,
     or_,
     select,
 )
-from sqlalchemy.orm import Session, aliased, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from handoff.calendar import END_OF_DAY, SHANGHAI, WorkCalendar
 from handoff.conversations import LiveHandoff, LiveHandoffState
@@ -293,23 +293,34 @@ class QueueService:
     # -- tickets
 
     @staticmethod
-    def _next_clock() -> tuple[ScalarSelect[datetime], ScalarSelect[ClockKind]]:
-        """The due time and kind of the ticket's running clock due first (correlated
-        subqueries: one index probe per ticket on ``sla_clock.ticket_id``)."""
-        running = (
-            SlaClock.ticket_id == Ticket.id,
-            SlaClock.active.is_(True),
-            SlaClock.met_at.is_(None),
+    def _running() -> Subquery:
+        """Per ticket, the earliest due time of its running clocks (``ticket_id``,
+        ``due_at``): one hash aggregate over the running clocks, joined to the tickets."""
+        return (
+            select(SlaClock.ticket_id, func.min(SlaClock.due_at).label("due_at"))
+            .where(SlaClock.active.is_(True), SlaClock.met_at.is_(None))
+            .group_by(SlaClock.ticket_id)
+            .subquery("running")
         )
-        due = select(func.min(SlaClock.due_at)).where(*running).scalar_subquery()
-        kind = (
+
+    @staticmethod
+    def _next_kind() -> ScalarSelect[ClockKind]:
+        """The kind of the ticket's running clock due first (a correlated subquery that
+        PostgreSQL evaluates for the page's rows only, after the sort)."""
+        return (
             select(SlaClock.kind)
-            .where(*running)
+            .where(
+                SlaClock.ticket_id == Ticket.id,
+                # IS NOT false rather than IS true: the same rows (the column is NOT NULL),
+                # and SQLite then probes ix_sla_clock_ticket_id instead of walking the
+                # (active, due_at) index for every ticket
+                SlaClock.active.is_not(False),
+                SlaClock.met_at.is_(None),
+            )
             .order_by(SlaClock.due_at, SlaClock.id)
             .limit(1)
             .scalar_subquery()
         )
-        return due, kind
 
     def _where(
         self, person: Person, wanted: QueueFilter, due: ColumnElement[datetime], now: datetime
@@ -345,10 +356,20 @@ class QueueService:
         now = self.clock()
         size = max(1, wanted.page_size)
         number = max(1, wanted.page)
-        due, kind = self._next_clock()
-        helper = aliased(TicketDepartment)
+        kind = self._next_kind()
+        running = self._running()
+        due_at = running.c.due_at
+        due = due_at.label("due")  # selected once; ORDER BY names the label
         done = case((Ticket.state.in_(DONE_STATES), 1), else_=0)
-        no_clock = case((due.is_(None), 1), else_=0)
+        # a scalar EXISTS, not a join: PostgreSQL evaluates it for the page's rows only
+        helping = (
+            select(TicketDepartment.id)
+            .where(
+                TicketDepartment.ticket_id == Ticket.id,
+                TicketDepartment.department == person.department,
+            )
+            .exists()
+        )
         stmt = (
             select(
                 Ticket.id,
@@ -365,17 +386,14 @@ class QueueService:
                 Commissioner.name,
                 kind,
                 due,
-                helper.id.is_not(None),
+                helping,
                 func.count().over(),
             )
+            .outerjoin(running, running.c.ticket_id == Ticket.id)
             .outerjoin(Enterprise, Enterprise.id == Ticket.enterprise_id)
             .outerjoin(Commissioner, Commissioner.id == Ticket.commissioner_id)
-            .outerjoin(
-                helper,
-                and_(helper.ticket_id == Ticket.id, helper.department == person.department),
-            )
-            .where(*self._where(person, wanted, due, now))
-            .order_by(done, no_clock, due, Ticket.created_at, Ticket.id)
+            .where(*self._where(person, wanted, due_at, now))
+            .order_by(done, due.nulls_last(), Ticket.created_at, Ticket.id)
             .limit(size)
             .offset((number - 1) * size)
         )

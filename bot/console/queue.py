@@ -28,7 +28,7 @@ from starlette.routing import BaseRoute, Route
 from bot.console.auth import require_staff
 from handoff.accounts import Staff
 from handoff.models import TicketSource, TicketState
-from handoff.queue import QueueFilter, QueueService
+from handoff.queue import QueueFilter, QueueService, QueueVersion
 
 if TYPE_CHECKING:
     from bot.app import App
@@ -99,10 +99,12 @@ def routes(app: App, pages: Pages) -> list[BaseRoute]:
     """``GET /console/`` (the queue), ``GET /console`` (→ ``/console/``), the JSON feed."""
     queue = QueueService(app.db.sessions, app.calendar, app.clock)
 
-    def context(staff: Staff, wanted: QueueFilter, errors: list[str]) -> dict[str, Any]:
+    def context(
+        staff: Staff, wanted: QueueFilter, errors: list[str], version: QueueVersion | None = None
+    ) -> dict[str, Any]:
         page = queue.page(staff, wanted)
         waiting = queue.waiting(staff)
-        version = queue.version(staff)
+        version = version or queue.version(staff)
         filtered = _query(replace(wanted, page=1))
         return {
             "staff": staff,
@@ -154,7 +156,7 @@ def routes(app: App, pages: Pages) -> list[BaseRoute]:
         except ValueError:
             seen = version.max_id
         wanted, errors = parse_filter(params)
-        ctx = context(staff, wanted, errors)
+        ctx = context(staff, wanted, errors, version)
         body.update(
             changed=True,
             new=queue.new_since(staff, seen) if seen < version.max_id else 0,

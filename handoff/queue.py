@@ -18,8 +18,9 @@ import hashlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
@@ -107,19 +108,45 @@ def _as_deadline(due: datetime) -> datetime:
     return local
 
 
+@lru_cache(maxsize=32)
+def _year_prefix(calendar: WorkCalendar, year: int) -> tuple[int, ...]:
+    """``prefix[n]``: working days among the first *n* days of *year* (``prefix[0] == 0``)."""
+    counts = [0]
+    day = date(year, 1, 1)
+    while day.year == year:
+        counts.append(counts[-1] + calendar.is_workday(day))
+        day += timedelta(days=1)
+    return tuple(counts)
+
+
+def _workdays(calendar: WorkCalendar, first: date, last: date) -> int:
+    """Working days from *first* to *last*, both included (0 when *last* is earlier)."""
+    if last < first:
+        return 0
+    head = _year_prefix(calendar, first.year)
+    start = first.timetuple().tm_yday - 1  # days of first.year before *first*
+    if first.year == last.year:
+        return head[last.timetuple().tm_yday] - head[start]
+    total = head[-1] - head[start]
+    for year in range(first.year + 1, last.year):
+        total += _year_prefix(calendar, year)[-1]
+    return total + _year_prefix(calendar, last.year)[last.timetuple().tm_yday]
+
+
 def working_seconds(calendar: WorkCalendar, start: datetime, end: datetime) -> float:
     """Seconds of working days between *start* and *end* (negative when *end* is earlier)."""
     if end < start:
         return -working_seconds(calendar, end, start)
+    start, end = start.astimezone(SHANGHAI), end.astimezone(SHANGHAI)
+    if start.date() == end.date():
+        return (end - start).total_seconds() if calendar.is_workday(start.date()) else 0.0
     total = 0.0
-    cursor = start.astimezone(SHANGHAI)
-    end = end.astimezone(SHANGHAI)
-    while cursor < end:
-        stop = min(_midnight_after(cursor), end)
-        if calendar.is_workday(cursor.date()):
-            total += (stop - cursor).total_seconds()
-        cursor = stop
-    return total
+    if calendar.is_workday(start.date()):
+        total += (_midnight_after(start) - start).total_seconds()
+    if calendar.is_workday(end.date()):
+        total += (end - _midnight_after(end - timedelta(days=1))).total_seconds()
+    middle = _workdays(calendar, start.date() + timedelta(days=1), end.date() - timedelta(days=1))
+    return total + middle * _DAY
 
 
 def _span(seconds: float) -> str:

@@ -443,10 +443,11 @@ def test_queue_screenshot(
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_queue_at_150_percent_zoom_and_by_keyboard(
-    console: App, server: LiveServer, browser: Any
+    console: App, server: LiveServer, browser: Any, tmp_path: Path
 ) -> None:
     _, token = signed_in(console, "张敏", "市场监管局")
     t = ticket(console)
+    waiting_request(console)
     context = browser.new_context(
         viewport={"width": 911, "height": 512}, device_scale_factor=1.5, locale="zh-CN"
     )  # 1366×768 at 150 %
@@ -455,6 +456,15 @@ def test_queue_at_150_percent_zoom_and_by_keyboard(
         start_signed_in(page, server, token)
         page.goto(f"{server.url}/console/")
         assert page.evaluate("document.documentElement.scrollWidth") <= 911
+        page.screenshot(path=str(tmp_path / "queue-150.png"))
+        page.keyboard.press("Tab")  # skip the brand: the first stops are the nav links
+        for _ in range(12):
+            if page.evaluate("document.activeElement.textContent") == "接入对话":
+                break
+            page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.getAttribute('href')").startswith(
+            "/console/live/"
+        )
         page.get_by_label("搜索").focus()
         page.keyboard.type(t.number)
         page.keyboard.press("Enter")

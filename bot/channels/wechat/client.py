@@ -22,6 +22,7 @@ import requests
 from wechatpy.client import WeChatClient
 from wechatpy.exceptions import WeChatClientException
 
+from bot.channels.http import TimeoutSession, cgi_bin
 from bot.channels.wechat.config import CHANNEL, DEFAULT_API_BASE, WeChatConfig, WeChatTemplates
 from bot.channels.wechat.passive import _Continuations, fit_passive
 from bot.types import reply_from_payload
@@ -33,19 +34,6 @@ __all__ = ["HOLD_REASON", "WeChatApiClient", "WeChatSender"]
 log = logging.getLogger("yxby.wechat")
 
 HOLD_REASON = "未送达，等待企业再次发消息"
-
-
-class _TimeoutSession(requests.Session):
-    """A requests session with a default timeout (wechatpy's token fetch passes none)."""
-
-    def __init__(self, timeout: float | tuple[float, float]) -> None:
-        super().__init__()
-        self.default_timeout = timeout
-
-    def request(self, method: Any, url: Any, *args: Any, **kwargs: Any) -> Any:
-        if kwargs.get("timeout") is None:
-            kwargs["timeout"] = self.default_timeout
-        return super().request(method, url, *args, **kwargs)
 
 
 class WeChatApiClient(WeChatClient):
@@ -68,11 +56,8 @@ class WeChatApiClient(WeChatClient):
         # since giving up on a send that WeChat then completes means sending it twice
         limits: Any = (min(connect_timeout, timeout), timeout)
         super().__init__(appid, secret, timeout=limits, auto_retry=False)
-        base = api_base.rstrip("/")
-        if not base.endswith("/cgi-bin"):
-            base += "/cgi-bin"
-        self.API_BASE_URL = base + "/"
-        self._http = _TimeoutSession(limits)
+        self.API_BASE_URL = cgi_bin(api_base)
+        self._http = TimeoutSession(limits)
         self._token_lock = threading.Lock()
 
     def fetch_access_token(self) -> dict[str, Any]:

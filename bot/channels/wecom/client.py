@@ -20,6 +20,7 @@ try:  # wechatpy 2 calls the package ``work``; 1.8 (pinned) ``enterprise``
 except ImportError:  # pragma: no cover - depends on the installed wechatpy
     from wechatpy.enterprise import WeChatClient
 
+from bot.channels.http import TimeoutSession, cgi_bin
 from bot.channels.wecom.config import DEFAULT_API_BASE
 
 __all__ = ["TokenFetchError", "WeComApiClient"]
@@ -35,19 +36,6 @@ class TokenFetchError(Exception):
         self.errmsg = errmsg
 
 
-class _TimeoutSession(requests.Session):
-    """A requests session with a default timeout (wechatpy's token fetch passes none)."""
-
-    def __init__(self, timeout: float) -> None:
-        super().__init__()
-        self.default_timeout = timeout
-
-    def request(self, method: Any, url: Any, *args: Any, **kwargs: Any) -> Any:
-        if kwargs.get("timeout") is None:
-            kwargs["timeout"] = self.default_timeout
-        return super().request(method, url, *args, **kwargs)
-
-
 class WeComApiClient(WeChatClient):
     """``wechatpy`` WeCom client on *api_base* (``…/cgi-bin/`` added) with an HTTP timeout."""
 
@@ -60,11 +48,8 @@ class WeComApiClient(WeChatClient):
         timeout: float = 5.0,
     ) -> None:
         super().__init__(corp_id, secret, timeout=timeout, auto_retry=False)
-        base = api_base.rstrip("/")
-        if not base.endswith("/cgi-bin"):
-            base += "/cgi-bin"
-        self.API_BASE_URL = base + "/"
-        self._http = _TimeoutSession(timeout)
+        self.API_BASE_URL = cgi_bin(api_base)
+        self._http = TimeoutSession(timeout)
         self._token_lock = threading.Lock()
 
     def fetch_access_token(self) -> dict[str, Any]:

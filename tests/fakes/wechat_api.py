@@ -13,97 +13,27 @@ window (45015) or with any other error code, or hold requests to look slow.
 
 from __future__ import annotations
 
-import json
-import threading
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.fakes.jsonapi import ApiCall, JsonApiFake
 
 __all__ = ["ApiCall", "FakeWeChatApi"]
 
 
-@dataclass(frozen=True)
-class ApiCall:
-    """One request the fake received."""
-
-    method: str
-    path: str
-    query: dict[str, str]
-    body: dict[str, Any] | None
-    answer: dict[str, Any] = field(default_factory=dict)
-
-
-class FakeWeChatApi:
+class FakeWeChatApi(JsonApiFake):
     """The fake server; start it with ``with`` (or :meth:`start`/:meth:`stop`)."""
 
     def __init__(self, appid: str = "wx-test-app", secret: str = "test-secret") -> None:
+        super().__init__()
         self.appid = appid
         self.secret = secret
-        self.calls: list[ApiCall] = []
         self.sent: list[dict[str, Any]] = []  # accepted custom messages, in order
         self.templates: list[dict[str, Any]] = []  # accepted template messages, in order
-        self.arrivals: list[str] = []  # paths of requests as they arrive (before answers)
         self._tokens = 0
         self._valid_token: str | None = None
         self._failures: list[tuple[int, str]] = []  # next answers of custom/send
-        self._gate = threading.Event()
-        self._gate.set()
-        self._cond = threading.Condition()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    # -- lifecycle
-
-    def start(self) -> FakeWeChatApi:
-        """Listen on a free port of 127.0.0.1."""
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                fake._dispatch(self, None)
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length) if length else b""
-                try:
-                    body = json.loads(raw.decode()) if raw else {}
-                except ValueError:
-                    body = {"_raw": raw.decode(errors="replace")}
-                fake._dispatch(self, body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Release held requests and shut the server down."""
-        self._gate.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> FakeWeChatApi:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def base_url(self) -> str:
-        """``http://127.0.0.1:<port>`` (what ``YXBY_WECHAT_API_BASE`` is set to)."""
-        assert self._server is not None, "start the fake first"
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
 
     # -- behaviour
 
@@ -121,14 +51,6 @@ class FakeWeChatApi:
         """The next *times* messages are refused with *errcode*."""
         with self._cond:
             self._failures.extend([(errcode, errmsg)] * times)
-
-    def hold(self) -> None:
-        """Answer nothing until :meth:`release` (a slow API; bounded at 10 s per request)."""
-        self._gate.clear()
-
-    def release(self) -> None:
-        """Answer held requests."""
-        self._gate.set()
 
     # -- records
 
@@ -192,15 +114,7 @@ class FakeWeChatApi:
                 answer = {"errcode": 404, "errmsg": f"no such api {parts.path}"}
             self.calls.append(ApiCall(handler.command, parts.path, query, body, answer))
             self._cond.notify_all()
-        data = json.dumps(answer, ensure_ascii=False).encode()
-        try:
-            handler.send_response(200)
-            handler.send_header("Content-Type", "application/json; charset=utf-8")
-            handler.send_header("Content-Length", str(len(data)))
-            handler.end_headers()
-            handler.wfile.write(data)
-        except OSError:  # the client gave up (a timeout test)
-            pass
+        self._answer(handler, answer)
 
     def _token(self, query: dict[str, str]) -> dict[str, Any]:
         if query.get("grant_type") != "client_credential":

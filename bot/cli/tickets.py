@@ -87,25 +87,12 @@ def _print_ticket(view: TicketView, now: datetime, *, full: bool) -> None:
             f"{_clock_status(clock, now)}"
         )
     click.echo("记录：")
-    from handoff.models import TicketState
-    from handoff.tickets import Action
+    from bot.events import describe_event
 
     for event in view.events:
-        try:
-            label = Action(event.kind).label
-        except ValueError:
-            label = event.kind
-        move = ""
-        if event.from_state is not None and event.to_state is not None:
-            if event.from_state != event.to_state:
-                move = (
-                    f"  {TicketState(event.from_state).label} → {TicketState(event.to_state).label}"
-                )
-        elif event.to_state is not None:
-            move = f"  → {TicketState(event.to_state).label}"
-        detail = _event_detail(event.kind, event.data)
-        extra = "".join(f"  {part}" for part in (detail, event.reason or "") if part)
-        click.echo(f"  {_local(event.at)}  {event.actor}  {label}{move}{extra}")
+        row = describe_event(event)  # worded as the console words it
+        extra = "".join(f"  {part}" for part in (row.change, row.detail) if part)
+        click.echo(f"  {_local(event.at)}  {event.actor}  {row.title}{extra}")
 
 
 def _moment(text: str, ctx: click.Context) -> datetime:
@@ -115,22 +102,6 @@ def _moment(text: str, ctx: click.Context) -> datetime:
         raise ChineseUsageError(
             f"无法识别的时间“{text}”，应为 ISO 8601（如 2026-11-26 09:00）", ctx
         ) from None
-
-
-def _event_detail(kind: str, data: Mapping[str, Any]) -> str:
-    if kind == "transfer":
-        return f"{data.get('from_department')} → {data.get('to_department')}"
-    if kind == "assist":
-        return "协办：" + "、".join(data.get("departments", []))
-    if kind == "acknowledge":
-        return f"{data.get('department')}确认"
-    if kind == "escalate":
-        return f"牵头 {data.get('lead_department')}，时限 {data.get('deadline')}"
-    if kind == "record_survey":
-        return str(data.get("result", ""))
-    if kind == "resolve":
-        return f"结果：{data.get('result')}"
-    return ""
 
 
 def _done(view: TicketView, as_json: bool, what: str) -> None:

@@ -48,6 +48,7 @@ from handoff.tickets import SYSTEM_ACTOR, TicketService, TicketView
 from yxby.errors import YxbyError
 
 if TYPE_CHECKING:
+    from handoff.scope import Person
     from routing import RouteDecision
 
 __all__ = [
@@ -78,7 +79,7 @@ def may_act(person: Commissioner, department: str) -> bool:
     return person.department == department or person.role is CommissionerRole.OVERSIGHT
 
 
-def visible_filter(person: Commissioner) -> ColumnElement[bool]:
+def visible_filter(person: Person) -> ColumnElement[bool]:
     """A ``WHERE`` clause for ``select(LiveHandoff)``: the requests *person* may see and take
     (their department's, every department's for 政务办, none for 管理员; always their own)."""
     if person.role is CommissionerRole.ADMIN:

@@ -30,12 +30,12 @@ from sqlalchemy import (
     Subquery,
     case,
     func,
-    literal,
     or_,
     select,
 )
 from sqlalchemy.orm import Session, sessionmaker
 
+from handoff import live
 from handoff.calendar import END_OF_DAY, SHANGHAI, WorkCalendar
 from handoff.conversations import LiveHandoff, LiveHandoffState
 from handoff.db import read_only
@@ -43,7 +43,6 @@ from handoff.models import (
     ChannelIdentity,
     ClockKind,
     Commissioner,
-    CommissionerRole,
     Enterprise,
     SlaClock,
     Ticket,
@@ -455,15 +454,12 @@ class QueueService:
 
     @staticmethod
     def _waiting_filter(person: Person, now: datetime) -> list[ColumnElement[bool]]:
-        where: list[ColumnElement[bool]] = [
+        """Requests still waiting at *now* that *person* may take (the live service's rule)."""
+        return [
             LiveHandoff.state == LiveHandoffState.WAITING,
             LiveHandoff.expires_at > now,
+            live.visible_filter(person),
         ]
-        if person.role is CommissionerRole.ADMIN:
-            where.append(literal(False))
-        elif person.role is not CommissionerRole.OVERSIGHT:
-            where.append(LiveHandoff.department == person.department)
-        return where
 
     def waiting(self, person: Person) -> list[WaitingRequest]:
         """Live-chat requests *person* may take, the longest waiting first."""

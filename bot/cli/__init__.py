@@ -15,7 +15,20 @@ from typing import Any, NoReturn
 
 import click
 
-from bot.cli import chat, db, doctor, kb, outbox, route, serve, sla, tickets
+from bot.cli import (
+    chat,
+    db,
+    doctor,
+    kb,
+    notices,
+    outbox,
+    report,
+    route,
+    serve,
+    sla,
+    supervise,
+    tickets,
+)
 from yxby.errors import YxbyError
 
 __all__ = ["main"]
@@ -47,5 +60,18 @@ def main() -> None:
     """有需必应助手 — 企业服务知识库、诉求工单与渠道机器人。"""
 
 
-for module in (kb, route, sla, db, tickets, outbox, doctor, chat, serve):
+for module in (
+    kb,
+    route,
+    sla,
+    db,
+    tickets,
+    outbox,
+    doctor,
+    chat,
+    serve,
+    report,
+    supervise,
+    notices,
+):
     module.register(main)

@@ -25,7 +25,19 @@ __all__ = ["STATIC_DIR", "TEMPLATE_DIR", "Pages", "routes", "static_route"]
 
 def routes(app: App) -> list[BaseRoute]:
     """Every page route of the product (mounted by :func:`bot.server.create_asgi`)."""
-    from bot.console import enterprise, intake, knowledge, live, queue, ticket
+    from bot.console import (
+        assessment,
+        editors,
+        enterprise,
+        intake,
+        knowledge,
+        live,
+        notices,
+        queue,
+        register,
+        supervision,
+        ticket,
+    )
     from bot.console.auth import auth_routes
     from bot.console.public import public_routes
 
@@ -37,6 +49,11 @@ def routes(app: App) -> list[BaseRoute]:
         *intake.routes(app, pages),
         *enterprise.routes(app, pages),
         *knowledge.routes(app, pages),
+        *assessment.routes(app, pages),
+        *supervision.routes(app, pages),
+        *editors.routes(app, pages),
+        *register.routes(app, pages),
+        *notices.routes(app, pages),
     ]
     home = not any(getattr(r, "path", None) == "/console/" for r in signed_in)
     return [static_route(), *public_routes(app, pages), *signed_in,

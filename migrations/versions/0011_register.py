@@ -1,0 +1,24 @@
+"""The living 名录库: status, zombie flags, 楼宇/网格/招商, industry codes, sync log (issue 14).
+
+Revision ID: 0011
+Revises: 0010
+Create Date: 2026-12-01 14:30:00+00:00
+
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+revision: str = "0011"
+down_revision: str | None = "0010"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass

@@ -18,6 +18,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -46,6 +47,9 @@ __all__ = [
     "EnterpriseKind",
     "OutboxMessage",
     "OutboxStatus",
+    "RegisterChange",
+    "RegisterRejection",
+    "RegisterSync",
     "SlaClock",
     "Survey",
     "SurveyResult",
@@ -391,8 +395,81 @@ class Enterprise(Base):
     commissioner_id: Mapped[int | None] = mapped_column(ForeignKey("commissioner.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # the 名录库 as the 市场监管局 export has it (see handoff.register)
+    status: Mapped[str] = mapped_column(
+        String(8), default="存续", server_default="存续", index=True
+    )  # 存续 / 注销 / 吊销 / 迁出
+    status_changed_on: Mapped[date | None] = mapped_column(Date)
+    zombie: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0", index=True)
+    zombie_reason: Mapped[str | None] = mapped_column(String(200))
+    building: Mapped[str | None] = mapped_column(String(100), index=True)  # 楼宇/园区
+    grid: Mapped[str | None] = mapped_column(String(100), index=True)  # 网格
+    recruited_by: Mapped[str | None] = mapped_column(String(64))  # 招商落户部门
+    industry_code: Mapped[str | None] = mapped_column(String(8))  # GB/T 4754-2017
+    registered_address: Mapped[str | None] = mapped_column(String(300))  # 住所
+    legal_representative: Mapped[str | None] = mapped_column(String(64))
+    established_on: Mapped[date | None] = mapped_column(Date)
+    contact_name: Mapped[str | None] = mapped_column(String(64))
+    contact_phone: Mapped[str | None] = mapped_column(String(32))
+    annual_report_year: Mapped[int | None] = mapped_column(Integer)  # 最近年报年度
+    left_on: Mapped[date | None] = mapped_column(Date)  # absent from a full export since
+    synced_at: Mapped[datetime | None] = mapped_column()  # last seen in a register sync
 
     commissioner: Mapped[Commissioner | None] = relationship()
+
+
+class RegisterSync(Base):
+    """One run of a 名录库 sync (also dry runs): the file, its hash and what it changed."""
+
+    __tablename__ = "register_sync"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column()
+    by: Mapped[str] = mapped_column(String(64))
+    file_name: Mapped[str] = mapped_column(String(255))
+    file_sha256: Mapped[str] = mapped_column(String(64))
+    full: Mapped[bool] = mapped_column(Boolean, default=True)  # absent entities have left
+    dry_run: Mapped[bool] = mapped_column(Boolean, default=False)
+    rows: Mapped[int] = mapped_column(Integer, default=0)
+    new: Mapped[int] = mapped_column(Integer, default=0)
+    changed: Mapped[int] = mapped_column(Integer, default=0)
+    left: Mapped[int] = mapped_column(Integer, default=0)
+    unchanged: Mapped[int] = mapped_column(Integer, default=0)
+    rejected: Mapped[int] = mapped_column(Integer, default=0)
+    zombies: Mapped[int] = mapped_column(Integer, default=0)
+    seconds: Mapped[float | None] = mapped_column(Float)
+
+    rejections: Mapped[list[RegisterRejection]] = relationship(
+        back_populates="sync", order_by="RegisterRejection.row"
+    )
+
+
+class RegisterRejection(Base):
+    """A row of a sync file that was not taken, with its reason and raw values."""
+
+    __tablename__ = "register_rejection"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sync_id: Mapped[int] = mapped_column(ForeignKey("register_sync.id"), index=True)
+    row: Mapped[int] = mapped_column(Integer)
+    uscc: Mapped[str | None] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    raw: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    sync: Mapped[RegisterSync] = relationship(back_populates="rejections")
+
+
+class RegisterChange(Base):
+    """What one sync did to one enterprise: new, changed (field → [old, new]) or left."""
+
+    __tablename__ = "register_change"
+    __table_args__ = (Index(None, "enterprise_id", "sync_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sync_id: Mapped[int] = mapped_column(ForeignKey("register_sync.id"), index=True)
+    enterprise_id: Mapped[int] = mapped_column(ForeignKey("enterprise.id"))
+    kind: Mapped[str] = mapped_column(String(8))  # new / changed / left
+    fields: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
 
 class ChannelIdentity(Base):

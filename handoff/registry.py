@@ -460,6 +460,9 @@ def route_facts(session: Session, uscc: str) -> dict[str, str | None] | None:
         "enterprise_industry": enterprise.industry,
         "assigned_department": person.department if person else None,
         "assigned_commissioner": person.name if person else None,
+        "recruited_by": enterprise.recruited_by,
+        "building": enterprise.building,
+        "grid": enterprise.grid,
     }
 
 
@@ -492,7 +495,12 @@ def register_from_channel(
         )
         session.add(enterprise)
         session.flush()
-    identity.enterprise_id = enterprise.id
+    from handoff.binding import BindingError, link
+
+    try:
+        link(identity, enterprise)  # a claim: 未核验 until proven (handoff.binding)
+    except BindingError:
+        pass  # verified for another enterprise: the ticket is filed, the binding stays
     return enterprise
 
 
@@ -511,13 +519,14 @@ def commissioner_of(session: Session, channel: str, user_key: str) -> Commission
 def bind_identity(session: Session, identity: ChannelIdentity, uscc: str) -> Enterprise | None:
     """Link a chat user to a registered enterprise (``绑定``); ``None`` if it is not registered.
 
-    Raises ``InputError`` for a malformed code. Binding shows no tickets of other users: a
-    chat sees only the tickets filed from it.
+    The link is a claim, 未核验 until a code or the commissioner proves it
+    (:mod:`handoff.binding`). Raises ``InputError`` for a malformed code, ``BindingError``
+    when the identity is verified for another enterprise. Binding shows no tickets of other
+    users: a chat sees only the tickets filed from it.
     """
-    enterprise = find_enterprise(session, validate_uscc(uscc))
-    if enterprise is not None:
-        identity.enterprise_id = enterprise.id
-    return enterprise
+    from handoff.binding import claim
+
+    return claim(session, identity, uscc)
 
 
 def add_commissioner(

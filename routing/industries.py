@@ -1,5 +1,9 @@
 """Industries and their responsible departments (附件3), recognised in free text or by name.
 
+``config/gbt4754.yaml`` adds the GB/T 4754-2017 国民经济行业分类 (门类 A–T, 大类 01–97) and
+the 附件3 category of each: :meth:`IndustryTable.classify` takes a register's 行业 cell (a
+code such as ``C``, ``36``, ``3611``, ``C3611`` or a name) and returns its code, name and row.
+
 ``config/industries.yaml`` holds the annex row by row with the keywords that recognise each
 industry. :meth:`IndustryTable.recognise` scores free text (longest phrase first, words in a
 self-description count more) and :meth:`IndustryTable.lookup` resolves an industry name as
@@ -8,6 +12,7 @@ an enterprise registry stores it (工业, 住宿餐饮业, 制造业, or a whole
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,11 +27,13 @@ from yxby.paths import config_dir
 from yxby.yamlconf import Located, StrictModel
 
 __all__ = [
+    "IndustryCode",
     "IndustryMatch",
     "IndustryRow",
     "IndustryTable",
     "Recognition",
     "Sector",
+    "UnknownIndustry",
     "load_industries",
 ]
 
@@ -61,6 +68,35 @@ class IndustryRow(StrictModel):
     sectors: tuple[Sector, ...]
 
     _sectors = field_validator("sectors")(non_empty)
+
+
+class GbSection(StrictModel):
+    """One GB/T 4754 门类 with its 大类; a 大类 is a name or ``[name, 附件3 sector]``."""
+
+    code: str = Field(pattern=r"^[A-T]$")
+    name: str = Field(min_length=1)
+    sector: str | None
+    divisions: dict[str, str | tuple[str, str | None]] = Field(min_length=1)
+
+
+class _GbFile(StrictModel):
+    sections: tuple[GbSection, ...]
+
+    _sections = field_validator("sections")(non_empty)
+
+
+class UnknownIndustry(ValueError):
+    """A 行业 cell that is neither a GB/T 4754 code or name nor a 附件3 industry (Chinese)."""
+
+
+@dataclass(frozen=True)
+class IndustryCode:
+    """What a register's 行业 cell means: GB/T 4754 code (``None`` for a bare 附件3 name),
+    the industry's name, and its 附件3 row (``None`` when 附件3 names no department)."""
+
+    code: str | None
+    name: str
+    match: IndustryMatch | None
 
 
 class _IndustriesFile(StrictModel):
@@ -134,6 +170,7 @@ class IndustryTable:
         rows: tuple[IndustryRow, ...],
         recognition: Recognition | None = None,
         departments: DepartmentDirectory | None = None,
+        gb: tuple[GbSection, ...] = (),
     ) -> None:
         self._rows = rows
         self.recognition = recognition or Recognition()
@@ -156,6 +193,17 @@ class IndustryTable:
         self._matcher: PhraseMatcher[_Keyword] = PhraseMatcher(table)
         self._names = names
         self._suffixes = tuple(normalize(s) for s in self.recognition.head_suffixes)
+        sectors = {sector.name: row for row in rows for sector in row.sectors}
+        self._gb_codes: dict[str, tuple[str, str, str | None]] = {}  # code → section, name, sector
+        self._gb_names: dict[str, str] = {}  # normalised name → code
+        for section in gb:
+            self._gb_codes[section.code] = (section.code, section.name, section.sector)
+            self._gb_names.setdefault(normalize(section.name), section.code)
+            for code, spec in section.divisions.items():
+                name, sector = (spec, section.sector) if isinstance(spec, str) else spec
+                self._gb_codes[code] = (section.code, name, sector)
+                self._gb_names.setdefault(normalize(name), code)
+        self._gb_sectors = sectors
 
     def __iter__(self) -> Iterator[IndustryRow]:
         return iter(self._rows)
@@ -221,6 +269,51 @@ class IndustryTable:
             score=best.score,
         )
 
+    def classify(self, value: str) -> IndustryCode:
+        """A register's 行业 cell as code, name and 附件3 row; ``UnknownIndustry`` otherwise.
+
+        Codes: a 门类 letter, a 2–4 digit 大类/中类/小类 code (placed by its 大类), optionally
+        led by its 门类 letter (``C3611``). Names: a GB/T 4754 门类 or 大类 name, or a 附件3
+        industry name or alias (as ``lookup`` knows them, but never guessed from words).
+        """
+        text = normalize(value or "").upper().replace(" ", "")
+        if not text:
+            raise UnknownIndustry("行业为空")
+        code = re.fullmatch(r"([A-T])?(\d{2,4})?", text)
+        if code and (code.group(1) or code.group(2)):
+            letter, digits = code.group(1), code.group(2)
+            key = digits[:2] if digits else letter or ""
+            found = self._gb_codes.get(key)
+            if found is None or (letter and found[0] != letter):
+                raise UnknownIndustry(f"未知的国民经济行业代码「{value.strip()}」（GB/T 4754-2017）")
+            return IndustryCode(digits or key, found[1], self._gb_match(found[1], found[2]))
+        by_gb = self._gb_names.get(normalize(value))
+        if by_gb is not None:
+            section, name, sector = self._gb_codes[by_gb]
+            return IndustryCode(by_gb, name, self._gb_match(name, sector))
+        key = normalize(value)
+        for candidate in (key, key + "业", key.removesuffix("业")):
+            named = self._names.get(candidate)
+            if named is not None:
+                return IndustryCode(None, value.strip(), self.lookup(value))
+        raise UnknownIndustry(
+            f"未知的行业「{value.strip()}」（应为国民经济行业分类代码或名称，或附件3的行业）"
+        )
+
+    def _gb_match(self, name: str, sector: str | None) -> IndustryMatch | None:
+        if sector is None:
+            return None
+        row = self._gb_sectors[sector]
+        return IndustryMatch(
+            row=row.row,
+            industry=row.industry,
+            sector=sector,
+            department=row.department,
+            keywords=(name,),
+            score=0.0,
+            source="name",
+        )
+
     def lookup(self, name: str) -> IndustryMatch | None:
         """The row for an industry *name* as a registry stores it, or ``None``.
 
@@ -243,6 +336,12 @@ class IndustryTable:
                     score=0.0,
                     source="name",
                 )
+        by_gb = self._gb_names.get(key)
+        if by_gb is not None:
+            _section, gb_name, sector = self._gb_codes[by_gb]
+            found_gb = self._gb_match(name.strip(), sector)
+            if found_gb is not None:
+                return found_gb
         match = self.recognise(name)
         return replace(match, source="name") if match else None
 
@@ -306,15 +405,44 @@ def _check(data: _IndustriesFile, path: Path, doc: Located) -> None:
             )
 
 
+def _load_gb(path: Path, data: _IndustriesFile) -> tuple[GbSection, ...]:
+    gb, doc = load_with_context(path, _GbFile, None)
+    sectors = {sector.name for row in data.industries for sector in row.sectors}
+    seen: set[str] = set()
+    for i, section in enumerate(gb.sections):
+        if section.code in seen:
+            raise error_at(f"门类 {section.code} appears twice", path, doc, ("sections", i))
+        seen.add(section.code)
+        if section.sector is not None and section.sector not in sectors:
+            raise error_at(
+                f"unknown 附件3 sector '{section.sector}' (industries.yaml sectors)",
+                path,
+                doc,
+                ("sections", i, "sector"),
+            )
+        for code, spec in section.divisions.items():
+            loc = ("sections", i, "divisions", code)
+            if not re.fullmatch(r"\d{2}", code) or code in seen:
+                raise error_at(f"大类 code '{code}' is not two new digits", path, doc, loc)
+            seen.add(code)
+            sector = section.sector if isinstance(spec, str) else spec[1]
+            if sector is not None and sector not in sectors:
+                raise error_at(f"unknown 附件3 sector '{sector}'", path, doc, loc)
+    return gb.sections
+
+
 def load_industries(
     path: Path | None = None, departments: DepartmentDirectory | None = None
 ) -> IndustryTable:
     """Load ``config/industries.yaml`` (or *path*); departments must be canonical names.
 
+    The GB/T 4754 table is ``gbt4754.yaml`` next to it (none when there is no such file).
     Raises ``ConfigError`` naming file, line and key.
     """
     p = path or config_dir() / "industries.yaml"
     directory = departments or load_departments()
     data, doc = load_with_context(p, _IndustriesFile, directory)
     _check(data, p, doc)
-    return IndustryTable(data.industries, data.recognition, directory)
+    gb_path = p.parent / "gbt4754.yaml"
+    gb = _load_gb(gb_path, data) if gb_path.is_file() else ()
+    return IndustryTable(data.industries, data.recognition, directory, gb)

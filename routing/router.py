@@ -2,8 +2,11 @@
 
 Pure: :meth:`Router.route` takes :class:`RouteFacts` (the text and what is already known
 about the enterprise) and returns a :class:`RouteDecision`. Rules, first that applies wins
-(DESIGN.md “Routing order”): the assigned commissioner, the matched knowledge entry, topic
-keywords, 个体工商户, the enterprise's industry, the 兜底 department.
+(DESIGN.md “Routing order”): the assigned commissioner, the recruiting department (招商,
+附件2 row 2), the 楼宇/园区 of the enterprise (row 4, where ``routing.yaml`` names its
+operator), the matched knowledge entry, topic keywords, 个体工商户, the enterprise's industry,
+the enterprise's 网格 (row 6), the 兜底 department. ``yxby route --explain`` and
+``docs/register.md`` list the order.
 """
 
 from __future__ import annotations
@@ -45,10 +48,13 @@ class RouteRule(enum.StrEnum):
     """The rule that chose a department, in order of precedence."""
 
     COMMISSIONER = "commissioner"
+    RECRUITED = "recruited"
+    PARK = "park"
     KNOWLEDGE = "knowledge"
     TOPIC = "topic"
     INDIVIDUAL = "individual"
     INDUSTRY = "industry"
+    GRID = "grid"
     FALLBACK = "fallback"
 
     @property
@@ -59,10 +65,13 @@ class RouteRule(enum.StrEnum):
 
 _LABELS = {
     RouteRule.COMMISSIONER: "包保专员",
+    RouteRule.RECRUITED: "招商部门",
+    RouteRule.PARK: "楼宇园区",
     RouteRule.KNOWLEDGE: "知识库条目",
     RouteRule.TOPIC: "事项规则",
     RouteRule.INDIVIDUAL: "个体工商户",
     RouteRule.INDUSTRY: "行业主管",
+    RouteRule.GRID: "网格",
     RouteRule.FALLBACK: "兜底服务",
 }
 
@@ -82,6 +91,10 @@ class RouteFacts:
     assigned_commissioner: str | None = None
     matched_entry_id: str | None = None
     matched_department: str | None = None
+    # what the 名录库 knows (handoff.registry.route_facts): 招商部门, 楼宇/园区, 网格
+    recruited_by: str | None = None
+    building: str | None = None
+    grid: str | None = None
 
 
 @dataclass(frozen=True)
@@ -109,6 +122,9 @@ _PLACEHOLDERS: dict[str, frozenset[str]] = {
     "industry_text": frozenset({"department", "keywords", "sector", "row", "industry"}),
     "industry_registry": frozenset({"department", "name", "row", "industry"}),
     "fallback": frozenset({"department"}),
+    "recruited": frozenset({"department"}),
+    "park": frozenset({"department", "building"}),
+    "grid": frozenset({"department", "grid"}),
     "reason": frozenset({"department", "keywords"}),  # TopicRule.reason
 }
 
@@ -127,8 +143,18 @@ class Reasons(StrictModel):
     industry_text: str
     industry_registry: str
     fallback: str
+    recruited: str = "该企业由{department}招商落户，诉求由{department}精准对接服务（附件2第2项）"
+    park: str = "该企业位于{building}，由{department}提供楼宇、园区精细化服务（附件2第4项）"
+    grid: str = "该企业属网格“{grid}”，诉求由{department}网格化管理兜底服务（附件2第6项）"
 
     _check = field_validator("*")(_template)
+
+
+class ParkRule(StrictModel):
+    """The operator (附件2 row 4) of the 楼宇/园区 named here, as the register writes them."""
+
+    department: CanonicalDepartment
+    buildings: tuple[str, ...] = Field(min_length=1)
 
 
 class TopicRule(StrictModel):
@@ -157,6 +183,10 @@ class RoutingConfig(StrictModel):
     topic_self_description_factor: float = Field(default=0.5, ge=0, le=1)
     reasons: Reasons
     topics: tuple[TopicRule, ...] = ()
+    # 名录库 rules: 楼宇/园区 operators, and who serves a 网格 (default for any grid; per grid)
+    parks: tuple[ParkRule, ...] = ()
+    grid_department: CanonicalDepartment | None = None
+    grids: dict[str, CanonicalDepartment] = Field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -189,6 +219,9 @@ class Router:
             (p, normalize(p)) for p in config.individual.phrases if normalize(p)
         )
         self._negations = tuple(n for n in map(normalize, config.individual.negations) if n)
+        self._parks = {
+            normalize(b): rule.department for rule in config.parks for b in rule.buildings
+        }
 
     def route_text(self, text: str) -> RouteDecision:
         """Route a bare text (nothing known about the enterprise)."""
@@ -209,6 +242,17 @@ class Router:
             who = f"企业服务专员{name}"
             reason = reasons.commissioner.format(department=dept, commissioner=who)
             return RouteDecision(dept, RouteRule.COMMISSIONER, reason, (who,))
+
+        recruited = self.recruiting_department(facts.recruited_by)
+        if recruited is not None:
+            reason = reasons.recruited.format(department=recruited)
+            return RouteDecision(recruited, RouteRule.RECRUITED, reason, (recruited,))
+
+        park = self.park_department(facts.building)
+        if park is not None:
+            building = str(facts.building).strip()
+            reason = reasons.park.format(department=park, building=building)
+            return RouteDecision(park, RouteRule.PARK, reason, (building,))
 
         if _given(facts.matched_department):
             dept = self.departments.canonical(str(facts.matched_department))
@@ -249,8 +293,29 @@ class Router:
         if match is not None:
             return self._industry_from_text(match)
 
+        grid = (facts.grid or "").strip()
+        grid_dept = self.config.grids.get(grid) or self.config.grid_department
+        if grid and grid_dept:
+            reason = reasons.grid.format(department=grid_dept, grid=grid)
+            return RouteDecision(grid_dept, RouteRule.GRID, reason, (grid,))
+
         dept = self.config.fallback_department
         return RouteDecision(dept, RouteRule.FALLBACK, reasons.fallback.format(department=dept))
+
+    def recruiting_department(self, name: str | None) -> str | None:
+        """The canonical 招商部门 (附件2 row 2) *name* means, or ``None`` (unknown or not one)."""
+        if not _given(name):
+            return None
+        found = self.departments.find(str(name).strip())
+        if found is None or found.name not in self.service_means.recruiting_departments:
+            return None
+        return found.name
+
+    def park_department(self, building: str | None) -> str | None:
+        """The operator ``routing.yaml`` names for the 楼宇/园区 *building*, or ``None``."""
+        if not _given(building):
+            return None
+        return self._parks.get(normalize(str(building)))
 
     def match_topic(self, text: str) -> TopicMatch | None:
         """The topic rule *text* raises, or ``None``. Most hits wins; ties go to file order."""
@@ -350,6 +415,24 @@ def load_router(config_dir: Path | None = None) -> Router:
             f"'{config.fallback_department}' is not a 兜底 department of service_means.yaml "
             f"(row 6: {'、'.join(means.fallback_departments)})",
         )
+    for i, park in enumerate(config.parks):
+        if park.department not in means.by_key("park").departments:
+            raise _cross_error(
+                base / "routing.yaml",
+                ("parks", i, "department"),
+                f"'{park.department}' is not a 楼宇/园区 department of service_means.yaml "
+                f"(row 4: {'、'.join(means.by_key('park').departments)})",
+            )
+    grid_departments = [("grid_department",), *(("grids", g) for g in config.grids)]
+    for loc in grid_departments:
+        dept = config.grid_department if len(loc) == 1 else config.grids[str(loc[1])]
+        if dept is not None and dept not in means.fallback_departments:
+            raise _cross_error(
+                base / "routing.yaml",
+                loc,
+                f"'{dept}' is not a 网格/兜底 department of service_means.yaml "
+                f"(row 6: {'、'.join(means.fallback_departments)})",
+            )
     for i, row in enumerate(industries.rows):
         if row.department not in means.industry_departments:
             raise _cross_error(

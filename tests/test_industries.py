@@ -291,3 +291,69 @@ def test_neutral_phrase_may_not_be_a_keyword(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="neutral phrase '银行'") as info:
         load_industries(path)
     assert info.value.line == 3
+
+
+# ------------------------------------------------------------- GB/T 4754-2017 codes
+
+
+def test_gb_table_has_20_sections_and_97_divisions(table: IndustryTable) -> None:
+    letters = [table.classify(chr(c)).code for c in range(ord("A"), ord("T") + 1)]
+    assert letters == [chr(c) for c in range(ord("A"), ord("T") + 1)]
+    names = {table.classify(f"{n:02d}").name for n in range(1, 98)}
+    assert len(names) >= 96  # 70 房地产业 / K 房地产业 share a name, as in the standard
+    with pytest.raises(ValueError, match="未知的国民经济行业代码"):
+        table.classify("98")
+
+
+@pytest.mark.parametrize(
+    ("cell", "code", "name", "row", "department"),
+    [
+        ("C", "C", "制造业", 3, "工信局"),
+        ("36", "36", "汽车制造业", 3, "工信局"),
+        ("3611", "3611", "汽车制造业", 3, "工信局"),
+        ("C3611", "3611", "汽车制造业", 3, "工信局"),
+        ("汽车制造业", "36", "汽车制造业", 3, "工信局"),
+        ("5212", "5212", "零售业", 5, "商务局"),
+        ("H", "H", "住宿和餐饮业", 5, "商务局"),
+        ("餐饮业", "62", "餐饮业", 5, "商务局"),
+        ("6611", "6611", "货币金融服务", 6, "财政局"),
+        ("7310", "7310", "研究和试验发展", 7, "科技局"),
+        ("8910", "8910", "体育", 8, "文教局"),
+        ("7720", "7720", "生态保护和环境治理业", 9, "城环局"),
+        ("8511", "8511", "社会工作", 4, "社发局"),
+        ("5437", "5437", "道路运输业", 2, "规建局"),
+        ("工业", None, "工业", 3, "工信局"),
+    ],
+)
+def test_register_cells_map_to_annex_3(
+    table: IndustryTable, cell: str, code: str | None, name: str, row: int, department: str
+) -> None:
+    found = table.classify(cell)
+    assert (found.code, found.name) == (code, name)
+    assert found.match is not None
+    assert (found.match.row, found.match.department) == (row, department)
+
+
+def test_codes_without_an_annex_3_row_are_known_but_unrouted(table: IndustryTable) -> None:
+    found = table.classify("9210")
+    assert (found.code, found.name, found.match) == ("9210", "国家机构", None)
+
+
+@pytest.mark.parametrize(
+    ("cell", "message"),
+    [
+        ("A3611", "未知的国民经济行业代码「A3611」"),
+        ("9999", "未知的国民经济行业代码"),
+        ("宇宙飞船殖民业", "未知的行业「宇宙飞船殖民业」"),
+        ("我们是一家宾馆", "未知的行业"),  # words are not guessed into an industry
+        ("", "行业为空"),
+    ],
+)
+def test_unknown_industries_are_refused(table: IndustryTable, cell: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        table.classify(cell)
+
+
+def test_gb_names_route_like_annex_names(table: IndustryTable) -> None:
+    match = table.lookup("计算机、通信和其他电子设备制造业")
+    assert match is not None and (match.row, match.department) == (3, "工信局")

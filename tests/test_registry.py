@@ -181,6 +181,9 @@ def test_commissioner_column(
             "enterprise_industry": None,
             "assigned_department": "投促局",
             "assigned_commissioner": "李四",
+            "recruited_by": None,
+            "building": None,
+            "grid": None,
         }
         assert route_facts(session, make_uscc(9)) is None
         found = find_enterprise(session, make_uscc(1).lower())

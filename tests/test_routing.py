@@ -253,7 +253,8 @@ def test_decision_as_dict_is_json(router: Router) -> None:
 
 def test_rule_values_in_order_of_precedence() -> None:
     assert [r.value for r in RouteRule] == [
-        "commissioner", "knowledge", "topic", "individual", "industry", "fallback",
+        "commissioner", "recruited", "park", "knowledge", "topic", "individual", "industry",
+        "grid", "fallback",
     ]  # fmt: skip
     assert RouteRule.TOPIC == "topic"
     assert RouteRule.FALLBACK.label == "兜底服务"
@@ -353,3 +354,56 @@ def test_industry_department_must_be_an_industry_department(tmp_path: Path) -> N
         load_router(cfg)
     assert info.value.key == "industries.5.department"
     assert info.value.path == str(cfg / "industries.yaml")
+
+
+# ------------------------------------------------------------------ the 名录库's facts
+
+
+def test_recruiting_department_comes_after_the_commissioner(router: Router) -> None:
+    decision = route(router, "营业执照怎么变更", recruited_by="投资促进局", building="天保大厦")
+    assert (decision.department, decision.rule) == ("投促局", RouteRule.RECRUITED)
+    assert decision.reason == "该企业由投促局招商落户，诉求由投促局精准对接服务（附件2第2项）"
+    decision = route(
+        router, "营业执照怎么变更", recruited_by="投促局", assigned_department="商务局"
+    )
+    assert decision.rule is RouteRule.COMMISSIONER
+
+
+def test_a_department_that_does_not_recruit_is_not_a_recruiting_rule(router: Router) -> None:
+    decision = route(router, "营业执照怎么变更", recruited_by="城环局")
+    assert (decision.department, decision.rule) == ("市场监管局", RouteRule.TOPIC)
+
+
+def test_a_known_building_goes_to_its_operator_before_the_topic(router: Router) -> None:
+    decision = route(router, "营业执照怎么变更", building="天保大厦", grid="空港一网格")
+    assert (decision.department, decision.rule) == ("天保控股", RouteRule.PARK)
+    assert "天保大厦" in decision.reason and "附件2第4项" in decision.reason
+    # a building routing.yaml does not list decides nothing
+    decision = route(router, "营业执照怎么变更", building="某某写字楼")
+    assert decision.rule is RouteRule.TOPIC
+
+
+def test_the_grid_comes_after_the_industry_and_before_the_fallback(router: Router) -> None:
+    decision = route(router, "有个事情想找政府帮忙", grid="空港一网格")
+    assert (decision.department, decision.rule) == ("社发局", RouteRule.GRID)
+    assert decision.reason == (
+        "未能从诉求中判断所属事项和行业，该企业属网格“空港一网格”，"
+        "由社发局网格化管理兜底服务（附件2第6项）"
+    )
+    decision = route(router, "有个事情想找政府帮忙", grid="空港一网格", enterprise_industry="金融业")
+    assert decision.rule is RouteRule.INDUSTRY
+
+
+def test_parks_must_name_a_row_4_department(tmp_path: Path) -> None:
+    import shutil
+
+    from yxby import paths
+
+    for name in ("departments.yaml", "industries.yaml", "gbt4754.yaml", "service_means.yaml"):
+        shutil.copy(paths.config_dir() / name, tmp_path / name)
+    text = (paths.config_dir() / "routing.yaml").read_text(encoding="utf-8")
+    (tmp_path / "routing.yaml").write_text(
+        text.replace("  - department: 天保控股\n", "  - department: 商务局\n"), encoding="utf-8"
+    )
+    with pytest.raises(ConfigError, match="row 4"):
+        load_router(tmp_path)

@@ -285,11 +285,13 @@ class IndustryTable:
             key = digits[:2] if digits else letter or ""
             found = self._gb_codes.get(key)
             if found is None or (letter and found[0] != letter):
-                raise UnknownIndustry(f"未知的国民经济行业代码「{value.strip()}」（GB/T 4754-2017）")
+                raise UnknownIndustry(
+                    f"未知的国民经济行业代码「{value.strip()}」（GB/T 4754-2017）"
+                )
             return IndustryCode(digits or key, found[1], self._gb_match(found[1], found[2]))
         by_gb = self._gb_names.get(normalize(value))
         if by_gb is not None:
-            section, name, sector = self._gb_codes[by_gb]
+            _section, name, sector = self._gb_codes[by_gb]
             return IndustryCode(by_gb, name, self._gb_match(name, sector))
         key = normalize(value)
         for candidate in (key, key + "业", key.removesuffix("业")):
@@ -338,7 +340,7 @@ class IndustryTable:
                 )
         by_gb = self._gb_names.get(key)
         if by_gb is not None:
-            _section, gb_name, sector = self._gb_codes[by_gb]
+            sector = self._gb_codes[by_gb][2]
             found_gb = self._gb_match(name.strip(), sector)
             if found_gb is not None:
                 return found_gb

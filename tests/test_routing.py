@@ -390,7 +390,9 @@ def test_the_grid_comes_after_the_industry_and_before_the_fallback(router: Route
         "未能从诉求中判断所属事项和行业，该企业属网格“空港一网格”，"
         "由社发局网格化管理兜底服务（附件2第6项）"
     )
-    decision = route(router, "有个事情想找政府帮忙", grid="空港一网格", enterprise_industry="金融业")
+    decision = route(
+        router, "有个事情想找政府帮忙", grid="空港一网格", enterprise_industry="金融业"
+    )
     assert decision.rule is RouteRule.INDUSTRY
 
 

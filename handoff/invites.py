@@ -25,7 +25,9 @@ __all__ = [
     "MAX_VALID_HOURS",
     "create_invite",
     "find_commissioner",
+    "format_code",
     "hash_code",
+    "make_code",
     "normalize_code",
     "redeem_invite",
 ]
@@ -49,8 +51,17 @@ def hash_code(code: str) -> str:
     return hashlib.sha256(normalize_code(code).encode("ascii", "replace")).hexdigest()
 
 
-def _format(code: str) -> str:
+def format_code(code: str) -> str:
+    """A canonical code as it is shown and read out: ``ABCD-EFGH-JKMN``."""
     return "-".join(code[i : i + 4] for i in range(0, len(code), 4))
+
+
+def make_code(length: int = CODE_LENGTH) -> str:
+    """A new random code in canonical form (no 0/O, 1/I/L); shown once, stored hashed.
+
+    Also used for the enterprise 核验码 of :mod:`handoff.binding`.
+    """
+    return "".join(secrets.choice(_ALPHABET) for _ in range(length))
 
 
 def find_commissioner(session: Session, name: str, department: str | None = None) -> Commissioner:
@@ -79,7 +90,7 @@ def create_invite(
         raise InputError(f"邀请码有效期应在 1–{MAX_VALID_HOURS} 小时之间")
     if not commissioner.active:
         raise InputError(f"{commissioner.name}已停用，不能发放邀请码")
-    code = "".join(secrets.choice(_ALPHABET) for _ in range(CODE_LENGTH))
+    code = make_code()
     invite = CommissionerInvite(
         commissioner_id=commissioner.id,
         code_hash=hash_code(code),
@@ -88,7 +99,7 @@ def create_invite(
     )
     session.add(invite)
     session.flush()
-    return _format(code), invite
+    return format_code(code), invite
 
 
 def redeem_invite(

@@ -29,7 +29,7 @@ from sqlalchemy import (
     event,
 )
 from sqlalchemy import Enum as SAEnum
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
 from yxby.errors import TicketError
@@ -62,6 +62,7 @@ __all__ = [
     "TranscriptLine",
     "UTCDateTime",
     "import_all_models",
+    "ticket_unverified",
     "utcnow",
 ]
 
@@ -343,6 +344,8 @@ class Commissioner(Base):
     phone: Mapped[str | None] = mapped_column(String(32))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # 亮职责: what this commissioner helps enterprises with (shown on 我的专员)
+    duties: Mapped[str | None] = mapped_column(Text)
 
     bindings: Mapped[list[CommissionerBinding]] = relationship(
         back_populates="commissioner", order_by="CommissionerBinding.id"
@@ -488,6 +491,14 @@ class ChannelIdentity(Base):
     last_inbound_at: Mapped[datetime | None] = mapped_column()
     # False after a WeChat unsubscribe or a Telegram block: no pushes until they come back
     subscribed: Mapped[bool] = mapped_column(Boolean, default=True, server_default="1")
+    # verified 绑定 (handoff.binding): None = 未核验; how = code / console
+    verified_at: Mapped[datetime | None] = mapped_column()
+    verified_by: Mapped[str | None] = mapped_column(String(64))
+    verified_how: Mapped[str | None] = mapped_column(String(16))
+    verify_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    verify_locked_until: Mapped[datetime | None] = mapped_column()
+    # 退订通知: no notices (handoff.notices); messages about their own tickets still go
+    notices_off: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     enterprise: Mapped[Enterprise | None] = relationship()
@@ -527,6 +538,8 @@ class Ticket(Base):
         index=True,
     )
     reopen_count: Mapped[int] = mapped_column(Integer, default=0)
+    # filed from a chat identity not verified for this enterprise (handoff.binding)
+    unverified: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     escalation_lead_department: Mapped[str | None] = mapped_column(String(64))
     escalation_deadline: Mapped[datetime | None] = mapped_column()
     result: Mapped[str | None] = mapped_column(Text)
@@ -638,6 +651,8 @@ class Survey(Base):
     comment: Mapped[str | None] = mapped_column(Text)
     actor: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column()
+    # given in the chat of an identity not verified for the enterprise: counted apart
+    unverified: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
 
     ticket: Mapped[Ticket] = relationship(back_populates="surveys")
 
@@ -673,3 +688,38 @@ class OutboxMessage(Base):
     # when the 负责人/政务办 were told it is stuck or failed (each once per requeue round)
     stuck_alerted_at: Mapped[datetime | None] = mapped_column()
     failed_alerted_at: Mapped[datetime | None] = mapped_column()
+
+# ------------------------------------------------------------------ verified 绑定 (issue 14)
+
+
+def ticket_unverified(ticket_enterprise_id: int | None, identity: ChannelIdentity | None) -> bool:
+    """Whether a ticket for *ticket_enterprise_id* filed from *identity* is 未核验.
+
+    A ticket without a chat identity (entered by staff) is not; one from a chat is unless
+    that identity was verified (code or commissioner) for the very enterprise of the ticket.
+    """
+    if identity is None:
+        return False
+    return (
+        identity.verified_at is None
+        or ticket_enterprise_id is None
+        or identity.enterprise_id != ticket_enterprise_id
+    )
+
+
+@event.listens_for(Session, "before_flush")
+def _mark_unverified(session: Session, _context: Any, _instances: Any) -> None:
+    """New tickets and chat ratings carry whether their identity was verified."""
+    for obj in list(session.new):
+        if isinstance(obj, Ticket) and obj.channel_identity_id is not None:
+            identity = obj.channel_identity or session.get(ChannelIdentity, obj.channel_identity_id)
+            enterprise_id = obj.enterprise_id
+            if enterprise_id is None and obj.enterprise is not None:
+                enterprise_id = obj.enterprise.id
+            obj.unverified = ticket_unverified(enterprise_id, identity)
+        elif isinstance(obj, Survey):
+            ticket = obj.ticket or session.get(Ticket, obj.ticket_id)
+            identity = ticket.channel_identity if ticket is not None else None
+            if ticket is not None and identity is not None:
+                by_chat = obj.actor == f"{identity.channel}:{identity.user_key}"
+                obj.unverified = by_chat and ticket.unverified

@@ -689,6 +689,7 @@ class OutboxMessage(Base):
     stuck_alerted_at: Mapped[datetime | None] = mapped_column()
     failed_alerted_at: Mapped[datetime | None] = mapped_column()
 
+
 # ------------------------------------------------------------------ verified 绑定 (issue 14)
 
 

@@ -200,9 +200,9 @@ class IndustryTable:
             self._gb_codes[section.code] = (section.code, section.name, section.sector)
             self._gb_names.setdefault(normalize(section.name), section.code)
             for code, spec in section.divisions.items():
-                name, sector = (spec, section.sector) if isinstance(spec, str) else spec
-                self._gb_codes[code] = (section.code, name, sector)
-                self._gb_names.setdefault(normalize(name), code)
+                division, part = (spec, section.sector) if isinstance(spec, str) else spec
+                self._gb_codes[code] = (section.code, division, part)
+                self._gb_names.setdefault(normalize(division), code)
         self._gb_sectors = sectors
 
     def __iter__(self) -> Iterator[IndustryRow]:
@@ -340,8 +340,7 @@ class IndustryTable:
                 )
         by_gb = self._gb_names.get(key)
         if by_gb is not None:
-            sector = self._gb_codes[by_gb][2]
-            found_gb = self._gb_match(name.strip(), sector)
+            found_gb = self._gb_match(name.strip(), self._gb_codes[by_gb][2])
             if found_gb is not None:
                 return found_gb
         match = self.recognise(name)

@@ -76,6 +76,7 @@ __all__ = [
     "SyncReport",
     "active_filter",
     "load_register_config",
+    "register_for",
 ]
 
 ACTIVE_STATUS = "存续"
@@ -123,6 +124,15 @@ _LIMITS = {
 def active_filter() -> ColumnElement[bool]:
     """SQL clause for the entities coverage and outreach count: 存续 and not a zombie."""
     return and_(Enterprise.status == ACTIVE_STATUS, Enterprise.zombie.is_(False))
+
+
+def register_for(app: Any) -> Register:
+    """The :class:`Register` of a ``bot.app.App`` (built on first use, kept on the app)."""
+    found: Register | None = app.__dict__.get("_register")
+    if found is None:
+        found = Register(app.db.sessions, app.router, app.clock)
+        app.__dict__["_register"] = found
+    return found
 
 
 # ------------------------------------------------------------------------------ config

@@ -31,6 +31,10 @@ __all__ = [
 ]
 
 
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
 def _echo_json(data: Any) -> None:
     click.echo(json.dumps(data, ensure_ascii=False, indent=2))
 
@@ -113,7 +117,219 @@ def current_command() -> None:
 
 @click.group("enterprises")
 def enterprises_group() -> None:
-    """企业库（一企一档）：导入与查询。"""
+    """企业库（一企一档、名录库）：导入、同步、包保覆盖与分配、查询。"""
+
+
+@enterprises_group.command("sync")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--dry-run", is_flag=True, help="只显示将发生的变化，不写入。")
+@click.option("--partial", is_flag=True, help="部分导出：文件中没有的企业不标记为迁出。")
+@click.option("--by", "by", default="命令行", show_default=True, help="记入同步日志的操作人。")
+@click.option("--show", "show", default=20, show_default=True, help="列出的变化条数。")
+@click.option("--json", "as_json", is_flag=True, help="输出 JSON 报告。")
+def sync_command(
+    file: Path, dry_run: bool, partial: bool, by: str, show: int, as_json: bool
+) -> None:
+    """按市场监管局导出（CSV/XLSX）同步名录库：新增、变更、迁出/注销，一次事务。
+
+    表头如：统一社会信用代码、企业名称、类型、行业（国民经济行业代码或名称）、登记状态/经营状态、
+    住所、法定代表人、成立日期、联系电话、楼宇/园区、网格、招商部门、最近年报年度
+    （config/register.yaml 列出全部别名）；yxby enterprises import 的表头同样可用。
+    """
+    from handoff.register import register_for
+
+    with opened_app() as app:
+        report = register_for(app).sync(file, dry_run=dry_run, by=by, full=not partial)
+    if as_json:
+        _echo_json(report.to_dict())
+        return
+    click.echo(report.summary())
+    click.echo(f"同步记录 #{report.sync_id}，文件 SHA-256 {report.sha256}")
+    for rejected in report.rejected:
+        code = f"（{rejected.uscc}）" if rejected.uscc else ""
+        click.echo(f"  拒绝 第 {rejected.row} 行{code}：{rejected.reason}")
+    changes = report.new + report.changed + report.left
+    for change in report.preview[: max(show, 0)]:
+        click.echo(f"  {change.describe()}")
+    if changes > max(show, 0):
+        click.echo(f"  ……共 {changes} 项变化（--show N 列出更多）")
+
+
+@enterprises_group.command("syncs")
+@click.option("--id", "sync_id", type=int, default=None, help="查看一次同步及其拒绝的行。")
+@click.option("--limit", default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="输出 JSON。")
+def syncs_command(sync_id: int | None, limit: int, as_json: bool) -> None:
+    """名录库同步日志（含试运行）：时间、操作人、文件、哈希、各项计数、拒绝的行。"""
+    from handoff.register import register_for
+    from yxby.errors import InputError
+
+    with opened_app() as app:
+        register = register_for(app)
+        if sync_id is None:
+            logs = register.syncs(limit)
+            data = [_sync_dict(s) for s in logs]
+            if as_json:
+                _echo_json(data)
+                return
+            if not data:
+                click.echo("尚无同步记录。")
+            for d in data:
+                mode = "试运行 " if d["dry_run"] else ""
+                click.echo(
+                    f"#{d['id']} {d['at']} {d['by']} {mode}{d['file']}：共 {d['rows']} 行，"
+                    f"新增 {d['new']}，变更 {d['changed']}，迁出/注销 {d['left']}，"
+                    f"未变 {d['unchanged']}，拒绝 {d['rejected']}"
+                )
+            return
+        found = register.sync_detail(sync_id)
+        if found is None:
+            raise InputError(f"没有编号为 {sync_id} 的同步记录")
+        log, rejections = found
+        data = _sync_dict(log)
+        data["rejections"] = [
+            {"row": r.row, "uscc": r.uscc, "reason": r.reason, "raw": r.raw} for r in rejections
+        ]
+    if as_json:
+        _echo_json(data)
+        return
+    click.echo(
+        f"#{data['id']} {data['at']} {data['by']} {data['file']}（SHA-256 {data['sha256']}）"
+    )
+    click.echo(
+        f"共 {data['rows']} 行：新增 {data['new']}，变更 {data['changed']}，"
+        f"迁出/注销 {data['left']}，未变 {data['unchanged']}，拒绝 {data['rejected']}"
+        + ("（试运行，未写入）" if data["dry_run"] else "")
+    )
+    for r in data["rejections"]:
+        click.echo(f"  第 {r['row']} 行（{r['uscc'] or '无代码'}）：{r['reason']}")
+
+
+def _sync_dict(log: Any) -> dict[str, Any]:
+    from handoff.calendar import SHANGHAI
+
+    return {
+        "id": log.id,
+        "at": log.at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M"),
+        "by": log.by,
+        "file": log.file_name,
+        "sha256": log.file_sha256,
+        "full": log.full,
+        "dry_run": log.dry_run,
+        "rows": log.rows,
+        "new": log.new,
+        "changed": log.changed,
+        "left": log.left,
+        "unchanged": log.unchanged,
+        "rejected": log.rejected,
+        "zombies": log.zombies,
+        "seconds": log.seconds,
+    }
+
+
+@enterprises_group.command("coverage")
+@click.option(
+    "--by",
+    "by",
+    type=click.Choice(["department", "building", "grid"]),
+    default="department",
+    show_default=True,
+    help="按部门、楼宇/园区或网格统计。",
+)
+@click.option("--uncovered", "key", default=None, help="列出该组中未包保的企业。")
+@click.option("--json", "as_json", is_flag=True, help="输出 JSON。")
+def coverage_command(by: str, key: str | None, as_json: bool) -> None:
+    """包保覆盖：存续且非僵尸的企业中，有/无包保专员的数量（全覆盖、无遗漏）。"""
+    from handoff.register import register_for
+
+    with opened_app() as app:
+        register = register_for(app)
+        if key is not None:
+            gaps = register.uncovered(by, key)
+            rows = [
+                {"uscc": e.uscc, "name": e.name, "building": e.building, "grid": e.grid}
+                for e in gaps
+            ]
+            if as_json:
+                _echo_json(rows)
+                return
+            click.echo(
+                f"{key}：未包保企业 {len(rows)} 家"
+                + ("（最多列出 200 家）" if len(rows) >= 200 else "")
+            )
+            for r in rows:
+                click.echo(f"  {r['uscc']} {r['name']}")
+            return
+        cover = register.coverage(by)
+    data = {
+        "by": by,
+        "total": cover.total,
+        "covered": cover.covered,
+        "uncovered": cover.uncovered,
+        "excluded": cover.excluded,
+        "rows": [
+            {"key": r.key, "total": r.total, "covered": r.covered, "uncovered": r.uncovered}
+            for r in cover.rows
+        ],
+    }
+    if as_json:
+        _echo_json(data)
+        return
+    title = {"department": "部门", "building": "楼宇/园区", "grid": "网格"}[by]
+    click.echo(
+        f"存续企业 {cover.total} 家：已包保 {cover.covered}，未包保 {cover.uncovered}"
+        f"（不计僵尸企业及已迁出/注销 {cover.excluded} 家）"
+    )
+    click.echo(f"{title}\t企业数\t已包保\t未包保\t覆盖率")
+    for r in cover.rows:
+        click.echo(f"{r.key}\t{r.total}\t{r.covered}\t{r.uncovered}\t{r.rate:.0%}")
+
+
+@enterprises_group.command("assign")
+@click.option("--commissioner", "name", required=True, help="包保专员姓名。")
+@click.option("--department", default=None, help="专员所在部门（重名时必填）。")
+@click.option(
+    "--filter",
+    "filters",
+    multiple=True,
+    required=True,
+    help="筛选条件 键=值，可重复：building/楼宇、grid/网格、recruited_by/招商部门、kind/类型、"
+    "industry/行业（代码前缀或名称）、commissioner/专员（现包保专员）、unassigned/未包保、uscc。",
+)
+@click.option("--dry-run", is_flag=True, help="只统计将分配的企业，不写入。")
+@click.option("--json", "as_json", is_flag=True, help="输出 JSON。")
+def assign_command(
+    name: str, department: str | None, filters: tuple[str, ...], dry_run: bool, as_json: bool
+) -> None:
+    """按条件批量（重新）分配包保专员；记入审计日志（一次一条，含每家企业）。"""
+    from handoff.register import AssignFilter, register_for
+
+    flt = AssignFilter.parse(filters)
+    with opened_app() as app:
+        result = register_for(app).assign(
+            name, flt, department=department, by="命令行", dry_run=dry_run
+        )
+    if as_json:
+        _echo_json(
+            {
+                "count": result.count,
+                "unchanged": result.unchanged,
+                "commissioner": result.commissioner,
+                "department": result.department,
+                "dry_run": result.dry_run,
+                "sample": [list(s) for s in result.sample],
+            }
+        )
+        return
+    verb = "将分配" if dry_run else "已分配"
+    click.echo(
+        f"{verb} {result.count} 家企业给 {result.commissioner}（{result.department}）"
+        f"，另有 {result.unchanged} 家已由其包保"
+    )
+    for code, ename in result.sample:
+        click.echo(f"  {code} {ename}")
+    if result.count > len(result.sample):
+        click.echo(f"  ……共 {result.count} 家")
 
 
 @enterprises_group.command("import")
@@ -159,12 +375,36 @@ def show_enterprise_command(uscc: str, as_json: bool) -> None:
             "commissioner_department": (
                 found.commissioner.department if found.commissioner else None
             ),
+            "industry_code": found.industry_code,
+            "status": found.status,
+            "status_changed_on": _iso(found.status_changed_on),
+            "zombie": found.zombie,
+            "zombie_reason": found.zombie_reason,
+            "building": found.building,
+            "grid": found.grid,
+            "recruited_by": found.recruited_by,
+            "registered_address": found.registered_address,
+            "legal_representative": found.legal_representative,
+            "established_on": _iso(found.established_on),
+            "contact_name": found.contact_name,
+            "contact_phone": found.contact_phone,
+            "annual_report_year": found.annual_report_year,
         }
     if as_json:
         _echo_json(data)
         return
     click.echo(f"{data['name']}（{data['uscc']}）")
-    click.echo(f"类型：{data['kind']}  行业：{data['industry'] or '未登记'}")
+    code = f"（{data['industry_code']}）" if data["industry_code"] else ""
+    click.echo(f"类型：{data['kind']}  行业：{data['industry'] or '未登记'}{code}")
+    since = f"（{data['status_changed_on']} 起）" if data["status_changed_on"] else ""
+    click.echo(f"登记状态：{data['status']}{since}")
+    if data["zombie"]:
+        click.echo(f"僵尸企业：{data['zombie_reason']}")
+    for label, key in (("楼宇/园区", "building"), ("网格", "grid"), ("招商部门", "recruited_by"),
+                       ("住所", "registered_address"), ("法定代表人", "legal_representative"),
+                       ("联系电话", "contact_phone")):  # fmt: skip
+        if data[key]:
+            click.echo(f"{label}：{data[key]}")
     click.echo(f"标签：{'、'.join(data['tags']) or '无'}")
     person = data["commissioner"]
     assigned = f"{person}（{data['commissioner_department']}）" if person else "未指定"

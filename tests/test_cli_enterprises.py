@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from bot.cli import main
-from tests.test_register import FIRST, SECOND, A, C, D, IND, write_csv
+from tests.test_register import FIRST, IND, SECOND, A, C, D, write_csv
 
 Run = Callable[..., Result]
 

@@ -14,7 +14,9 @@ once, and a second timeout fails it as "可能已送达" (reported). Safe with s
 claimed message belongs to one worker until its lease runs out, and a worker stops sending
 a batch before its lease could run out. Pushes to one recipient keep their order: while one
 of them is retried, the later ones wait (and say so in ``last_error``); a failed or held one
-does not block the rest (see ``docs/delivery.md``).
+does not block the rest (see ``docs/delivery.md``). Each channel is throttled to its
+``rate_per_second`` (``DeliverySettings``; a token bucket allowing a one-second burst), so
+a notice to thousands of enterprises does not run into the platforms' rate limits.
 
 A crash after a message was committed and before it was sent loses nothing (it is sent
 after the restart, once); a crash between the channel accepting a message and the worker
@@ -108,6 +110,28 @@ class _Outcome:
     timed_out: bool = False
 
 
+class _Bucket:
+    """A token bucket: *rate* sends per second, bursts of up to one second's worth."""
+
+    def __init__(self, rate: float, now: float) -> None:
+        self.rate = rate
+        self.capacity = max(1.0, rate)
+        self.tokens = self.capacity
+        self.at = now
+
+    def wait(self, now: float) -> float:
+        """Take one send; the seconds to wait before it may go (0: at once)."""
+        self.tokens = min(self.capacity, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return 0.0
+        delay = (1.0 - self.tokens) / self.rate
+        self.tokens = 0.0
+        self.at = now + delay
+        return delay
+
+
 class OutboxWorker:
     """Claims and sends outbox messages for the channels it has senders for.
 
@@ -127,6 +151,8 @@ class OutboxWorker:
         backoff_base: float = 2.0,
         alerts: bool = True,
         jitter: Callable[[], float] = random.random,
+        timer: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Any] = asyncio.sleep,
     ) -> None:
         self.sessions = sessions
         self.senders = dict(senders)
@@ -138,6 +164,14 @@ class OutboxWorker:
         self.jitter = jitter
         self.send_timeout = min(self.settings.send_timeout_seconds, LEASE_SECONDS / 2)
         self.passes = 0  # completed passes (tests wait on it instead of sleeping)
+        self.timer = timer
+        self.sleep = sleep
+        self.buckets = {
+            channel: _Bucket(rate, timer())
+            for channel, rate in self.settings.rate_per_second.items()
+            if rate > 0
+        }
+        self.throttled = 0.0  # seconds spent waiting for the rate limits
 
     def _claim(self) -> list[_Job]:
         with self.sessions.begin() as session:
@@ -180,6 +214,7 @@ class OutboxWorker:
                 await asyncio.to_thread(self._release, job, waiting[key])
                 report.deferred += 1
             else:
+                await self._throttle(job.channel)
                 outcome = await self._deliver(job)
                 if outcome.kind == "retried" and outcome.at is not None:
                     waiting[key] = outcome.at
@@ -189,6 +224,16 @@ class OutboxWorker:
             report.alerts = (await asyncio.to_thread(self._alert)).alerts
         self.passes += 1
         return report
+
+    async def _throttle(self, channel: str) -> None:
+        """Wait until *channel*'s rate limit allows one more send."""
+        bucket = self.buckets.get(channel)
+        if bucket is None:
+            return
+        delay = bucket.wait(self.timer())
+        if delay > 0:
+            self.throttled += delay
+            await self.sleep(delay)
 
     async def _deliver(self, job: _Job) -> _Outcome:
         sender = self.senders[job.channel]

@@ -320,8 +320,15 @@ def identities_of(session: Session, enterprise_id: int) -> list[IdentityView]:
     )
     return [
         IdentityView(
-            r.id, r.channel, r.user_key, r.display_name, r.verified_at is not None,
-            r.verified_how, r.verified_by, r.verified_at, bool(r.notices_off),
-        )  # fmt: skip
+            r.id,
+            r.channel,
+            r.user_key,
+            r.display_name,
+            r.verified_at is not None,
+            r.verified_how,
+            r.verified_by,
+            r.verified_at,
+            bool(r.notices_off),
+        )
         for r in rows
     ]

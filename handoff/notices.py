@@ -87,7 +87,7 @@ __all__ = [
     "set_notices_off",
 ]
 
-NOTICE_KIND = "notice"
+NOTICE_KIND = "outreach"
 """The outbox kind of a notice push (its failures show on the receipt, not as alerts)."""
 TITLE_LIMIT = 60
 BODY_LIMIT = 2000
@@ -369,9 +369,10 @@ def create_notice(
         raise NoticeError("请填写通知正文")
     if len(text) > BODY_LIMIT:
         raise NoticeError(f"正文过长：{len(text)} 个字，最多 {BODY_LIMIT} 个字")
-    if audience.commissioner_id is not None and session.get(
-        Commissioner, audience.commissioner_id
-    ) is None:
+    if (
+        audience.commissioner_id is not None
+        and session.get(Commissioner, audience.commissioner_id) is None
+    ):
         raise NoticeError("所选包保专员不存在")
     notice = Notice(
         kind=chosen.value,

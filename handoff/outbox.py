@@ -41,6 +41,7 @@ from yxby.yamlconf import StrictModel, load_model
 
 __all__ = [
     "ALERT_KIND",
+    "QUIET_KINDS",
     "CONSOLE_CHANNEL",
     "FALLBACK_DEPARTMENT",
     "LEASE_SECONDS",
@@ -424,6 +425,11 @@ class DeliverySettings(StrictModel):
     """How long one send may take before it counts as timed out ("maybe sent")."""
     stuck_alert_minutes: float = Field(60, gt=0, le=7 * 24 * 60)
     """A push still undelivered after this long is reported to the department and 政务办."""
+    rate_per_second: dict[str, float] = Field(
+        default_factory=lambda: {"wechat": 20.0, "telegram": 25.0}
+    )
+    """At most this many sends per second on a channel (one worker); channels not named
+    are not limited. WeChat and Telegram both throttle bursts (a notice to thousands)."""
 
 
 def load_delivery_settings(path: Path) -> DeliverySettings:
@@ -441,6 +447,9 @@ def horizon_of(message: OutboxMessage, settings: DeliverySettings) -> datetime:
 
 ALERT_KIND = "delivery_alert"
 """The outbox kind of an alert about a push; an alert's own failure is never alerted."""
+QUIET_KINDS = (ALERT_KIND, "outreach")
+"""Kinds never alerted about: alerts themselves, and notices to enterprises (thousands at a
+time; their failures and holds are shown on the notice's receipts, ``handoff.notices``)."""
 
 FALLBACK_DEPARTMENT = "政务办"
 """Who answers for a push that names no department and no ticket."""
@@ -807,7 +816,7 @@ def queue_alerts(
             .where(
                 OutboxMessage.status == OutboxStatus.FAILED,
                 OutboxMessage.failed_alerted_at.is_(None),
-                OutboxMessage.kind != ALERT_KIND,
+                OutboxMessage.kind.notin_(QUIET_KINDS),
             )
             .order_by(OutboxMessage.id)
             .limit(limit)
@@ -821,7 +830,7 @@ def queue_alerts(
             .where(
                 OutboxMessage.channel != CONSOLE_CHANNEL,
                 OutboxMessage.stuck_alerted_at.is_(None),
-                OutboxMessage.kind != ALERT_KIND,
+                OutboxMessage.kind.notin_(QUIET_KINDS),
             )
             .order_by(OutboxMessage.id)
             .limit(limit)

@@ -1,10 +1,11 @@
 """Commands an enterprise user can give in any state: 菜单, 取消, 查询, 绑定, 转人工, 提交诉求,
-and chasing a filed need that nobody has acted on (催办)."""
+and chasing a filed need that nobody has acted on (催办). (核验, 我的专员 and the notice
+commands are :mod:`bot.dialogue.outreach`'s.)"""
 
 from __future__ import annotations
 
 from bot import parsing
-from bot.dialogue import filing, person
+from bot.dialogue import filing, outreach, person
 from bot.dialogue.common import my_tickets
 from bot.dialogue.states import Outcome, Services, State, Turn, goto, stay
 from bot.parsing import Command
@@ -12,6 +13,7 @@ from bot.replies import format_due
 from bot.types import Button
 from handoff.conversations import TurnOutcome
 from handoff.models import TicketState
+from handoff.binding import BindingError
 from handoff.registry import bind_identity, validate_uscc
 from yxby.errors import InputError
 
@@ -34,7 +36,9 @@ def command(svc: Services, t: Turn) -> Outcome | None:
     if cmd is None and wanted is not None and len(t.text) <= 40:
         t.log.outcome = TurnOutcome.COMMAND
         return _status(svc, t, wanted)
-    filing_now = t.state in (State.COLLECTING, State.CONFIRM_TICKET)
+    filing_now = t.state in (
+        State.COLLECTING, State.CONFIRM_TICKET, State.WORK_ORDER_NEEDS, State.WORK_ORDER_CONTACT
+    )  # fmt: skip
     if cmd is None and not filing_now and svc.kb.wants_person(t.text):
         cmd = Command.HUMAN
     if cmd is None:
@@ -122,16 +126,28 @@ def _status(svc: Services, t: Turn, number: str | None) -> Outcome:
 
 
 def _bind(svc: Services, t: Turn, raw: str) -> Outcome:
+    """``绑定 USCC`` claims the enterprise (未核验); ``绑定 USCC 核验码`` also proves it."""
     if not raw:
         return stay(svc.r("bind_usage"))
+    uscc, code = raw, ""
+    if len(raw.replace(" ", "")) != 18:  # not a code typed with spaces: 代码 核验码
+        uscc, _, code = raw.partition(" ")
     try:
-        enterprise = bind_identity(t.s, t.identity, raw)
+        enterprise = bind_identity(t.s, t.identity, uscc)
+    except BindingError as exc:
+        t.log.outcome = TurnOutcome.INVALID
+        return stay(svc.r("bind_refused", reason=str(exc)))
     except InputError as exc:
         t.log.outcome = TurnOutcome.INVALID
-        return stay(svc.r("bind_invalid", value=raw[:30], reason=str(exc)))
+        return stay(svc.r("bind_invalid", value=uscc[:30], reason=str(exc)))
     if enterprise is None:
-        return stay(svc.r("bind_unknown", uscc=validate_uscc(raw)))
-    return stay(svc.r("bind_done", name=enterprise.name, uscc=enterprise.uscc))
+        return stay(svc.r("bind_unknown", uscc=validate_uscc(uscc)))
+    if code.strip():
+        return outreach.verify(svc, t, code.strip())
+    if t.identity.verified_at is not None:
+        return stay(svc.r("bind_verified_already", name=enterprise.name, uscc=enterprise.uscc))
+    done = svc.r("bind_done", name=enterprise.name, uscc=enterprise.uscc)
+    return stay(done).say(outreach.commissioner_card(svc, enterprise, verified=False))
 
 
 def _chase(svc: Services, t: Turn, number: str | None) -> Outcome | None:

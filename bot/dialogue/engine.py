@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot import parsing
-from bot.dialogue import commands, filing, person, questions, rating
+from bot.dialogue import commands, filing, outreach, person, questions, rating, workorder
 from bot.dialogue.staff import staff_turn
 from bot.dialogue.states import (
     TRANSITIONS,
@@ -67,6 +67,8 @@ HANDLERS: dict[State, Handler] = {
     State.WAITING: person.waiting,
     State.RATING_COMMENT: rating.rating_comment,
     State.UNSATISFIED_REASON: rating.unsatisfied_reason,
+    State.WORK_ORDER_NEEDS: workorder.needs,
+    State.WORK_ORDER_CONTACT: workorder.contact,
 }
 """The handler of each state (``WITH_PERSON`` is the live chat, which takes every message)."""
 
@@ -240,7 +242,7 @@ class Dialogue:
         if not parsing.meaningful(t.text):
             t.log.outcome = TurnOutcome.INVALID
             return stay(r("emoji_only"))
-        for step in (commands.command, rating.rating_text):
+        for step in (outreach.command, commands.command, rating.rating_text):
             out = step(self.svc, t)
             if out is not None:
                 return out

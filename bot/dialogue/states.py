@@ -53,6 +53,8 @@ class State(enum.StrEnum):
     WITH_PERSON = "with_person"  # talking with a commissioner through the relay
     RATING_COMMENT = "rating_comment"  # rated; an optional comment may follow
     UNSATISFIED_REASON = "unsatisfied_reason"  # rated 不满意; asked what was wrong
+    WORK_ORDER_NEEDS = "work_order_needs"  # answering a 为企服务工作单: the needs
+    WORK_ORDER_CONTACT = "work_order_contact"  # … then the contact person
 
 
 S = State
@@ -60,7 +62,9 @@ _ASKING = frozenset(
     {S.IDLE, S.CHOOSING, S.CONFIRMING, S.OFFERING, S.COLLECTING, S.CONFIRM_TICKET, S.WAITING}
 )
 """Where a new question (or a command) can lead: anywhere but straight into a live chat."""
-_AFTER_QUESTION = _ASKING | {S.RATING_COMMENT, S.UNSATISFIED_REASON}
+_WORK_ORDER = frozenset({S.WORK_ORDER_NEEDS, S.WORK_ORDER_CONTACT})
+"""Answering a 为企服务工作单 (``bot.dialogue.workorder``): entered by a command anywhere."""
+_AFTER_QUESTION = _ASKING | {S.RATING_COMMENT, S.UNSATISFIED_REASON} | _WORK_ORDER
 
 TRANSITIONS: dict[State, frozenset[State]] = {
     S.IDLE: _AFTER_QUESTION,
@@ -69,11 +73,15 @@ TRANSITIONS: dict[State, frozenset[State]] = {
     S.OFFERING: _AFTER_QUESTION,
     S.RATING_COMMENT: _AFTER_QUESTION,
     S.UNSATISFIED_REASON: _AFTER_QUESTION,
-    # filing a ticket: only forward, back to an earlier field, to a person, or out
-    S.COLLECTING: frozenset({S.IDLE, S.COLLECTING, S.CONFIRM_TICKET, S.WAITING}),
-    S.CONFIRM_TICKET: frozenset({S.IDLE, S.COLLECTING, S.CONFIRM_TICKET, S.WAITING}),
+    S.WORK_ORDER_NEEDS: _AFTER_QUESTION,
+    S.WORK_ORDER_CONTACT: _AFTER_QUESTION,
+    # filing a ticket: only forward, back to an earlier field, to a person, to a work
+    # order's form (a command), or out
+    S.COLLECTING: frozenset({S.IDLE, S.COLLECTING, S.CONFIRM_TICKET, S.WAITING}) | _WORK_ORDER,
+    S.CONFIRM_TICKET: frozenset({S.IDLE, S.COLLECTING, S.CONFIRM_TICKET, S.WAITING}) | _WORK_ORDER,
     # waiting for a person: joined, given up (or a ticket instead), or still waiting
-    S.WAITING: frozenset({S.IDLE, S.WAITING, S.WITH_PERSON, S.COLLECTING, S.CONFIRM_TICKET}),
+    S.WAITING: frozenset({S.IDLE, S.WAITING, S.WITH_PERSON, S.COLLECTING, S.CONFIRM_TICKET})
+    | _WORK_ORDER,
     S.WITH_PERSON: frozenset({S.IDLE, S.WITH_PERSON}),
 }
 """For each state, the states the conversation may move to. Anything else is a bug."""

@@ -75,9 +75,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_enterprise_code")),
         sa.UniqueConstraint("code_hash", name=op.f("uq_enterprise_code_code_hash")),
     )  # fmt: skip
-    op.create_index(
-        op.f("ix_enterprise_code_enterprise_id"), "enterprise_code", ["enterprise_id"]
-    )
+    op.create_index(op.f("ix_enterprise_code_enterprise_id"), "enterprise_code", ["enterprise_id"])
 
     op.create_table(
         "notice",

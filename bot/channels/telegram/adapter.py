@@ -73,6 +73,10 @@ COMMANDS = (
     ("status", "查询诉求办理进度"),
     ("human", "联系人工服务"),
     ("bind", "绑定企业：/bind 统一社会信用代码"),
+    ("verify", "核验绑定：/verify 专员提供的核验码"),
+    ("commissioner", "我的企业服务专员"),
+    ("unsubscribe", "退订通知"),
+    ("subscribe", "订阅通知"),
     ("cancel", "取消当前步骤"),
     ("end", "结束人工对话"),
 )

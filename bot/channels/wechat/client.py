@@ -113,7 +113,9 @@ class WeChatSender:
     """Sends outbox payloads to WeChat users (``Sender`` for ``wechat``).
 
     Customer-service text messages inside the 48-hour window; outside it, template messages
-    for ticket notices when *templates* has one for the notice's event, else a hold.
+    for ticket notices when *templates* has one for the notice's event, else a hold. A
+    notice to enterprises (``payload["outreach"]``) goes as a template message whenever
+    *templates* has one for notices, else by the same window rule.
     """
 
     def __init__(
@@ -158,6 +160,8 @@ class WeChatSender:
         )
         if state is PushWindow.UNSUBSCRIBED:
             raise PermanentFailure("用户已取消关注公众号")
+        if await self._outreach_template(recipient, payload):
+            return
         if state is PushWindow.CLOSED:
             await self._outside_window(recipient, payload)
             return
@@ -182,6 +186,21 @@ class WeChatSender:
         link = str(notice.get("link") or "") if isinstance(notice, dict) else ""
         url = link if link.startswith(("https://", "http://")) else None
         await asyncio.to_thread(self._post_template, recipient, template_id, data, url)
+
+    async def _outreach_template(self, recipient: str, payload: dict[str, Any]) -> bool:
+        """A notice to enterprises goes as a template message whenever one is configured
+        for notices (any window); ``False`` when it is not such a notice or has none."""
+        outreach = payload.get("outreach")
+        if not isinstance(outreach, dict) or self.templates is None:
+            return False
+        chosen = self.templates.outreach_message(outreach)
+        if chosen is None:
+            return False
+        template_id, data = chosen
+        link = str(outreach.get("link") or "")
+        url = link if link.startswith(("https://", "http://")) else None
+        await asyncio.to_thread(self._post_template, recipient, template_id, data, url)
+        return True
 
     def _post(self, recipient: str, text: str) -> None:
         self._call(lambda: self.client.message.send_text(recipient, text))

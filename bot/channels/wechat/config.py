@@ -41,7 +41,12 @@ __all__ = [
 
 CHANNEL = Channel.WECHAT.value
 DEFAULT_API_BASE = "https://api.weixin.qq.com"
-DEFAULT_MENU: Mapping[str, str] = {"FAQ": "菜单", "MY_TICKETS": "查询", "HUMAN": "转人工"}
+DEFAULT_MENU: Mapping[str, str] = {
+    "FAQ": "菜单",
+    "MY_TICKETS": "查询",
+    "HUMAN": "转人工",
+    "MY_COMMISSIONER": "我的专员",
+}
 """Custom-menu ``CLICK`` keys and the dialogue command each one sends."""
 
 
@@ -78,8 +83,25 @@ def _template_id(value: str) -> str:
     return value
 
 
+OUTREACH_PLACEHOLDERS = ("kind", "title", "body", "sender", "time")
+"""What a notice to enterprises (``payload["outreach"]``, ``handoff.notices``) fills in."""
+
+
+def _outreach_text(text: str) -> str:
+    try:
+        used = {f for _, f, _, _ in string.Formatter().parse(text) if f is not None}
+    except ValueError as exc:
+        raise ValueError(f"占位符写法有误（{exc}）") from None
+    unknown = sorted(used - set(OUTREACH_PLACEHOLDERS))
+    if unknown:
+        allowed = "、".join(f"{{{n}}}" for n in OUTREACH_PLACEHOLDERS)
+        raise ValueError(f"未知的占位符 {{{unknown[0]}}}，可用：{allowed}")
+    return text
+
+
 FieldName = Annotated[str, AfterValidator(_field_name)]
 FieldText = Annotated[str, AfterValidator(_field_text)]
+OutreachText = Annotated[str, AfterValidator(_outreach_text)]
 TemplateId = Annotated[str, AfterValidator(_template_id)]
 
 
@@ -90,12 +112,21 @@ class EventTemplate(StrictModel):
     fields: dict[FieldName, FieldText] | None = Field(default=None, min_length=1)
 
 
+class OutreachTemplate(StrictModel):
+    """The template for notices to enterprises (政策解读, 工作动态, 为企服务工作单)."""
+
+    template_id: TemplateId = ""
+    """Its own template; empty: the general one (``YXBY_WECHAT_TEMPLATE_NOTICE``)."""
+    fields: dict[FieldName, OutreachText] = Field(min_length=1)
+
+
 class TemplateSettings(StrictModel):
     """The whole ``config/wechat_templates.yaml``."""
 
     max_chars: int = Field(default=200, ge=10, le=1000)
     fields: dict[FieldName, FieldText] = Field(min_length=1)
     events: dict[NoticeEvent, EventTemplate] = Field(default_factory=dict)
+    outreach: OutreachTemplate | None = None
 
 
 @dataclass(frozen=True)
@@ -118,6 +149,27 @@ class WeChatTemplates:
         limit = self.settings.max_chars
         data = {}
         for name, text in fields.items():
+            value = text.format(**values)
+            if len(value) > limit:
+                value = value[: limit - 1] + "…"
+            data[name] = {"value": value}
+        return template_id, data
+
+    def outreach_message(
+        self, outreach: Mapping[str, Any]
+    ) -> tuple[str, dict[str, dict[str, str]]] | None:
+        """``(template_id, data)`` for a notice to enterprises (a payload's ``outreach``);
+        ``None`` when no template is configured for notices."""
+        spec = self.settings.outreach
+        if spec is None:
+            return None
+        template_id = spec.template_id or self.notice_id
+        if not template_id:
+            return None
+        values = {name: str(outreach.get(name) or "") for name in OUTREACH_PLACEHOLDERS}
+        limit = self.settings.max_chars
+        data = {}
+        for name, text in spec.fields.items():
             value = text.format(**values)
             if len(value) > limit:
                 value = value[: limit - 1] + "…"

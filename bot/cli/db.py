@@ -167,14 +167,13 @@ def syncs_command(sync_id: int | None, limit: int, as_json: bool) -> None:
     with opened_app() as app:
         register = register_for(app)
         if sync_id is None:
-            logs = register.syncs(limit)
-            data = [_sync_dict(s) for s in logs]
+            listed = [_sync_dict(s) for s in register.syncs(limit)]
             if as_json:
-                _echo_json(data)
+                _echo_json(listed)
                 return
-            if not data:
+            if not listed:
                 click.echo("尚无同步记录。")
-            for d in data:
+            for d in listed:
                 mode = "试运行 " if d["dry_run"] else ""
                 click.echo(
                     f"#{d['id']} {d['at']} {d['by']} {mode}{d['file']}：共 {d['rows']} 行，"
@@ -186,7 +185,7 @@ def syncs_command(sync_id: int | None, limit: int, as_json: bool) -> None:
         if found is None:
             raise InputError(f"没有编号为 {sync_id} 的同步记录")
         log, rejections = found
-        data = _sync_dict(log)
+        data: dict[str, Any] = _sync_dict(log)
         data["rejections"] = [
             {"row": r.row, "uscc": r.uscc, "reason": r.reason, "raw": r.raw} for r in rejections
         ]
@@ -246,22 +245,22 @@ def coverage_command(by: str, key: str | None, as_json: bool) -> None:
         register = register_for(app)
         if key is not None:
             gaps = register.uncovered(by, key)
-            rows = [
+            gap_rows = [
                 {"uscc": e.uscc, "name": e.name, "building": e.building, "grid": e.grid}
                 for e in gaps
             ]
             if as_json:
-                _echo_json(rows)
+                _echo_json(gap_rows)
                 return
             click.echo(
-                f"{key}：未包保企业 {len(rows)} 家"
-                + ("（最多列出 200 家）" if len(rows) >= 200 else "")
+                f"{key}：未包保企业 {len(gap_rows)} 家"
+                + ("（最多列出 200 家）" if len(gap_rows) >= 200 else "")
             )
-            for r in rows:
-                click.echo(f"  {r['uscc']} {r['name']}")
+            for g in gap_rows:
+                click.echo(f"  {g['uscc']} {g['name']}")
             return
         cover = register.coverage(by)
-    data = {
+    data: dict[str, Any] = {
         "by": by,
         "total": cover.total,
         "covered": cover.covered,

@@ -45,6 +45,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from handoff.links import TicketLinks
 from handoff.models import (
     Base,
     ChannelIdentity,
@@ -63,12 +64,15 @@ __all__ = [
     "RECEIPT_LABELS",
     "Audience",
     "AudienceCount",
+    "AudienceOptions",
     "Notice",
     "NoticeError",
     "NoticeKind",
+    "NoticeLinks",
     "NoticeReceipt",
     "ReceiptView",
     "SendReport",
+    "audience_options",
     "can_compose",
     "can_view",
     "count_audience",
@@ -310,6 +314,42 @@ def count_audience(session: Session, audience: Audience) -> AudienceCount:
     return AudienceCount(int(enterprises), int(reachable or 0), int(identities or 0))
 
 
+@dataclass(frozen=True)
+class AudienceOptions:
+    """What the audience filter can choose from (values present in the active register)."""
+
+    industries: list[str]
+    buildings: list[str]
+    grids: list[str]
+    commissioners: list[tuple[int, str]]  # (id, 姓名（部门）)
+    departments: list[str]
+
+
+def audience_options(session: Session) -> AudienceOptions:
+    """The filter's choices: industries, 楼宇/园区 and 网格 of active entities, commissioners
+    who keep (包保) any, and their departments."""
+
+    def distinct(column: Any) -> list[str]:
+        stmt = select(column).where(_active(), column.is_not(None)).distinct().order_by(column)
+        return [str(v) for v in session.scalars(stmt) if str(v).strip()]
+
+    keepers = session.execute(
+        select(Commissioner.id, Commissioner.name, Commissioner.department)
+        .where(
+            Commissioner.active.is_(True),
+            Commissioner.id.in_(select(Enterprise.commissioner_id).where(_active())),
+        )
+        .order_by(Commissioner.department, Commissioner.name)
+    ).all()
+    return AudienceOptions(
+        industries=distinct(Enterprise.industry),
+        buildings=distinct(Enterprise.building),
+        grids=distinct(Enterprise.grid),
+        commissioners=[(i, f"{n}（{d}）") for i, n, d in keepers],
+        departments=sorted({d for _, _, d in keepers}),
+    )
+
+
 # --------------------------------------------------------------------------- who may
 
 
@@ -409,6 +449,31 @@ def list_notices(session: Session, person: Person | None = None, limit: int = 10
         elif person.role is not CommissionerRole.OVERSIGHT:
             return []
     return list(session.scalars(stmt))
+
+
+# --------------------------------------------------------------------------- links
+
+
+class NoticeLinks:
+    """Signed links ``/n/<token>`` to one notice for one chat identity (opening is recorded).
+
+    The token is a :class:`~handoff.links.TicketLinks` token for ``N<notice id>``: the same
+    secret and expiry, and a ticket page refuses it (no ticket has such a number).
+    """
+
+    def __init__(self, links: TicketLinks) -> None:
+        self.links = links
+
+    def url(self, notice_id: int, identity_id: int) -> str:
+        """The link for *identity_id* (relative when no public URL is configured)."""
+        return f"{self.links.public_url}/n/{self.links.token(f'N{notice_id}', identity_id)}"
+
+    def verify(self, token: str) -> tuple[int, int]:
+        """``(notice_id, identity_id)`` of a token; ``InputError`` (Chinese) otherwise."""
+        target = self.links.verify(token)
+        if not target.number.startswith("N") or not target.number[1:].isdigit():
+            raise NoticeError("链接无效：请使用消息中的完整链接")
+        return int(target.number[1:]), target.identity_id
 
 
 # --------------------------------------------------------------------------- sending

@@ -19,6 +19,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
+from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
@@ -27,7 +28,7 @@ from starlette.routing import BaseRoute, Route
 
 from bot.console.auth import require_staff
 from handoff.accounts import Staff
-from handoff.models import TicketSource, TicketState
+from handoff.models import Ticket, TicketSource, TicketState
 from handoff.queue import QueueFilter, QueueService, QueueVersion
 
 if TYPE_CHECKING:
@@ -99,6 +100,14 @@ def routes(app: App, pages: Pages) -> list[BaseRoute]:
     """``GET /console/`` (the queue), ``GET /console`` (→ ``/console/``), the JSON feed."""
     queue = QueueService(app.db.sessions, app.calendar, app.clock)
 
+    def _unverified(ids: set[int]) -> set[int]:
+        """The tickets among *ids* filed from a chat not verified for the enterprise."""
+        if not ids:
+            return set()
+        with app.db.sessions() as s:
+            stmt = select(Ticket.id).where(Ticket.id.in_(ids), Ticket.unverified.is_(True))
+            return set(s.scalars(stmt))
+
     def context(
         staff: Staff, wanted: QueueFilter, errors: list[str], version: QueueVersion | None = None
     ) -> dict[str, Any]:
@@ -107,6 +116,7 @@ def routes(app: App, pages: Pages) -> list[BaseRoute]:
         version = version or queue.version(staff)
         filtered = _query(replace(wanted, page=1))
         return {
+            "unverified": _unverified({t.id for t in page.rows}),
             "staff": staff,
             "page": page,
             "waiting": waiting,

@@ -43,7 +43,7 @@ from bot.events import EventRow, describe_event
 from bot.replies import CannedReplies, CannedUse, load_canned_replies
 from handoff import audit
 from handoff.accounts import Staff
-from handoff.models import Commissioner, Direction
+from handoff.models import Commissioner, Direction, Ticket
 from handoff.scope import Act, NotAllowed, OutOfScope, allowed, visible_ticket
 from handoff.tickets import (
     ClockView,
@@ -404,6 +404,11 @@ class TicketConsole:
 
     # -- HTTP
 
+    def _unverified(self, number: str) -> bool:
+        """Whether the ticket came from a chat not verified for its enterprise (未核验)."""
+        with self.app.db.sessions() as s:
+            return bool(s.scalar(select(Ticket.unverified).where(Ticket.number == number)))
+
     def _page(
         self,
         staff: Staff,
@@ -432,6 +437,7 @@ class TicketConsole:
             tone=tone,
             form=form or {},
             failed=failed,
+            unverified=self._unverified(data.view.number),
             today=self.app.today().isoformat(),
             url=f"/console/tickets/{quote(data.view.number, safe='')}",
         )

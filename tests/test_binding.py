@@ -129,7 +129,7 @@ def test_commissioner_confirms_in_the_console_service(app: App, chat: Chat) -> N
     person = _keeper(app)
     chat.send(f"绑定 {VALID_USCC}")
     identity = _identity(app)
-    stranger = Commissioner(id=999, name="王五", department="税务局",
+    stranger = Commissioner(id=999, name="王五", department="财政局",
                             role=CommissionerRole.COMMISSIONER)  # fmt: skip
     with app.db.begin() as s:
         enterprise = find_enterprise(s, VALID_USCC)
@@ -181,7 +181,7 @@ def test_only_keepers_hand_out_codes(app: App) -> None:
     with app.db.begin() as s:
         enterprise = s.scalars(select(Enterprise)).one()
         head = Commissioner(id=998, name="赵", department="商务局", role=CommissionerRole.HEAD)
-        other_head = Commissioner(id=997, name="钱", department="税务局",
+        other_head = Commissioner(id=997, name="钱", department="财政局",
                                   role=CommissionerRole.HEAD)  # fmt: skip
         assert binding.can_verify(head, enterprise)
         assert not binding.can_verify(other_head, enterprise)

@@ -250,7 +250,7 @@ def routes(app: App, pages: Pages) -> list[BaseRoute]:
             counts=counts,
             labels=RECEIPT_LABELS,
             rows=shown,
-            status=status or "",
+            current=status or "",
             limit=RECEIPT_PAGE,
             audience_label=label,
         )

@@ -28,10 +28,10 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 
 from pydantic import Field
-from sqlalchemy import ColumnElement, and_, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Table, and_, func, insert, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -119,6 +119,11 @@ _LIMITS = {
     "building": 100,
     "grid": 100,
 }
+
+
+def _table(model: type[Any]) -> Table:
+    """The Core table of *model* (bulk inserts without the ORM's per-row work)."""
+    return cast(Table, model.__table__)
 
 
 def active_filter() -> ColumnElement[bool]:
@@ -1183,17 +1188,20 @@ class _Run:
             )
             self.preview(kind, p.uscc, state["name"], shown)
         if inserts:
-            result = self.s.execute(
-                insert(Enterprise).returning(Enterprise.id, Enterprise.uscc), inserts
+            # Core executemany (no RETURNING: one statement, not one per few rows), then the
+            # new ids by code in one query
+            self.s.execute(insert(_table(Enterprise)), inserts)
+            ids = self.s.execute(
+                select(Enterprise.id).where(Enterprise.uscc.in_(new_codes))
+            ).scalars()
+            changes.extend(
+                {"sync_id": self.sync_id, "enterprise_id": eid, "kind": "new", "fields": {}}
+                for eid in ids
             )
-            for eid, _code in result:
-                changes.append(
-                    {"sync_id": self.sync_id, "enterprise_id": eid, "kind": "new", "fields": {}}
-                )
         if updates:
             self.s.execute(update(Enterprise), updates)
         if changes:
-            self.s.execute(insert(RegisterChange), changes)
+            self.s.execute(insert(_table(RegisterChange)), changes)
 
     def shown_diff(self, diff: dict[str, tuple[Any, Any]]) -> dict[str, list[str]]:
         names: dict[int, str] = {}
@@ -1256,6 +1264,6 @@ class _Run:
                      "fields": fields}
                 )  # fmt: skip
                 self.preview("left", code, name, fields)
-            self.s.execute(insert(RegisterChange), changes)
+            self.s.execute(insert(_table(RegisterChange)), changes)
             self.report.left += len(part)
             self.report.zombies += sum(1 for g in part if not g[3])

@@ -19,6 +19,7 @@ from handoff.models import (
     ChannelIdentity,
     CommissionerRole,
     Direction,
+    Enterprise,
     Survey,
     Ticket,
     TicketEvent,
@@ -137,6 +138,36 @@ class Dossier:
     pages: int
     surveys: tuple[DossierSurvey, ...]
     notes: tuple[DossierNote, ...]
+    status: str = "存续"
+    """登记状态 from the 名录库 (存续/注销/吊销/迁出)."""
+    zombie_reason: str | None = None
+    """Why the register rules flag it a 僵尸企业 (``None``: not one)."""
+    register: tuple[tuple[str, str], ...] = ()
+    """What the 名录库 knows, as (label, value) pairs in display order (only known facts)."""
+
+
+def _register_facts(enterprise: Enterprise) -> tuple[tuple[str, str], ...]:
+    code = f"（{enterprise.industry_code}）" if enterprise.industry_code else ""
+    status = enterprise.status + (
+        f"（{enterprise.status_changed_on.isoformat()} 起）" if enterprise.status_changed_on else ""
+    )
+    facts = [
+        ("行业代码", f"{enterprise.industry or ''}{code}" if code else ""),
+        ("登记状态", status),
+        ("楼宇/园区", enterprise.building or ""),
+        ("网格", enterprise.grid or ""),
+        ("招商部门", enterprise.recruited_by or ""),
+        ("住所", enterprise.registered_address or ""),
+        ("法定代表人", enterprise.legal_representative or ""),
+        ("成立日期", enterprise.established_on.isoformat() if enterprise.established_on else ""),
+        ("登记联系人", enterprise.contact_name or ""),
+        ("登记电话", enterprise.contact_phone or ""),
+        (
+            "最近年报",
+            f"{enterprise.annual_report_year} 年度" if enterprise.annual_report_year else "",
+        ),
+    ]
+    return tuple((label, value) for label, value in facts if value)
 
 
 _CHANNELS = {"wechat": "微信公众号", "telegram": "Telegram", "terminal": "终端对话"}
@@ -266,4 +297,7 @@ def dossier(
         pages=pages,
         surveys=surveys,
         notes=notes,
+        status=enterprise.status,
+        zombie_reason=enterprise.zombie_reason if enterprise.zombie else None,
+        register=_register_facts(enterprise),
     )

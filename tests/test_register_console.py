@@ -173,3 +173,22 @@ def test_browser_upload_dry_run_apply(
     page.goto(f"{live.url}/console/register/coverage?by=grid")
     assert "海港二网格" in page.text_content("table.coverage")
     save_screenshot(page, tmp_path, "register_coverage.png")
+
+
+def test_the_enterprise_file_shows_the_register(
+    live: LiveServer, console: App, tmp_path: Path
+) -> None:
+    from handoff.register import register_for
+
+    register_for(console).sync(write_csv(tmp_path / "1.csv", FIRST))
+    register_for(console).sync(write_csv(tmp_path / "2.csv", SECOND))
+    wang = person(console, "王政", "政务办", CommissionerRole.OVERSIGHT)
+    with http_for(live, wang) as http:
+        html = http.get(f"/console/enterprises/{A}").text
+        assert "<dt>楼宇/园区</dt><dd>临港创新园</dd>" in html
+        assert "<dt>网格</dt><dd>空港一网格</dd>" in html
+        assert "<dt>招商部门</dt><dd>投促局</dd>" in html
+        assert "<dt>行业代码</dt><dd>汽车制造业（3611）</dd>" in html
+        left = http.get(f"/console/enterprises/{C}").text
+        assert "<dt>登记状态</dt><dd>迁出（2026-11-23 起）</dd>" in left
+        assert "不在2026-11-23的名录库导出中，视为迁出" in left

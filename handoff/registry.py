@@ -104,8 +104,25 @@ def normalise_uscc(raw: object) -> str:
     return re.sub(r"\s+", "", text).upper()
 
 
+_USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"  # GB 32100-2015, as stdnum.cn.uscc
+_USCC_VALUE = {c: i for i, c in enumerate(_USCC_ALPHABET)}
+_USCC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
+_USCC_CLEAN = re.compile(r"^[0-9]{8}[0-9A-HJ-NPQRTUWXY]{10}$")
+
+
+def _uscc_fast(code: str) -> bool:
+    """Whether an already clean 18-character code has the right check character (the same
+    computation as ``stdnum.cn.uscc``, without its per-call cleaning: syncs check 200,000)."""
+    if not _USCC_CLEAN.match(code):
+        return False
+    total = sum(_USCC_VALUE[c] * w for c, w in zip(code, _USCC_WEIGHTS, strict=False))
+    return code[-1] == _USCC_ALPHABET[(31 - total) % 31]
+
+
 def validate_uscc(raw: object) -> str:
     """The normalised code, or ``InputError`` with a Chinese reason."""
+    if isinstance(raw, str) and _uscc_fast(raw):
+        return raw
     from stdnum.cn import uscc
     from stdnum.exceptions import (
         InvalidChecksum,

@@ -393,3 +393,24 @@ def test_active_filter_excludes_zombies_and_leavers(
     with db.sessions() as session:
         active = set(session.scalars(select(Enterprise.uscc).where(active_filter())))
     assert active == {A, D, IND, F}
+
+
+def test_the_fast_credit_code_check_agrees_with_stdnum() -> None:
+    import random
+
+    from stdnum.cn import uscc
+
+    from handoff.registry import _uscc_fast
+
+    rng = random.Random(14)
+    alphabet = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+    for _ in range(20_000):
+        body = "".join(rng.choice("0123456789") for _ in range(8)) + "".join(
+            rng.choice(alphabet) for _ in range(9)
+        )
+        good = body + uscc.calc_check_digit(body)
+        bad = body + rng.choice(alphabet)
+        assert _uscc_fast(good) and uscc.is_valid(good)
+        assert _uscc_fast(bad) == uscc.is_valid(bad)
+    assert not _uscc_fast("91120116MA05K0XX0O")  # O is not in the alphabet
+    assert not _uscc_fast("91120116ma05k0xx0e")  # not clean: the slow path decides

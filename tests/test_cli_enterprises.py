@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from bot.cli import main
+from tests.conftest import make_uscc
 from tests.test_register import FIRST, IND, SECOND, A, C, D, write_csv
 
 Run = Callable[..., Result]
@@ -88,3 +89,27 @@ def test_sync_errors_are_one_chinese_line(run: Run, tmp_path: Path) -> None:
     (tmp_path / "x.csv").write_text("名称,地址\n甲,乙\n", encoding="utf-8")
     bad = run("enterprises", "sync", str(tmp_path / "x.csv"))
     assert bad.exit_code == 1 and bad.stderr.startswith("错误：") and "缺少必需的列" in bad.stderr
+
+
+def test_route_uses_what_the_register_knows(run: Run, tmp_path: Path) -> None:
+    ok(run("enterprises", "sync", str(write_csv(tmp_path / "1.csv", FIRST))))
+    by_grid = json.loads(ok(run("route", "--json", "--no-knowledge", "--enterprise", IND,
+                                "有个事情想找政府帮忙")).output)  # fmt: skip
+    # 个体工商户 comes first (附件2第5项); D (运输业) has its industry; an unknown-industry
+    # entity with a grid goes to the grid's service
+    assert by_grid["rule"] == "individual"
+    by_building = json.loads(ok(run("route", "--json", "--no-knowledge", "--enterprise", C,
+                                    "营业执照怎么变更")).output)  # fmt: skip
+    assert (by_building["department"], by_building["rule"]) == ("天保控股", "park")
+    recruited = json.loads(ok(run("route", "--json", "--no-knowledge", "--enterprise", A,
+                                  "营业执照怎么变更")).output)  # fmt: skip
+    assert (recruited["department"], recruited["rule"]) == ("投促局", "recruited")
+    assert "招商落户" in recruited["reason"]
+    G = make_uscc(30)
+    grid_only = tmp_path / "grid.csv"
+    grid_only.write_text(f"统一社会信用代码,企业名称,网格\n{G},辛公司,第九网格\n", encoding="utf-8")
+    ok(run("enterprises", "sync", str(grid_only), "--partial"))
+    by_grid = json.loads(ok(run("route", "--json", "--no-knowledge", "--enterprise", G,
+                                "有个事情想找政府帮忙")).output)  # fmt: skip
+    assert (by_grid["department"], by_grid["rule"]) == ("社发局", "grid")
+    assert "第九网格" in by_grid["reason"]

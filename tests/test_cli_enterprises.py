@@ -93,11 +93,10 @@ def test_sync_errors_are_one_chinese_line(run: Run, tmp_path: Path) -> None:
 
 def test_route_uses_what_the_register_knows(run: Run, tmp_path: Path) -> None:
     ok(run("enterprises", "sync", str(write_csv(tmp_path / "1.csv", FIRST))))
-    by_grid = json.loads(ok(run("route", "--json", "--no-knowledge", "--enterprise", IND,
+    individual = json.loads(ok(run("route", "--json", "--no-knowledge", "--enterprise", IND,
                                 "有个事情想找政府帮忙")).output)  # fmt: skip
-    # 个体工商户 comes first (附件2第5项); D (运输业) has its industry; an unknown-industry
-    # entity with a grid goes to the grid's service
-    assert by_grid["rule"] == "individual"
+    # a 个体工商户 in a grid: 附件2第5项 comes before the grid
+    assert individual["rule"] == "individual"
     by_building = json.loads(ok(run("route", "--json", "--no-knowledge", "--enterprise", C,
                                     "营业执照怎么变更")).output)  # fmt: skip
     assert (by_building["department"], by_building["rule"]) == ("天保控股", "park")

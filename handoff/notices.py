@@ -496,14 +496,19 @@ class Texts(Protocol):
     def __call__(self, key: str, /, **values: Any) -> str: ...
 
 
-def _message(notice: Notice, texts: Texts, link: str) -> str:
-    lines = [texts("outreach_text", kind=notice.kind, title=notice.title, body=notice.body)]
-    if link:
-        lines.append(texts("outreach_link", link=link))
+_LINK = "\x00link\x00"
+
+
+def _message(notice: Notice, texts: Texts) -> tuple[str, str]:
+    """The message of *notice* with and without a link line (``_LINK`` marks the link):
+    rendered once per notice, not once per chat."""
+    head = texts("outreach_text", kind=notice.kind, title=notice.title, body=notice.body)
+    tail = []
     if notice.kind == NoticeKind.WORK_ORDER.value:
-        lines.append(texts("outreach_form", id=notice.id))
-    lines.append(texts("outreach_footer"))
-    return "\n".join(lines)
+        tail.append(texts("outreach_form", id=notice.id))
+    tail.append(texts("outreach_footer"))
+    linked = "\n".join([head, texts("outreach_link", link=_LINK), *tail])
+    return linked, "\n".join([head, *tail])
 
 
 def send_notice(
@@ -553,6 +558,7 @@ def send_notice(
     buttons = []
     if notice.kind == NoticeKind.WORK_ORDER.value:
         buttons = [{"label": texts("outreach_form_button"), "payload": f"cmd:填写工单 {notice.id}"}]
+    with_link, without_link = _message(notice, texts)
     receipts: list[dict[str, Any]] = []
     pushes: list[dict[str, Any]] = []
     enterprises: set[int] = set()
@@ -586,7 +592,7 @@ def send_notice(
                 "recipient": user_key,
                 "kind": NOTICE_KIND,
                 "payload": {
-                    "text": _message(notice, texts, link),
+                    "text": with_link.replace(_LINK, link) if link else without_link,
                     "choices": [],
                     "buttons": buttons,
                     "ref": f"notice:{notice.id}",
@@ -602,10 +608,11 @@ def send_notice(
                 "created_at": now,
             }
         )
+    # Core inserts (executemany): a notice may go to tens of thousands of chats
     for chunk in _chunks(receipts, 5000):
-        session.execute(insert(NoticeReceipt), chunk)
+        session.execute(insert(NoticeReceipt.__table__), chunk)
     for chunk in _chunks(pushes, 5000):
-        session.execute(insert(OutboxMessage), chunk)
+        session.execute(insert(OutboxMessage.__table__), chunk)
     notice.sent_at = now
     notice.sent_by = _who(person)
     notice.enterprises = len(enterprises)

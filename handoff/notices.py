@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from sqlalchemy import (
     JSON,
@@ -37,6 +37,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Table,
     Text,
     and_,
     func,
@@ -493,7 +494,7 @@ class SendReport:
 class Texts(Protocol):
     """The reply texts (``bot.replies.Replies``): ``texts(key, **values)``."""
 
-    def __call__(self, key: str, /, **values: Any) -> str: ...
+    def __call__(self, key: str, **values: object) -> str: ...
 
 
 _LINK = "\x00link\x00"
@@ -610,9 +611,9 @@ def send_notice(
         )
     # Core inserts (executemany): a notice may go to tens of thousands of chats
     for chunk in _chunks(receipts, 5000):
-        session.execute(insert(NoticeReceipt.__table__), chunk)
+        session.execute(insert(cast(Table, NoticeReceipt.__table__)), chunk)
     for chunk in _chunks(pushes, 5000):
-        session.execute(insert(OutboxMessage.__table__), chunk)
+        session.execute(insert(cast(Table, OutboxMessage.__table__)), chunk)
     notice.sent_at = now
     notice.sent_by = _who(person)
     notice.enterprises = len(enterprises)

@@ -41,10 +41,10 @@ from yxby.yamlconf import StrictModel, load_model
 
 __all__ = [
     "ALERT_KIND",
-    "QUIET_KINDS",
     "CONSOLE_CHANNEL",
     "FALLBACK_DEPARTMENT",
     "LEASE_SECONDS",
+    "QUIET_KINDS",
     "AlertReport",
     "DeliveryProblem",
     "DeliverySettings",

@@ -512,12 +512,14 @@ def register_from_channel(
         )
         session.add(enterprise)
         session.flush()
+    from contextlib import suppress
+
     from handoff.binding import BindingError, link
 
-    try:
-        link(identity, enterprise)  # a claim: 未核验 until proven (handoff.binding)
-    except BindingError:
-        pass  # verified for another enterprise: the ticket is filed, the binding stays
+    # a claim, 未核验 until proven (handoff.binding); an identity verified for another
+    # enterprise keeps that binding, and the ticket is filed all the same
+    with suppress(BindingError):
+        link(identity, enterprise)
     return enterprise
 
 

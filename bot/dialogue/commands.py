@@ -11,9 +11,9 @@ from bot.dialogue.states import Outcome, Services, State, Turn, goto, stay
 from bot.parsing import Command
 from bot.replies import format_due
 from bot.types import Button
+from handoff.binding import BindingError
 from handoff.conversations import TurnOutcome
 from handoff.models import TicketState
-from handoff.binding import BindingError
 from handoff.registry import bind_identity, validate_uscc
 from yxby.errors import InputError
 

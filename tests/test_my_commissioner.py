@@ -3,6 +3,8 @@ enterprise its commissioner's name, department, office phone and what they help 
 
 from __future__ import annotations
 
+import pytest
+
 from bot.app import App
 from bot.channels.telegram.adapter import COMMANDS
 from bot.channels.wechat import DEFAULT_MENU
@@ -73,3 +75,22 @@ def test_the_wechat_menu_key_and_the_telegram_command(app: App) -> None:
     assert incoming is not None
     (reply,) = app.dialogue.handle(incoming)
     assert "李娜（商务局）" in reply.text and "022-25601234" in reply.text
+
+
+def test_duties_are_set_from_the_cli(
+    app: App, chat: Chat, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from bot.cli import main
+
+    register_enterprise(app)
+    assign(app)
+    monkeypatch.setenv("YXBY_DATABASE_URL", db_url)
+    out = CliRunner().invoke(main, ["commissioners", "duties", "李娜", "跨境电商政策、外贸补贴"])
+    assert out.exit_code == 0, out.output
+    assert "已登记李娜（商务局）的职责" in out.output
+    chat.send(f"绑定 {VALID_USCC}")
+    assert "可以帮您：跨境电商政策、外贸补贴" in chat.send("我的专员")
+    empty = CliRunner().invoke(main, ["commissioners", "duties", "李娜", "  "])
+    assert empty.exit_code == 1 and "职责不能为空" in empty.output

@@ -2,6 +2,8 @@
 
 * ``yxby enterprises code USCC`` — a one-time 核验码 for binding a chat to the enterprise
   (shown once; the enterprise replies ``核验 <code>`` in the chat);
+* ``yxby commissioners duties NAME TEXT`` — what a commissioner helps with (亮职责, shown on
+  ``我的专员``);
 * ``yxby notices send --as NAME …`` — write and queue a notice to a filtered audience
   (``--dry-run`` only counts it);
 * ``yxby notices list`` — the notices and their receipt counts;
@@ -20,9 +22,10 @@ __all__ = ["register"]
 
 def register(group: click.Group) -> None:
     """Add this module's commands to *group*."""
-    from bot.cli.db import enterprises_group
+    from bot.cli.db import commissioners_group, enterprises_group
 
     enterprises_group.add_command(code_command)
+    commissioners_group.add_command(duties_command)
     group.add_command(notices_group)
 
 
@@ -59,6 +62,29 @@ def code_command(uscc: str, hours: int, by: str) -> None:
     local = expires.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
     click.echo(f"{name}（{wanted}）的绑定核验码：{code}")
     click.echo(f"有效期至 {local}，只能使用一次；请告知企业在对话中回复：核验 {code}")
+
+
+@click.command("duties")
+@click.argument("name")
+@click.argument("duties")
+@click.option("--department", default=None, help="所在部门（重名时必填）。")
+def duties_command(name: str, duties: str, department: str | None) -> None:
+    """登记专员的职责（亮职责）：企业回复“我的专员”时看到“可以帮您：…”。"""
+    from bot.cli.db import opened_app
+    from handoff.invites import find_commissioner
+    from yxby.errors import InputError
+
+    text = " ".join(duties.split())
+    if not text:
+        raise InputError("职责不能为空")
+    if len(text) > 300:
+        raise InputError(f"职责过长：{len(text)} 个字，最多 300 个字")
+    with opened_app() as app, app.db.begin() as s:
+        wanted = app.router.departments.canonical(department) if department else None
+        person = find_commissioner(s, name, wanted)
+        person.duties = text
+        who = f"{person.name}（{person.department}）"
+    click.echo(f"已登记{who}的职责：{text}")
 
 
 @click.group("notices")

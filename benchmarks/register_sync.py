@@ -11,7 +11,8 @@ into a freshly migrated SQLite database (``YXBY_BENCH_DATABASE_URL`` picks anoth
   makes this phase slower);
 * ``update``: the same export applied, against the 200,000 now registered.
 
-Peak RSS growth (psutil) is reported for each phase. Run with
+Wall and CPU seconds (this process; the database is SQLite in-process, so CPU seconds show
+the cost when the machine is shared) and RSS growth (psutil) are reported for each phase. Run with
 ``python -m benchmarks.run --only register_sync`` (``YXBY_BENCH_REGISTER_ROWS`` changes the
 size).
 """
@@ -125,9 +126,9 @@ def _phase(
     before = rss_mib()
     if trace:
         tracemalloc.start()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     report = register.sync(path, dry_run=dry_run, by="benchmark")
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     peak = None
     if trace:
         _current, peak = tracemalloc.get_traced_memory()
@@ -140,6 +141,7 @@ def _phase(
         "unchanged": report.unchanged,
         "rejected": len(report.rejected),
         "seconds": round(seconds, 1),
+        "cpu_s": round(cpu, 1),
         "rows_per_s": round(report.rows / seconds) if seconds else None,
         "rss_growth_mib": round(rss_mib() - before, 1),
         "traced_peak_mib": round(peak / 2**20, 1) if peak is not None else None,
@@ -183,12 +185,13 @@ def report(result: dict[str, Any]) -> str:
     rows = [
         [
             name, p["rows"], p["new"], p["changed"], p["left"], p["unchanged"], p["rejected"],
-            p["seconds"], p["rows_per_s"], p["rss_growth_mib"], p["traced_peak_mib"] or "",
+            p["seconds"], p["cpu_s"], p["rows_per_s"], p["rss_growth_mib"],
+            p["traced_peak_mib"] or "",
         ]
         for name, p in result["phases"].items()
     ]  # fmt: skip
     head = [
-        "phase", "rows", "new", "changed", "left", "unchanged", "rejected", "s", "rows/s",
+        "phase", "rows", "new", "changed", "left", "unchanged", "rejected", "s", "CPU s", "rows/s",
         "RSS +MiB", "traced peak MiB",
     ]  # fmt: skip
     verdict = "within" if result["within_target"] else "OVER"

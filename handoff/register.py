@@ -493,6 +493,19 @@ def _shown(value: Any) -> str:
     return str(value)
 
 
+_LEGAL_FORMS = re.compile(r"公司|企业|合伙|独资|集体|分支|农民专业合作社|外商|法人")
+
+
+def _kind_of(text: str) -> EnterpriseKind | None:
+    """企业 or 个体工商户 from a 类型 cell; exports write the legal form (有限责任公司 …)."""
+    kind = _KIND_ALIASES.get(text.replace(" ", ""))
+    if kind is not None:
+        return kind
+    if "个体" in text:
+        return EnterpriseKind.INDIVIDUAL
+    return EnterpriseKind.ENTERPRISE if _LEGAL_FORMS.search(text) else None
+
+
 # ------------------------------------------------------------------------------ service
 
 
@@ -979,6 +992,10 @@ class _Run:
         self.seen: dict[str, int] = {}  # uscc → row number
         self.index = _commissioner_index(session)
         self.industries: dict[str, Any] = {}  # cell → IndustryCode or error text
+        self.kinds: dict[str, EnterpriseKind | None] = {}
+        self.statuses: dict[str, str | None] = {}
+        # compared fields: tags only when the file has them (they are JSON: costly to read)
+        self.fields = tuple(f for f in FIELDS if f != "tags" or "tags" in columns)
         self.batch: list[_Parsed] = []
 
     def canonical(self, name: str) -> str | None:
@@ -1015,11 +1032,10 @@ class _Run:
     def parse(self, number: int, row: Sequence[str]) -> _Parsed | None:
         cols = self.columns
 
-        def get(key: str) -> str:
-            pos = cols.get(key)
-            return row[pos].strip() if pos is not None and pos < len(row) else ""
-
-        raw_code = get("uscc")
+        width = len(row)
+        cells = {key: row[pos] for key, pos in cols.items() if pos < width}
+        get = cells.get
+        raw_code = get("uscc", "")
         try:
             code = validate_uscc(raw_code)
             if code in self.seen:
@@ -1033,30 +1049,22 @@ class _Run:
         self.seen[code] = number
         return _Parsed(number, code, values, "annual_report_year" in cols)
 
-    def values(self, get: Callable[[str], str], code: str) -> dict[str, Any]:
+    def values(self, get: Callable[[str, str], str], code: str) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        name = get("name")
+        name = get("name", "")
         if not name:
             raise InputError("企业名称为空")
         out["name"] = name[:200]
-        kind_text = get("kind")
+        kind_text = get("kind", "")
         if kind_text:
-            kind = _KIND_ALIASES.get(kind_text.replace(" ", ""))
-            if kind is None:
-                # exports write the legal form (有限责任公司 …): anything not individual
-                kind = (
-                    EnterpriseKind.INDIVIDUAL
-                    if "个体" in kind_text
-                    else EnterpriseKind.ENTERPRISE
-                    if re.search(
-                        r"公司|企业|合伙|独资|集体|分支|农民专业合作社|外商|法人", kind_text
-                    )
-                    else None
-                )
+            if kind_text in self.kinds:
+                kind = self.kinds[kind_text]
+            else:
+                kind = self.kinds[kind_text] = _kind_of(kind_text)
             if kind is None:
                 raise InputError(f"未知的类型「{kind_text}」（应为 企业 或 个体工商户）")
             out["kind"] = kind
-        industry = get("industry")
+        industry = get("industry", "")
         if industry:
             found = self.industries.get(industry)
             if found is None:
@@ -1069,9 +1077,11 @@ class _Run:
                 raise InputError(found)
             out["industry"] = found.name[:100]
             out["industry_code"] = found.code
-        status_text = get("status")
+        status_text = get("status", "")
         if status_text:
-            status = self.r.status_of(status_text)
+            if status_text not in self.statuses:
+                self.statuses[status_text] = self.r.status_of(status_text)
+            status = self.statuses[status_text]
             if status is None:
                 raise InputError(
                     f"未知的登记状态「{status_text}」（应为 {'、'.join(STATUSES)} 之一）"
@@ -1080,28 +1090,28 @@ class _Run:
         else:
             out["status"] = ACTIVE_STATUS  # listed in the export: present
         for key, what in (("established_on", "成立日期"), ("status_changed_on", "状态变更日期")):
-            text = get(key)
+            text = get(key, "")
             if text:
                 out[key] = _date(text, what)
-        year = get("annual_report_year")
+        year = get("annual_report_year", "")
         if year:
             out["annual_report_year"] = _year(year, "最近年报年度")
         for key in ("registered_address", "legal_representative", "contact_name",
                     "contact_phone", "building", "grid"):  # fmt: skip
-            text = get(key)
+            text = get(key, "")
             if text:
                 out[key] = text[: _LIMITS[key]]
-        recruited = get("recruited_by")
+        recruited = get("recruited_by", "")
         if recruited:
             dept = self.r.router.recruiting_department(recruited)
             if dept is None:
                 options = "、".join(self.r.router.service_means.recruiting_departments)
                 raise InputError(f"「{recruited}」不是招商部门（附件2第2项：{options}）")
             out["recruited_by"] = dept
-        tags = [t for t in _TAG_SPLIT.split(get("tags")) if t]
+        tags = [t for t in _TAG_SPLIT.split(get("tags", "")) if t]
         if tags:
             out["tags"] = list(dict.fromkeys(tags))
-        who = get("commissioner")
+        who = get("commissioner", "")
         if who:
             out["commissioner_id"] = _resolve_commissioner(who, self.index, self.canonical).id
         if "kind" not in out:
@@ -1139,12 +1149,13 @@ class _Run:
         if not self.batch:
             return
         batch, self.batch = self.batch, []
-        cols = [getattr(Enterprise, f) for f in FIELDS]
+        fields = self.fields
+        cols = [getattr(Enterprise, f) for f in fields]
         stmt = select(Enterprise.id, Enterprise.uscc, *cols).where(
             Enterprise.uscc.in_([p.uscc for p in batch])
         )
         existing = {
-            row[1]: (row[0], dict(zip(FIELDS, row[2:], strict=True)))
+            row[1]: (row[0], dict(zip(fields, row[2:], strict=True)))
             for row in self.s.execute(stmt)
         }
         inserts: list[dict[str, Any]] = []
@@ -1167,7 +1178,7 @@ class _Run:
                 continue
             eid, old = found
             state = self.target(p, old)
-            diff = {f: (old[f], state[f]) for f in FIELDS if old[f] != state[f]}
+            diff = {f: (old[f], state[f]) for f in fields if old[f] != state[f]}
             if not diff:
                 report.unchanged += 1
                 continue
@@ -1228,19 +1239,32 @@ class _Run:
         rules = self.r.config
         status = rules.absent_status
         reason = rules.zombie.absent_reason.format(date=self.today.isoformat())
-        stmt = select(
-            Enterprise.id, Enterprise.uscc, Enterprise.name, Enterprise.tags,
-            Enterprise.zombie, Enterprise.zombie_reason,
-        ).where(Enterprise.status == ACTIVE_STATUS)  # fmt: skip
-        gone: list[tuple[int, str, str, bool, str | None]] = []
-        for eid, code, name, tags, zombie, old_reason in self.s.execute(stmt):
-            if code in self.seen or CHANNEL_TAG in (tags or []):
-                continue
-            gone.append((eid, code, name, zombie, old_reason))
+        # one streamed pass keeps only the ids of those that left (memory stays bounded)
+        scan = (
+            select(Enterprise.id, Enterprise.uscc)
+            .where(Enterprise.status == ACTIVE_STATUS)
+            .execution_options(yield_per=10_000)
+        )
+        candidates = [eid for eid, code in self.s.execute(scan) if code not in self.seen]
+        ids: list[int] = []
+        for start in range(0, len(candidates), rules.batch_size):
+            tagged = select(Enterprise.id, Enterprise.tags).where(
+                Enterprise.id.in_(candidates[start : start + rules.batch_size])
+            )
+            ids.extend(
+                eid for eid, tags in self.s.execute(tagged) if CHANNEL_TAG not in (tags or [])
+            )
         size = rules.batch_size
         day = self.today
-        for start in range(0, len(gone), size):
-            part = gone[start : start + size]
+        for start in range(0, len(ids), size):
+            part = list(
+                self.s.execute(
+                    select(
+                        Enterprise.id, Enterprise.uscc, Enterprise.name, Enterprise.zombie,
+                        Enterprise.zombie_reason,
+                    ).where(Enterprise.id.in_(ids[start : start + size]))
+                )
+            )  # fmt: skip
             self.s.execute(
                 update(Enterprise),
                 [

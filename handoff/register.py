@@ -1156,7 +1156,7 @@ class _Run:
         )
         existing = {
             row[1]: (row[0], dict(zip(fields, row[2:], strict=True)))
-            for row in self.s.execute(stmt)
+            for row in self.s.connection().execute(stmt)
         }
         inserts: list[dict[str, Any]] = []
         updates: list[dict[str, Any]] = []
@@ -1245,7 +1245,9 @@ class _Run:
             .where(Enterprise.status == ACTIVE_STATUS)
             .execution_options(yield_per=10_000)
         )
-        candidates = [eid for eid, code in self.s.execute(scan) if code not in self.seen]
+        candidates = [
+            eid for eid, code in self.s.connection().execute(scan) if code not in self.seen
+        ]
         ids: list[int] = []
         for start in range(0, len(candidates), rules.batch_size):
             tagged = select(Enterprise.id, Enterprise.tags).where(

@@ -16,10 +16,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import re
 import tempfile
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +50,7 @@ if TYPE_CHECKING:
 __all__ = ["MAX_UPLOAD_BYTES", "routes"]
 
 MAX_UPLOAD_BYTES = 200 * 2**20
+UPLOAD_TTL_S = 24 * 3600
 BASE = "/console/register"
 _TOKEN = re.compile(r"^[0-9a-f]{64}\.(csv|xlsx|xlsm|txt)$")
 _SUFFIXES = (".csv", ".xlsx", ".xlsm", ".txt")
@@ -63,8 +66,14 @@ def _viewer(staff: Staff) -> bool:
 
 
 def _uploads() -> Path:
+    """Where uploaded exports wait between the dry run and 确认同步 (a day at most)."""
     folder = paths.data_dir() / "register_uploads"
     folder.mkdir(parents=True, exist_ok=True)
+    stale = time.time() - UPLOAD_TTL_S
+    for old in folder.iterdir():
+        with contextlib.suppress(OSError):
+            if old.stat().st_mtime < stale:
+                old.unlink()
     return folder
 
 

@@ -169,13 +169,16 @@ def run() -> dict[str, Any]:
         finally:
             database.dispose()
         sizes = {"first_mib": round(first.stat().st_size / 2**20, 1)}
-    worst = max(p["seconds"] for p in phases.values())
+    worst = max(p["seconds"] for name, p in phases.items() if name != "dry_run")
+    worst_cpu = max(p["cpu_s"] for name, p in phases.items() if name != "dry_run")
     return {
         "rows": ROWS,
         "file": sizes,
         "phases": phases,
         "target_s": TARGET_S,
         "within_target": worst <= TARGET_S,
+        "within_target_cpu": worst_cpu <= TARGET_S,
+        "load_average": [round(x, 1) for x in os.getloadavg()],
         "backend": "postgresql" if os.environ.get("YXBY_BENCH_DATABASE_URL") else "sqlite",
     }
 
@@ -195,7 +198,10 @@ def report(result: dict[str, Any]) -> str:
         "RSS +MiB", "traced peak MiB",
     ]  # fmt: skip
     verdict = "within" if result["within_target"] else "OVER"
+    cpu = "within" if result.get("within_target_cpu") else "OVER"
     return (
         table(head, rows) + f"\n{result['rows']} rows ({result['file']['first_mib']} MiB CSV) on "
-        f"{result['backend']}; target ≤ {result['target_s']:.0f} s per sync: {verdict}"
+        f"{result['backend']}; target <= {result['target_s']:.0f} s per sync (initial, update; "
+        f"the traced dry run is slower by design): wall {verdict}, CPU {cpu} "
+        f"(load average {result.get('load_average')})"
     )

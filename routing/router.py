@@ -12,9 +12,10 @@ the enterprise's 网格 (row 6), the 兜底 department. ``yxby route --explain``
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
@@ -95,6 +96,26 @@ class RouteFacts:
     recruited_by: str | None = None
     building: str | None = None
     grid: str | None = None
+
+    @classmethod
+    def of(
+        cls,
+        text: str,
+        registry: Mapping[str, Any] | None = None,
+        *,
+        matched_entry_id: str | None = None,
+        matched_department: str | None = None,
+    ) -> RouteFacts:
+        """Facts for *text* and an enterprise's registry facts (``handoff.registry.route_facts``:
+        kind, industry, commissioner, 招商部门, 楼宇/园区, 网格); unknown keys are ignored."""
+        known = {f.name for f in fields(cls)} - {"text", "matched_entry_id", "matched_department"}
+        given = {k: v for k, v in (registry or {}).items() if k in known}
+        return cls(
+            text=text,
+            matched_entry_id=matched_entry_id,
+            matched_department=matched_department,
+            **given,
+        )
 
 
 @dataclass(frozen=True)

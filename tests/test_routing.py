@@ -409,3 +409,20 @@ def test_parks_must_name_a_row_4_department(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="row 4"):
         load_router(tmp_path)
+
+
+def test_facts_of_a_registry_record(router: Router) -> None:
+    registry = {
+        "enterprise_kind": "企业",
+        "enterprise_industry": "金融业",
+        "assigned_department": None,
+        "assigned_commissioner": None,
+        "recruited_by": None,
+        "building": "天保大厦",
+        "grid": "空港一网格",
+        "something_else": "ignored",
+    }
+    facts = RouteFacts.of("营业执照怎么变更", registry, matched_entry_id="x")
+    assert (facts.building, facts.grid, facts.matched_entry_id) == ("天保大厦", "空港一网格", "x")
+    assert router.route(facts).rule is RouteRule.PARK
+    assert RouteFacts.of("你好") == RouteFacts(text="你好")

@@ -373,12 +373,9 @@ class Intake:
         if answered and top is not None and "programme" not in top.entry.tags:
             entry = top.entry
         route = self._router.route(
-            RouteFacts(
-                text=text,
-                enterprise_kind=facts.get("enterprise_kind"),
-                enterprise_industry=facts.get("enterprise_industry"),
-                assigned_department=facts.get("assigned_department"),
-                assigned_commissioner=facts.get("assigned_commissioner"),
+            RouteFacts.of(
+                text,
+                facts,  # kind, industry, commissioner, 招商部门, 楼宇/园区, 网格
                 matched_entry_id=entry.id if entry else None,
                 matched_department=entry.department if entry else None,
             )

@@ -192,3 +192,22 @@ def test_the_enterprise_file_shows_the_register(
         left = http.get(f"/console/enterprises/{C}").text
         assert "<dt>登记状态</dt><dd>迁出（2026-11-23 起）</dd>" in left
         assert "不在2026-11-23的名录库导出中，视为迁出" in left
+
+
+def test_a_console_intake_is_routed_by_the_register(
+    live: LiveServer, console: App, tmp_path: Path
+) -> None:
+    from handoff.register import register_for
+    from tests.test_console_intake import intake_form
+
+    register_for(console).sync(write_csv(tmp_path / "1.csv", FIRST))
+    li = person(console, "李娜", "市场监管局")
+    with http_for(live, li) as http:
+        checked = http.post(
+            "/console/intake",
+            data=intake_form(li, enterprise=C, description="营业执照变更", step="route"),
+        )
+        assert checked.status_code == 200
+        assert re.search(r'class="suggested-department"[^>]*>天保控股<', checked.text)
+        reason = "该企业位于天保大厦，由天保控股提供楼宇、园区精细化服务（附件2第4项）"
+        assert reason in checked.text

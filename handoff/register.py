@@ -65,6 +65,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ACTIVE_STATUS",
+    "GROUPINGS",
+    "UNKNOWN_GROUP",
     "AssignFilter",
     "AssignResult",
     "Change",
@@ -804,10 +806,12 @@ class Register:
                 stmt = stmt.where(column.is_(None) if key == UNKNOWN_GROUP else column == key)
                 return list(session.scalars(stmt.limit(limit)))
             found: list[Enterprise] = []
+            routed: dict[tuple[Any, ...], str] = {}
             for e in session.scalars(stmt).yield_per(1000):
-                dept = self.responsible_department(
-                    e.kind, e.industry, e.recruited_by, e.building, e.grid
-                )
+                facts = (e.kind, e.industry, e.recruited_by, e.building, e.grid)
+                dept = routed.get(facts)
+                if dept is None:
+                    dept = routed[facts] = self.responsible_department(*facts)
                 if dept == key:
                     found.append(e)
                     if len(found) >= limit:

@@ -133,11 +133,18 @@ def test_coverage_and_bulk_assignment(live: LiveServer, console: App, tmp_path: 
             data={"csrf": wang.staff.csrf, "by": "grid", "key": "海港二网格", "commissioner": ""},
         )
         assert missing.status_code == 400 and "请选择要分配的包保专员" in missing.text
+        # entities without a building: the 「（未登记）」 group (B is left in it)
+        rest = http.post(
+            "/console/register/assign",
+            data={"csrf": wang.staff.csrf, "by": "building", "key": "（未登记）",
+                  "commissioner": str(li.staff.id)},
+        )  # fmt: skip
+        assert rest.headers["location"].endswith("assigned=1")
     with console.db.sessions() as session:
-        event = session.scalars(
-            select(AuditEvent).where(AuditEvent.action == "register_assign")
-        ).one()
-        assert (event.actor, event.detail["count"]) == ("王政", 2)
+        events = list(
+            session.scalars(select(AuditEvent).where(AuditEvent.action == "register_assign"))
+        )
+        assert [(e.actor, e.detail["count"]) for e in events] == [("王政", 2), ("王政", 1)]
     # a 负责人 sees their department's row only
     head = person(console, "刘洋", "天保控股", CommissionerRole.HEAD)
     with http_for(live, head) as http:

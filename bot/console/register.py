@@ -36,6 +36,7 @@ from handoff.accounts import Staff
 from handoff.models import Commissioner, CommissionerRole
 from handoff.register import (
     GROUPINGS,
+    UNKNOWN_GROUP,
     AssignFilter,
     SyncReport,
     register_for,
@@ -285,9 +286,9 @@ def routes(app: App, pages: Pages) -> list[BaseRoute]:
             return coverage_page(staff, by, key, error="请选择要分配的包保专员。", status=400)
         if key is None:
             return coverage_page(staff, by, key, error="请先选择一个分组。", status=400)
-        if by == "department":
-            if not _manager(staff) and key != staff.department:
-                return denied(staff, "只能分配本部门的企业。")
+        if not _manager(staff) and (by != "department" or key != staff.department):
+            return denied(staff, "只能分配本部门的企业。")
+        if by == "department" or key == UNKNOWN_GROUP:
             codes = tuple(e.uscc for e in register.uncovered(by, key, limit=10_000))
             flt = AssignFilter(uscc=codes, unassigned=True) if codes else None
         else:

@@ -1027,11 +1027,13 @@ class _Run:
             self.mark_absent()
 
     def raw(self, row: Sequence[str]) -> dict[str, str]:
-        return {
-            (self.header[i] or f"第{i + 1}列"): v
-            for i, v in enumerate(row)
-            if v and i < len(self.header)
-        }
+        """The row's non-empty cells by header (40 cells of 200 characters at most)."""
+        cells = [
+            ((self.header[i] or f"第{i + 1}列"), v[:200])
+            for i, v in enumerate(row[: len(self.header)])
+            if v
+        ]
+        return dict(cells[:40])
 
     def parse(self, number: int, row: Sequence[str]) -> _Parsed | None:
         cols = self.columns

@@ -15,6 +15,7 @@ from bot.types import Incoming, MessageKind
 from handoff.conversations import DialogueTurn, LiveHandoff, TurnOutcome
 from handoff.models import (
     Commissioner,
+    Enterprise,
     OutboxMessage,
     Ticket,
     TicketEvent,
@@ -545,3 +546,17 @@ def test_commissioner_reads_the_conversation_behind_a_ticket(
     second = file_ticket(chat)
     officer.last = [n for n in officer.pushes() if second in n.text]
     assert f"工单 {second} 的对话记录" in officer.tap("查看对话")
+
+
+def test_a_chat_need_is_routed_with_what_the_register_knows(app: App, chat: Chat) -> None:
+    """The chat's filing path passes the register's 招商部门 to routing (附件2 row 2)."""
+    register_enterprise(app)
+    with app.db.begin() as session:
+        enterprise = session.scalars(select(Enterprise)).one()
+        enterprise.recruited_by = "商务局"
+    chat.send(f"绑定 {VALID_USCC}")
+    file_ticket(chat)
+    with app.db.begin() as session:
+        ticket = session.scalars(select(Ticket)).one()
+        assert (ticket.department, ticket.route_rule) == ("商务局", "recruited")
+        assert "招商落户" in ticket.route_reason

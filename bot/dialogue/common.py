@@ -67,15 +67,7 @@ def route(svc: Services, t: Turn, draft: dict[str, Any]) -> RouteDecision:
         matched_id, matched_dept = entry.id, entry.department
     text = " ".join(x for x in (draft.get("question", ""), draft.get("description", "")) if x)
     return svc.router.route(
-        RouteFacts(
-            text=text,
-            enterprise_kind=facts.get("enterprise_kind"),
-            enterprise_industry=facts.get("enterprise_industry"),
-            assigned_department=facts.get("assigned_department"),
-            assigned_commissioner=facts.get("assigned_commissioner"),
-            matched_entry_id=matched_id,
-            matched_department=matched_dept,
-        )
+        RouteFacts.of(text, facts, matched_entry_id=matched_id, matched_department=matched_dept)
     )
 
 

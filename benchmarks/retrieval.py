@@ -329,7 +329,8 @@ def report_nlu(nlu: dict[str, Any]) -> str:
         f"The bot on the same {nlu['rows']} out-of-domain questions "
         f"({nlu['knowledge_entries']} entries): answer {d.get('answer', 0)}, "
         f"suggest {d.get('suggest', 0)}, none {d.get('none', 0)}, "
-        f"handoff {d.get('handoff', 0)}; out-of-domain answer rate {nlu['out_of_domain_answer_rate']:.3f}",
+        f"handoff {d.get('handoff', 0)}; "
+        f"out-of-domain answer rate {nlu['out_of_domain_answer_rate']:.3f}",
     ]
     lines += [
         f"  answered row {a['row']}: {a['question']} → {a['entry']} ({a['confidence']:.2f})"

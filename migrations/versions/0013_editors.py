@@ -43,16 +43,31 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column(
             "kind",
-            sa.Enum("wording", "entry", "case", name="draft_kind", native_enum=False,
-                    create_constraint=True, length=20),
+            sa.Enum(
+                "wording",
+                "entry",
+                "case",
+                name="draft_kind",
+                native_enum=False,
+                create_constraint=True,
+                length=20,
+            ),
             nullable=False,
-        ),  # fmt: skip
+        ),
         sa.Column(
             "status",
-            sa.Enum("draft", "reviewed", "written", "discarded", name="draft_status",
-                    native_enum=False, create_constraint=True, length=20),
+            sa.Enum(
+                "draft",
+                "reviewed",
+                "written",
+                "discarded",
+                name="draft_status",
+                native_enum=False,
+                create_constraint=True,
+                length=20,
+            ),
             nullable=False,
-        ),  # fmt: skip
+        ),
         sa.Column("target_entry_id", sa.String(length=80), nullable=True),
         sa.Column("target_file", sa.String(length=200), nullable=True),
         sa.Column("entry", sa.JSON(), nullable=False),
@@ -70,9 +85,10 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("knowledge_draft", schema=None) as batch_op:
         batch_op.create_index(
-            batch_op.f("ix_knowledge_draft_status_updated_at"), ["status", "updated_at"],
+            batch_op.f("ix_knowledge_draft_status_updated_at"),
+            ["status", "updated_at"],
             unique=False,
-        )  # fmt: skip
+        )
 
 
 def downgrade() -> None:

@@ -423,10 +423,10 @@ class LiveKnowledge(KnowledgeBase):
         self._served = _Served(
             kb, valid, by_id, day, sources, fingerprint, self._clock(), problem_keys=keys
         )
+        self._set_status(problems)  # at once: /healthz must match what is answered
         self._known = {k: self._known[k] for k in map(entry_key, valid)}  # drop the stale
         if fresh and self.cache_dir is not None:
             self._disk_cache().write(self._known)
-        self._set_status(problems)
         log.info(
             "知识库已加载：%d 条在用（共 %d 条），重新分词 %d 条，%s，用时 %.2f 秒",
             len(kb), len(valid), fresh, fingerprint, time.perf_counter() - started,

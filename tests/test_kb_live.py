@@ -388,7 +388,6 @@ def test_an_entry_added_while_yxby_serve_runs_answers_within_ten_seconds(
                 assert after is not None and after["entries"] == first["entries"] + 1, (
                     first,
                     after,
-                    log.read_text("utf-8"),
                 )
 
                 # a broken edit: the old answers stay and /healthz names the file and line

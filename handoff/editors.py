@@ -181,7 +181,9 @@ def _names_tagger() -> Any:
     import jieba
     import jieba.posseg
 
-    return jieba.posseg.POSTokenizer(jieba.Tokenizer())
+    tk = jieba.Tokenizer()
+    tk.tmp_dir = str(paths.usable_dir(paths.data_dir() / "jieba"))  # jieba's cache, shared
+    return jieba.posseg.POSTokenizer(tk)
 
 
 def _known_variants(value: str, label: str) -> Iterable[tuple[str, str]]:
@@ -252,6 +254,12 @@ def _mask_person_names(text: str) -> str:
         else:
             out.append(word)
     return "".join(out)
+
+
+def _words(kb: KnowledgeBase, text: str) -> list[str]:
+    """The whole words of *text* as the knowledge base reads a question (what coverage and
+    matched terms count; the search-mode sub-words are left out)."""
+    return list(dict.fromkeys(kb.tokenizer.analyze_query(text).words))
 
 
 def _same_question(a: str, b: str) -> bool:
@@ -420,8 +428,9 @@ class HitTest:
     suggestions: tuple[str, ...]
 
     @classmethod
-    def of(cls, decision: Decision) -> HitTest:
-        """From a knowledge-base decision."""
+    def of(cls, decision: Decision, words: Sequence[str] | None = None) -> HitTest:
+        """From a knowledge-base decision (*words*: the question's whole words, shown
+        instead of every search token)."""
         from knowledge import Action
 
         top = decision.top
@@ -439,7 +448,7 @@ class HitTest:
         )
         return cls(
             question=decision.text,
-            tokens=tuple(decision.tokens),
+            tokens=tuple(words if words is not None else decision.tokens),
             action=decision.action.value,
             action_label=ACTION_LABELS.get(decision.action.value, decision.action.value),
             reason=decision.reason,
@@ -474,7 +483,8 @@ class HitTest:
 def hit_test(kb: KnowledgeBase, question: str, limit: int = 5) -> HitTest:
     """What the bot would do with *question* and why (``InputError`` for an empty or too
     long question)."""
-    return HitTest.of(kb.decide(question, limit=limit))
+    decision = kb.decide(question, limit=limit)
+    return HitTest.of(decision, _words(kb, decision.text) or None)
 
 
 @dataclass(frozen=True)
@@ -846,7 +856,8 @@ class Editors:
     ) -> LogLine:
         kb = self.kb()
         masked = mask(turn.text, known)
-        tokens = _visible_tokens(list(turn.tokens or []), turn.text, masked)
+        words = _words(kb, turn.text) or list(turn.tokens or [])
+        tokens = _visible_tokens(words, turn.text, masked)
         query = [t for t in tokens if t != "〔隐去〕"]
         hits = []
         for raw in turn.hits or []:

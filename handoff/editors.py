@@ -772,9 +772,10 @@ class Editors:
 
     def _matched(self, kb: KnowledgeBase, entry_id: str, tokens: Sequence[str]) -> tuple[str, ...]:
         """The *tokens* that occur in the entry (title, questions, keywords, answer)."""
-        if self._terms_of is not kb:  # a reloaded knowledge base: forget the old terms
+        served = getattr(kb, "current", kb)  # a live knowledge base: the index in force
+        if self._terms_of is not served:  # a reloaded knowledge base: forget the old terms
             self._terms.clear()
-            self._terms_of = kb
+            self._terms_of = served
         terms = self._terms.get(entry_id)
         if terms is None:
             entry = kb.get(entry_id)

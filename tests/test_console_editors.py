@@ -5,6 +5,7 @@ downloaded as a patch (not writable) or written into the knowledge directory (wr
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,8 @@ import pytest
 
 from bot.app import App
 from bot.console.editors import editors_of
-from handoff.editors import mask
 from handoff.accounts import SignedIn
+from handoff.editors import mask
 from handoff.models import CommissionerRole, KnowledgeDraftStatus
 from tests import test_console_intake as intake_tests
 from tests.chatting import Chat
@@ -186,3 +187,60 @@ def test_browser_log_to_draft_to_written_yaml(
     page.get_by_role("link", name="条目表现").click()
     page.wait_for_url(f"{live.url}/console/editors/entries")
     save_screenshot(page, tmp_path, "editors-entries.png")
+
+
+@pytest.fixture
+def reloading(
+    db_url: str, clock: Any, kdir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[App]:
+    """The app serving a live knowledge base over *kdir* (writable), with a cheap hash."""
+    from bot.app import AppSettings, build_app
+    from handoff.accounts import Accounts
+
+    monkeypatch.setenv("YXBY_DATA_DIR", str(tmp_path / "data"))
+    app = build_app(AppSettings.from_env(database_url=db_url, knowledge_dir=kdir), clock)
+    app.accounts = Accounts(app.db.sessions, app.clock, intake_tests.CHEAP)
+    _use(app, kdir, writable=True)
+    try:
+        yield app
+    finally:
+        app.close()
+
+
+def test_a_written_draft_answers_after_the_reload_and_a_broken_file_shows_in_the_banner(
+    reloading: App, kdir: Path
+) -> None:
+    from bot.server import ServerOptions, create_asgi
+
+    signed = person(reloading, "孙丽", "政务办", CommissionerRole.EDITOR)
+    asgi = create_asgi(reloading, [], ServerOptions(run_worker=False, run_tick=False))
+    with LiveServer(asgi) as server, http_for(server, signed) as http:
+        http.timeout = 60
+        csrf = signed.staff.csrf
+        new = {"csrf": csrf, "kind": "entry", "question": "保税货物可以出区参展吗"}
+        made = http.post("/console/editors/drafts", data=new)
+        where = made.headers["location"]
+        fields = {"csrf": csrf, "id": "editor-bonded-exhibition", "title": "保税货物出区展示",
+                  "questions": "保税货物可以出区参展吗\n保税仓库货物能拿去展会展示吗",
+                  "answer": "保税货物出区展示应向海关办理手续，具体以海关规定为准。",
+                  "department": "商务局", "target_file": "editors.yaml"}  # fmt: skip
+        assert http.post(where, data={**fields, "action": "review"}).status_code == 303
+        assert http.post(where, data={"csrf": csrf, "action": "write"}).status_code == 303
+        tested = http.get("/console/editors/test", params={"q": "保税货物可以出区参展吗"})
+        assert "editor-bonded-exhibition" in tested.text
+        assert reloading.kb.decide("保税货物可以出区参展吗").top.entry.id == (  # type: ignore[union-attr]
+            "editor-bonded-exhibition"
+        )
+        assert "重新加载知识库" in tested.text and "知识库在用" in tested.text
+        broken = kdir / "broken.yaml"
+        broken.write_text("- id: [\n", encoding="utf-8")
+        back = http.post(
+            "/console/editors/reload", data={"csrf": csrf, "back": "/console/editors/log"}
+        )
+        assert back.status_code == 303
+        shown = http.get("/console/editors/log").text
+        assert "知识库最近一次加载失败" in shown and "broken.yaml" in shown
+        assert reloading.kb.get("editor-bonded-exhibition") is not None  # still serving
+        broken.unlink()
+        http.post("/console/editors/reload", data={"csrf": csrf})
+        assert "知识库最近一次加载失败" not in http.get("/console/editors/log").text

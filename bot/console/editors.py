@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 
     from bot.app import App
     from bot.console.pages import Pages
+    from knowledge.live import LiveKnowledge
 
 __all__ = ["editors_of", "live_knowledge", "routes"]
 
@@ -54,19 +55,9 @@ MAX_UPLOAD_BYTES = 2 * 1024 * 1024
 BASE = "/console/editors"
 
 
-def live_knowledge(app: App) -> Any | None:
-    """The live knowledge holder (``.reload()``, ``.status``) when the server has one."""
-    return app.__dict__.get("live_kb") or getattr(app, "knowledge_live", None)
-
-
-def _current_kb(app: App) -> Any:
-    holder = live_knowledge(app)
-    if holder is not None:
-        for name in ("current", "kb"):
-            value = getattr(holder, name, None)
-            if value is not None:
-                return value() if callable(value) else value
-    return app.kb
+def live_knowledge(app: App) -> LiveKnowledge | None:
+    """The reloading knowledge base (``.reload()``, ``.status``), or ``None`` for a fixed one."""
+    return app.live_kb
 
 
 def editors_of(app: App) -> Editors:
@@ -75,7 +66,7 @@ def editors_of(app: App) -> Editors:
     if found is None:
         found = Editors(
             app.db.sessions,
-            kb=lambda: _current_kb(app),
+            kb=lambda: app.kb,
             knowledge_dir=app.settings.knowledge_dir,
             clock=app.clock,
             departments=app.router.departments.alias_map(),
@@ -109,19 +100,14 @@ def routes(app: App, pages: Pages) -> list[BaseRoute]:
 
     def status() -> dict[str, Any]:
         holder = live_knowledge(app)
-        info: dict[str, Any] = {
-            "live": holder is not None,
-            "writable": editors().writable,
-            "error": None,
-            "text": None,
-        }
+        info: dict[str, Any] = {"live": holder is not None, "writable": editors().writable,
+                                "error": None, "text": None}  # fmt: skip
         if holder is not None:
-            state = getattr(holder, "status", None)
-            state = state() if callable(state) else state
-            if state is not None:
-                error = getattr(state, "error", None)
-                info["error"] = str(error) if error else None
-                info["text"] = str(getattr(state, "summary", "") or "") or None
+            state = holder.status
+            if not state.ok:
+                info["error"] = state.error
+            loaded = pages.env.filters["local"](state.loaded_at)
+            info["text"] = f"知识库在用 {state.entries} 条，{loaded} 加载"
         return info
 
     def render(name: str, staff: Staff, tab: str, *, code: int = 200, **context: Any) -> Response:
@@ -373,7 +359,7 @@ def routes(app: App, pages: Pages) -> list[BaseRoute]:
         error = None
         if question:
             try:
-                result = await asyncio.to_thread(hit_test, _current_kb(app), question, 10)
+                result = await asyncio.to_thread(hit_test, app.kb, question, 10)
             except InputError as exc:
                 error = str(exc)
         return render(
@@ -421,7 +407,7 @@ def routes(app: App, pages: Pages) -> list[BaseRoute]:
             name, data = upload
             try:
                 rows = await asyncio.to_thread(read_batch, name, data)
-                report = await asyncio.to_thread(batch_hit_test, _current_kb(app), rows)
+                report = await asyncio.to_thread(batch_hit_test, app.kb, rows)
             except InputError as exc:
                 error = str(exc)
         return render(

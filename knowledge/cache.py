@@ -28,7 +28,6 @@ import json
 import logging
 import os
 import tempfile
-import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -167,7 +166,7 @@ class TokenCache:
                 )
         except FileNotFoundError:
             return {}
-        except (OSError, ValueError, KeyError, TypeError, IndexError, zipfile.BadZipFile) as exc:
+        except Exception as exc:  # any damage (bad zip, EOF, wrong arrays): rebuild
             log.warning("知识库缓存 %s 已损坏，将重建：%s", self.path, exc)
             return {}
 

@@ -103,6 +103,8 @@ class KnowledgeStatus:
     day: date | None = None
     watching: bool = False
     reloading: bool = False
+    tokenized: int = 0
+    """Entries the last build had to tokenize (the others came from memory or the cache)."""
 
     def as_json(self) -> dict[str, object]:
         out: dict[str, object] = {
@@ -114,6 +116,7 @@ class KnowledgeStatus:
             "day": self.day.isoformat() if self.day else None,
             "watching": self.watching,
             "reloading": self.reloading,
+            "tokenized": self.tokenized,
         }
         if not self.ok:
             out["error"] = self.error
@@ -423,7 +426,7 @@ class LiveKnowledge(KnowledgeBase):
         self._served = _Served(
             kb, valid, by_id, day, sources, fingerprint, self._clock(), problem_keys=keys
         )
-        self._set_status(problems)  # at once: /healthz must match what is answered
+        self._set_status(problems, tokenized=fresh)  # at once: /healthz must match what is answered
         self._known = {k: self._known[k] for k in map(entry_key, valid)}  # drop the stale
         if fresh and self.cache_dir is not None:
             self._disk_cache().write(self._known)
@@ -487,7 +490,7 @@ class LiveKnowledge(KnowledgeBase):
         finally:
             self._lock.release()
 
-    def _set_status(self, problems: Sequence[LintIssue]) -> None:
+    def _set_status(self, problems: Sequence[LintIssue], tokenized: int = 0) -> None:
         served = self._served
         assert served is not None
         first = problems[0] if problems else None
@@ -502,6 +505,7 @@ class LiveKnowledge(KnowledgeBase):
             fingerprint=served.fingerprint,
             entries=len(served.kb),
             day=served.day,
+            tokenized=tokenized,
         )
 
     def _failed(self, exc: YxbyError) -> None:

@@ -18,10 +18,14 @@ __all__ = ["print_decision", "register"]
 
 
 def _kb(path: Path | None = None) -> KnowledgeBase:
-    import knowledge
+    """The knowledge base as the server builds it, reusing the on-disk token cache."""
+    from bot.app import kb_cache_dir
     from bot.cli.doctor import current_day
+    from knowledge.live import LiveKnowledge
+    from yxby.paths import entries_dir
 
-    return knowledge.load(path, today=current_day())
+    day = current_day()
+    return LiveKnowledge(path or entries_dir(), today=lambda: day, cache_dir=kb_cache_dir())
 
 
 def _dump(obj: object) -> str:

@@ -266,16 +266,17 @@ def kb_import(file: Path, dry_run: bool, today: date | None, path: Path | None) 
 @click.option("--top", default=20, show_default=True, type=click.IntRange(1, 500))
 @click.option("--json", "as_json", is_flag=True)
 def kb_gaps(days: int, top: int, as_json: bool) -> None:
-    """The most frequent questions nothing answered, grouped by shared terms."""
+    """The most frequent questions nothing answered, grouped under the words they share."""
     from datetime import timedelta
 
     from bot.cli.db import opened_app
     from handoff.db import read_only
     from handoff.reports import gap_groups, unanswered_turns
 
-    with opened_app() as app, app.db.sessions() as session:
-        turns = unanswered_turns(read_only(session), app.clock() - timedelta(days=days))
-    groups = gap_groups(turns)[:top]
+    with opened_app() as app:
+        with app.db.sessions() as session:
+            turns = unanswered_turns(read_only(session), app.clock() - timedelta(days=days))
+        groups = gap_groups(turns, kb=app.kb)[:top]
     if as_json:
         click.echo(
             _dump(

@@ -27,6 +27,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -757,6 +758,7 @@ class Editors:
     default_department: str = "政务办"
     _terms: dict[str, frozenset[str]] = field(default_factory=dict, init=False, repr=False)
     _terms_of: object = field(default=None, init=False, repr=False)
+    _write_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     # -------------------------------------------------------------- access
 
@@ -797,11 +799,12 @@ class Editors:
         if wanted.outcome:
             stmt = stmt.where(DialogueTurn.outcome == TurnOutcome(wanted.outcome))
         if wanted.entry_id:
-            like = f'%"{wanted.entry_id}"%'
+            escaped = re.sub(r"([\\%_])", r"\\\1", wanted.entry_id)
+            like = f'%"{escaped}"%'
             stmt = stmt.where(
                 or_(
                     DialogueTurn.entry_id == wanted.entry_id,
-                    cast(DialogueTurn.hits, Text).like(like),
+                    cast(DialogueTurn.hits, Text).like(like, escape="\\"),
                 )
             )
         if wanted.day_from:
@@ -1376,23 +1379,29 @@ class Editors:
         self.check(person)
         if not self.writable:
             raise NotWritable()
-        row = self.draft(draft_id)
-        if row.status is not KnowledgeDraftStatus.REVIEWED:
-            raise DraftError(f"草稿 {draft_id} 需先通过审核（当前：{row.status.label}）")
-        preview = self.preview(draft_id)
-        if not preview.ok:
-            raise DraftError("草稿有错误，未写入：" + "；".join(i.message for i in preview.errors))
-        with self.sessions.begin() as session:
-            locked = self._open(session, draft_id)
-            _replace(preview.path, preview.new_text)
+        with self._write_lock:  # two drafts for one file: one after the other
+            row = self.draft(draft_id)
+            if row.status is not KnowledgeDraftStatus.REVIEWED:
+                raise DraftError(f"草稿 {draft_id} 需先通过审核（当前：{row.status.label}）")
+            preview = self.preview(draft_id)
+            if not preview.ok:
+                errors = "；".join(i.message for i in preview.errors)
+                raise DraftError("草稿有错误，未写入：" + errors)
+            written = False
             try:
-                locked.status = KnowledgeDraftStatus.WRITTEN
-                locked.written_by, locked.written_at = by, self.clock()
-                locked.written_path = preview.relative
-                locked.updated_at = self.clock()
-                session.flush()
-            except Exception:
-                _restore(preview.path, preview.old_text)
+                with self.sessions.begin() as session:
+                    locked = session.get(KnowledgeDraft, draft_id, with_for_update=True)
+                    if locked is None or locked.status is not KnowledgeDraftStatus.REVIEWED:
+                        raise DraftError(f"草稿 {draft_id} 已被他人处理，请刷新")
+                    _replace(preview.path, preview.new_text)
+                    written = True
+                    locked.status = KnowledgeDraftStatus.WRITTEN
+                    locked.written_by, locked.written_at = by, self.clock()
+                    locked.written_path = preview.relative
+                    locked.updated_at = self.clock()
+            except BaseException:
+                if written:  # the database did not take it: the file goes back as it was
+                    _restore(preview.path, preview.old_text)
                 raise
         return preview
 

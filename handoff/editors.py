@@ -150,26 +150,29 @@ _USCC = re.compile(
 )
 _MOBILE = re.compile(r"(?<!\d)(?:\+?86[- ]?)?1[3-9]\d[- ]?\d{4}[- ]?\d{4}(?!\d)")
 _LANDLINE = re.compile(r"(?<!\d)0\d{2,3}[- ]?\d{7,8}(?!\d)")
-_LONG_NUMBER = re.compile(r"(?<!\d)\d{7,}(?!\d)")
+_LONG_NUMBER = re.compile(r"(?<![\d\-A-Za-z])\d{7,}(?!\d)")  # not YX-20261201-0001
 _COMPANY = re.compile(
     r"([^\s，。！？、；：,.!?;:“”\"'（）()的是在我们你他她请问和与给为了对向把被从〔〕]{2,30}?)"
     r"(有限责任公司|股份有限公司|有限公司|集团公司|分公司|合伙企业|事务所|工作室|商行|经营部)"
 )
 _GENERIC = re.compile(
-    r"怎么|如何|怎样|注册|注销|设立|成立|开办|开一家|开个|变更|一家|一个|个人|什么|哪些|想|要|新|本"
+    r"怎么|如何|怎样|注册|注销|设立|成立|开办|开|办|变更|一家|一个|个人|什么|哪些|想|要|新|本"
+)
+_SURNAME_CHARS = (
+    "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶"
+    "程苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾"
+    "毛郝龚邵万钱严覃武戴莫孔向汤常温康施文牛樊葛邢安齐易乔伍庞颜倪庄聂章鲁岳翟殷詹申欧耿关"
 )
 _TITLE = re.compile(
     r"(?<![\u4e00-\u9fa5])([\u4e00-\u9fa5]{1,3}?)(先生|女士|经理|总监|主任|科长|处长|局长|老师|师傅|会计)"
 )
 _INTRO = re.compile(
-    r"(联系人|我叫|姓名|经办人|法人代表|法定代表人|负责人)(\s*[:：是为]?\s*)([\u4e00-\u9fa5]{2,3})"
+    r"(联系人|姓名|经办人|负责人|法定代表人|法人代表|法人)(\s*(?:[:：]|是|为)\s*)"
+    r"([" + _SURNAME_CHARS + r"][\u4e00-\u9fa5]{1,2})"
 )
+_CALLED = re.compile(r"(我叫|本人叫)(\s*)([\u4e00-\u9fa5]{2,3})")
 _CHINESE_NAME = re.compile(r"^[\u4e00-\u9fa5]{2,4}$")
-_NAME_SURNAMES = set(
-    "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶"
-    "程苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾"
-    "毛郝龚邵万钱严覃武戴莫孔向汤常温康施文牛樊葛邢安齐易乔伍庞颜倪庄聂章鲁岳翟殷詹申欧耿关"
-)
+_NAME_SURNAMES = set(_SURNAME_CHARS)
 _CORE_PREFIX = re.compile(r"^(天津市|天津港保税区|天津港|天津|滨海新区|保税区|临港|空港)")
 _CORE_SUFFIX = re.compile(
     r"(有限责任公司|股份有限公司|有限公司|集团公司|分公司|合伙企业|公司|集团)$"
@@ -224,6 +227,7 @@ def mask(text: str, known: Mapping[str, str] | Iterable[tuple[str, str]] = ()) -
     text = _COMPANY.sub(_company, text)
     text = _TITLE.sub(_titled, text)
     text = _INTRO.sub(lambda m: m.group(1) + m.group(2) + _LABEL_NAME, text)
+    text = _CALLED.sub(lambda m: m.group(1) + m.group(2) + _LABEL_NAME, text)
     return _mask_person_names(text)
 
 
@@ -245,15 +249,90 @@ def _titled(found: re.Match[str]) -> str:
     return found.group(0)
 
 
+_BEFORE_NAME = frozenset(
+    [
+        "我是",
+        "是",
+        "叫",
+        "我叫",
+        "找",
+        "联系",
+        "感谢",
+        "谢谢",
+        "请",
+        "和",
+        "跟",
+        "给",
+        "由",
+        "经办人",
+        "联系人",
+        "负责人",
+        "同事",
+        ":",
+        "：",
+        "、",
+        "，",
+    ]
+)
+_AFTER_NAME = frozenset(
+    [
+        "专员",
+        "经理",
+        "先生",
+        "女士",
+        "老师",
+        "同志",
+        "师傅",
+        "主任",
+        "科长",
+        "处长",
+        "局长",
+        "说",
+        "讲",
+        "已",
+        "已经",
+        "帮",
+        "帮忙",
+        "负责",
+        "你好",
+        "您好",
+        "电话",
+        "手机",
+        "的电话",
+        "的手机",
+        "联系",
+        "，",
+        "、",
+        "。",
+        "：",
+    ]
+)
+_COMMON_WORD_FREQ = 50
+"""A word jieba's dictionary counts this often is a common word, even when tagged ``nr``."""
+
+
 def _mask_person_names(text: str) -> str:
+    """*text* with the person names jieba tags (``nr``) replaced: a name begins with a common
+    surname, is not a common dictionary word (许可证, 顾客 …), and stands where a name does
+    (after 我是/联系/感谢 …, or before 专员/经理/说/、 …)."""
     if not re.search(r"[\u4e00-\u9fa5]", text):
         return text
+    tagger = _names_tagger()
+    freq = tagger.tokenizer.FREQ
+    words = [(w, f) for w, f in tagger.cut(text)]
     out: list[str] = []
-    for word, flag in _names_tagger().cut(text):
-        if flag == "nr" and _CHINESE_NAME.match(word) and word[0] in _NAME_SURNAMES:
-            out.append(_LABEL_NAME)
-        else:
-            out.append(word)
+    for i, (word, flag) in enumerate(words):
+        name_like = (
+            flag == "nr"
+            and _CHINESE_NAME.match(word) is not None
+            and len(word) <= 3
+            and word[0] in _NAME_SURNAMES
+            and (freq.get(word) or 0) < _COMMON_WORD_FREQ
+        )
+        before = words[i - 1][0] if i > 0 else ""
+        after = words[i + 1][0] if i + 1 < len(words) else ""
+        placed = i == 0 or before in _BEFORE_NAME or after in _AFTER_NAME or not after
+        out.append(_LABEL_NAME if name_like and placed else word)
     return "".join(out)
 
 

@@ -91,9 +91,21 @@ def test_mask_removes_names_phones_codes_and_company_names() -> None:
     for secret in ("张伟", "13812345678", "25601234", VALID_USCC, "示例贸易", "刘洋", "li@"):
         assert secret not in masked
     assert "营业执照怎么变更" in masked and "〔电话〕" in masked and "〔信用代码〕" in masked
-    # generic questions keep their words
-    assert mask("怎么注册有限公司") == "怎么注册有限公司"
-    assert mask("进口设备减免税怎么办理") == "进口设备减免税怎么办理"
+    assert mask("我叫赵磊，法定代表人是王小明") == "我叫〔姓名〕，法定代表人是〔姓名〕"
+    assert mask("感谢刘洋专员，陈刚说下周可以办") == "感谢〔姓名〕专员，〔姓名〕说下周可以办"
+    # questions about things keep their words (许可证 and 顾客 are tagged as names by jieba)
+    for plain in (
+        "怎么注册有限公司",
+        "进口设备减免税怎么办理",
+        "排污许可证到期怎么延续",
+        "顾客投诉储值卡退不了钱怎么办",
+        "法定代表人变更流程和材料",
+        "联系人工要等多久",
+        "在保税区开分公司要什么手续",
+        "申请专利要多久能授权",
+        "查询工单 YX-20261201-0001",
+    ):
+        assert mask(plain) == plain
     # a known enterprise is masked also by its short name
     assert mask("我们示例科技的社保", [("天津示例科技有限公司", "〔企业名称〕")]) == (
         "我们〔企业名称〕的社保"

@@ -50,7 +50,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 """Bump when :func:`knowledge.base.prepare_entry` or the tokenizer changes what it emits."""
 
 
@@ -159,6 +159,7 @@ class TokenCache:
                     meta["keys"],
                     data["vocab"],
                     data["doc"],
+                    data["cnt"],
                     data["doc_ptr"],
                     data["ask"],
                     data["ask_ptr"],
@@ -175,13 +176,15 @@ class TokenCache:
         keys = sorted(prepared)
         vocab: dict[str, int] = {}
         doc: list[int] = []
+        cnt: list[int] = []
         doc_ptr = [0]
         ask: list[int] = []
         ask_ptr = [0]
         q_ptr = [0]
         for key in keys:
             p = prepared[key]
-            doc.extend(vocab.setdefault(t, len(vocab)) for t in p.document)
+            doc.extend(vocab.setdefault(t, len(vocab)) for t in p.terms)
+            cnt.extend(p.counts)
             doc_ptr.append(len(doc))
             for words in p.asked:
                 ask.extend(vocab.setdefault(t, len(vocab)) for t in words)
@@ -198,6 +201,7 @@ class TokenCache:
                         meta=np.array(json.dumps(meta)),
                         vocab=np.array(list(vocab), dtype=str),
                         doc=np.array(doc, dtype=np.int32),
+                        cnt=np.array(cnt, dtype=np.int32),
                         doc_ptr=np.array(doc_ptr, dtype=np.int64),
                         ask=np.array(ask, dtype=np.int32),
                         ask_ptr=np.array(ask_ptr, dtype=np.int64),
@@ -220,6 +224,7 @@ def _decode(
     keys: Sequence[str],
     vocab: np.ndarray,
     doc: np.ndarray,
+    cnt: np.ndarray,
     doc_ptr: np.ndarray,
     ask: np.ndarray,
     ask_ptr: np.ndarray,
@@ -228,17 +233,23 @@ def _decode(
     n = len(keys)
     if len(doc_ptr) != n + 1 or len(q_ptr) != n + 1 or len(ask_ptr) != int(q_ptr[-1]) + 1:
         raise ValueError("数组长度不一致")
-    if int(doc_ptr[-1]) != len(doc) or int(ask_ptr[-1]) != len(ask):
+    if int(doc_ptr[-1]) != len(doc) or int(ask_ptr[-1]) != len(ask) or len(cnt) != len(doc):
         raise ValueError("数组长度不一致")
+    if cnt.dtype.kind != "i" or (len(cnt) and int(cnt.min()) < 1):
+        raise ValueError("词频无效")
     for ids in (doc, ask):
         if ids.dtype.kind != "i" or (len(ids) and int(ids.min()) < 0):
             raise ValueError("词编号无效")
     words = vocab.astype(object)
     doc_terms = words[doc].tolist()  # IndexError on a bad id
+    counts = cnt.tolist()
     ask_terms = words[ask].tolist()
     dp, ap, qp = doc_ptr.tolist(), ask_ptr.tolist(), q_ptr.tolist()
     out: dict[str, Prepared] = {}
     for i, key in enumerate(keys):
         asked = tuple(tuple(ask_terms[ap[j] : ap[j + 1]]) for j in range(qp[i], qp[i + 1]))
-        out[str(key)] = Prepared(tuple(doc_terms[dp[i] : dp[i + 1]]), asked)
+        terms = tuple(doc_terms[dp[i] : dp[i + 1]])
+        if len(set(terms)) != len(terms):
+            raise ValueError("同一条目的词重复")
+        out[str(key)] = Prepared(terms, tuple(counts[dp[i] : dp[i + 1]]), asked)
     return out

@@ -93,8 +93,8 @@ def test_a_second_start_reuses_every_entry_and_decides_the_same(
 
 def test_the_cache_round_trips_prepared_entries(tmp_path: Path) -> None:
     prepared = {
-        "a": Prepared(("营业执照", "补办", "营业执照"), (("营业执照", "补办"), ())),
-        "b": Prepared((), (("热线",),)),
+        "a": Prepared(("营业执照", "补办"), (2, 1), (("营业执照", "补办"), ())),
+        "b": Prepared((), (), (("热线",),)),
     }
     cache = TokenCache(tmp_path, "f" * 64)
     assert cache.write(prepared)

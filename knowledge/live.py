@@ -40,6 +40,7 @@ How it behaves:
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import logging
 import sys
@@ -61,7 +62,7 @@ from knowledge.cache import (
     tokenizer_fingerprint,
 )
 from knowledge.lint import LintIssue, check_entries
-from knowledge.loader import entry_files
+from knowledge.loader import FileMemo, entry_files
 from knowledge.schema import Entry
 from knowledge.settings import KnowledgeSettings, load_settings
 from knowledge.tokenizer import LEXICON_DIR, Tokenizer, load_lexicon
@@ -77,6 +78,8 @@ log = logging.getLogger("yxby.knowledge")
 WATCH_DEBOUNCE_MS = 300
 RELOAD_SWITCH_INTERVAL = 0.0005
 """Seconds between GIL hand-offs while a reload builds (Python's default is 0.005)."""
+CACHE_REWRITE_SHARE = 20
+"""A reload rewrites the cache file once 1/20 of the entries are new to it."""
 IDLE_CHECK_S = 30.0
 """How often the reloader wakes without a change (to roll the day over at midnight)."""
 
@@ -175,9 +178,12 @@ class LiveKnowledge(KnowledgeBase):
         self._known: dict[str, Prepared] = {}  # entry key → tokens, for this tokenizer
         self._failed_sources = ""  # the files of the last failed attempt (not retried)
         self._wanted = threading.Event()
+        self._watch_ready = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._reloading = False
+        self._unsaved = 0  # entries tokenized since the cache file was written
+        self._files: FileMemo = {}  # entry files as last parsed (unchanged: not re-parsed)
         self._build()  # the first load raises (KnowledgeError, ConfigError) like load()
 
     # ------------------------------------------------------------------ what is served
@@ -197,7 +203,7 @@ class LiveKnowledge(KnowledgeBase):
         self.current  # noqa: B018 - a new day shows in the status too
         return replace(
             self._status,
-            watching=any(t.is_alive() for t in self._threads),
+            watching=self._watch_ready.is_set() and any(t.is_alive() for t in self._threads),
             reloading=self._reloading,
         )
 
@@ -268,6 +274,10 @@ class LiveKnowledge(KnowledgeBase):
             # every half millisecond instead of every 5 ms while it runs
             interval = sys.getswitchinterval()
             sys.setswitchinterval(min(interval, RELOAD_SWITCH_INTERVAL))
+            # no cycle collection while building (a full pass over a big base stops every
+            # thread); afterwards the survivors are frozen out of later full passes
+            collecting = gc.isenabled()
+            gc.disable()
             try:
                 self._build()
             except YxbyError as exc:
@@ -276,6 +286,9 @@ class LiveKnowledge(KnowledgeBase):
                 log.exception("知识库重新加载失败")
                 self._failed(KnowledgeError(f"重新加载失败：{type(exc).__name__}（详见日志）"))
             finally:
+                gc.freeze()
+                if collecting:
+                    gc.enable()
                 sys.setswitchinterval(interval)
                 self._reloading = False
         return self.status
@@ -291,6 +304,7 @@ class LiveKnowledge(KnowledgeBase):
         if any(t.is_alive() for t in self._threads):
             return
         self._stop.clear()
+        self._watch_ready.clear()
         self._threads = [
             threading.Thread(target=self._reloader, name="yxby-kb-reload", daemon=True)
         ]
@@ -310,6 +324,9 @@ class LiveKnowledge(KnowledgeBase):
         for t in self._threads:
             t.join(timeout)
         self._threads = []
+        self._watch_ready.clear()
+        with self._lock:
+            self._save_cache()
 
     def watched_paths(self) -> list[Path]:
         """What the watcher watches: entries, lexicon, and the two config files' directory."""
@@ -349,11 +366,16 @@ class LiveKnowledge(KnowledgeBase):
                 watch_filter=relevant,
                 debounce=debounce_ms,
                 stop_event=self._stop,
-                rust_timeout=1000,
+                rust_timeout=500,
+                yield_on_timeout=True,
                 raise_interrupt=False,
             ):
-                log.info("知识库文件有变动（%d 处），重新加载", len(changes))
-                self._wanted.set()
+                if not self._watch_ready.is_set():  # the watch is set up from now on:
+                    self._watch_ready.set()  # catch what changed before it was
+                    self._wanted.set()
+                if changes:
+                    log.info("知识库文件有变动（%d 处），重新加载", len(changes))
+                    self._wanted.set()
         except Exception:  # watching is a convenience: SIGHUP and the console still work
             log.exception("无法监视知识库文件的变动；请用 SIGHUP 或控制台按钮重新加载")
 
@@ -389,7 +411,12 @@ class LiveKnowledge(KnowledgeBase):
             tokenizer = Tokenizer(lexicon, **settings.tokenizer.model_dump())
             self._tokenizer, self._tokenizer_fp = tokenizer, fp
             self._known = self._disk_cache().read() if self.cache_dir else {}
+            self._unsaved = 0
         return self._tokenizer
+
+    def _save_cache(self) -> None:
+        if self.cache_dir is not None and self._unsaved and self._disk_cache().write(self._known):
+            self._unsaved = 0
 
     def _disk_cache(self) -> TokenCache:
         assert self.cache_dir is not None
@@ -409,10 +436,10 @@ class LiveKnowledge(KnowledgeBase):
                 return
         self._failed_sources = ""
         settings = self._settings()
-        old_tokenizer = (self._tokenizer, self._tokenizer_fp, self._known)
+        old_tokenizer = (self._tokenizer, self._tokenizer_fp, self._known, self._unsaved)
         try:
             tokenizer = self._tokenizer_for(settings)
-            located, problems = check_entries(self.directory)
+            located, problems = check_entries(self.directory, self._files)
             if not located:
                 raise KnowledgeError(
                     f"{self.directory}: 知识库没有一条可用的条目", problems=tuple(problems)
@@ -423,7 +450,7 @@ class LiveKnowledge(KnowledgeBase):
                 if new:
                     raise KnowledgeError(str(new[0]), problems=tuple(problems))
         except YxbyError:
-            self._tokenizer, self._tokenizer_fp, self._known = old_tokenizer
+            self._tokenizer, self._tokenizer_fp, self._known, self._unsaved = old_tokenizer
             self._failed_sources = sources
             raise
         valid = tuple(le.entry for le in located)
@@ -436,8 +463,11 @@ class LiveKnowledge(KnowledgeBase):
         )
         self._set_status(problems, tokenized=fresh)  # at once: /healthz must match what is answered
         self._known = {k: self._known[k] for k in map(entry_key, valid)}  # drop the stale
-        if fresh and self.cache_dir is not None:
-            self._disk_cache().write(self._known)
+        self._unsaved += fresh
+        # rewriting the whole cache for an edit or two costs more than it saves: the few
+        # entries are re-tokenized at the next start, or saved by stop()
+        if self._unsaved * CACHE_REWRITE_SHARE >= len(valid):
+            self._save_cache()
         log.info(
             "知识库已加载：%d 条在用（共 %d 条），重新分词 %d 条，%s，用时 %.2f 秒",
             len(kb), len(valid), fresh, fingerprint, time.perf_counter() - started,

@@ -269,7 +269,7 @@ def test_the_watcher_reloads_on_a_file_change(
     kb = live(entries, clock)
     kb.start(watch=True, debounce_ms=100)
     try:
-        assert kb.status.watching
+        eventually(lambda: kb.status.watching, timeout=10)  # the watch is set up
         (entries / "bees.yaml").write_text(BEEKEEPING, "utf-8")
         eventually(lambda: answered(kb, "蜂箱养殖场地怎么登记"), timeout=10)
     finally:
@@ -367,9 +367,9 @@ def test_an_entry_added_while_yxby_serve_runs_answers_within_ten_seconds(
                         return None  # not listening yet
                     return found
 
-                eventually(knowledge_health, timeout=60)
+                eventually(lambda: (knowledge_health() or {}).get("watching"), timeout=60)
                 first = knowledge_health()
-                assert first is not None and first["status"] == "ok" and first["watching"]
+                assert first is not None and first["status"] == "ok"
                 question = "深海潜水器临时进境怎么备案"
                 assert "潜水器备案窗口" not in wechat_text(http, time.time(), question, msg_id=1)
 

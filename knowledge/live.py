@@ -48,9 +48,11 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dt_time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from knowledge.base import Decision, Hit, KnowledgeBase, Prepared
 from knowledge.cache import (
@@ -76,6 +78,7 @@ __all__ = ["KnowledgeStatus", "LiveKnowledge"]
 log = logging.getLogger("yxby.knowledge")
 
 WATCH_DEBOUNCE_MS = 300
+SHANGHAI = ZoneInfo("Asia/Shanghai")
 RELOAD_SWITCH_INTERVAL = 0.0005
 """Seconds between GIL hand-offs while a reload builds (Python's default is 0.005)."""
 CACHE_REWRITE_SHARE = 20
@@ -334,9 +337,16 @@ class LiveKnowledge(KnowledgeBase):
 
     # ------------------------------------------------------------------ internals
 
+    def _until_midnight(self) -> float:
+        """Seconds until the next day begins in Asia/Shanghai (by the injected clock)."""
+        now = self._clock().astimezone(SHANGHAI)
+        midnight = datetime.combine(now.date() + timedelta(days=1), dt_time(), SHANGHAI)
+        return max((midnight - now).total_seconds(), 0.0)
+
     def _reloader(self) -> None:
         while not self._stop.is_set():
-            if self._wanted.wait(IDLE_CHECK_S):
+            # wake at midnight too, so the new day's index is built here, not in a request
+            if self._wanted.wait(min(IDLE_CHECK_S, self._until_midnight() + 0.05)):
                 if self._stop.is_set():
                     return
                 self._wanted.clear()

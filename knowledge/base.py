@@ -218,9 +218,11 @@ class KnowledgeBase:
             return []
         weights = self._weights(dict.fromkeys(query.words))
         total = sum(weights.values()) or 1.0
+        terms = list(weights)
+        present = self.index.contains_each([d for d, _ in ranked], terms)
         hits = []
-        for doc_id, score in ranked:
-            matched = tuple(t for t in weights if self.index.contains(doc_id, t))
+        for k, (doc_id, score) in enumerate(ranked):
+            matched = tuple(t for t, row in zip(terms, present, strict=True) if row[k])
             coverage = sum(weights[t] for t in matched) / total
             asked = self._question_coverage(doc_id, weights)
             hits.append(Hit(self.entries[doc_id], score, matched, coverage, asked))

@@ -109,3 +109,15 @@ def test_an_index_from_bags_of_words_is_the_same_index() -> None:
         assert np.array_equal(getattr(a, name), getattr(b, name)), name
     with pytest.raises(ValueError, match="twice"):
         BM25Index.from_bags([(("a", "a"), (1, 1))])
+
+
+def test_contains_each_agrees_with_contains() -> None:
+    docs, queries = corpus(300, seed=11)
+    index = BM25Index(docs)
+    rng = random.Random(3)
+    for query in queries:
+        ids = rng.sample(range(300), 10)
+        terms = [*query, "never-seen"]
+        rows = index.contains_each(ids, terms)
+        assert rows == [[index.contains(d, t) for d in ids] for t in terms]
+    assert index.contains_each([], ["t1"]) == [[]]

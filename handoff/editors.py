@@ -1051,7 +1051,7 @@ class Editors:
             masked.append(
                 (hidden, [t for t in _visible_tokens(tokens, text, hidden) if t != "〔隐去〕"])
             )
-        groups = gap_groups(masked)
+        groups = gap_groups(masked, kb=self.kb())
         return [(g, g.questions.most_common()) for g in groups]
 
     # ------------------------------------------------------------- tickets

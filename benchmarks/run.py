@@ -16,6 +16,7 @@ from benchmarks import (
     cold_start,
     console_pages,
     delivery_faults,
+    kb_reload,
     notices,
     register_sync,
     retrieval,
@@ -34,6 +35,7 @@ BENCHMARKS: dict[str, tuple[Callable[[], dict[str, Any]], Callable[[dict[str, An
     "console_pages": (console_pages.run, console_pages.report),
     "register_sync": (register_sync.run, register_sync.report),
     "notices": (notices.run, notices.report),
+    "kb_reload": (kb_reload.run, kb_reload.report),
 }
 
 

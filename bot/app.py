@@ -39,13 +39,27 @@ from yxby import paths
 if TYPE_CHECKING:
     from bot.dialogue import Dialogue
     from knowledge import KnowledgeBase
+    from knowledge.live import LiveKnowledge
 
-__all__ = ["App", "AppSettings", "build_app", "system_clock"]
+__all__ = ["App", "AppSettings", "build_app", "kb_cache_dir", "system_clock"]
 
 
 def system_clock() -> datetime:
     """Now, aware, in UTC."""
     return datetime.now(UTC)
+
+
+def kb_cache_dir() -> Path | None:
+    """Where the tokenized entries are cached (``<data dir>/kb-cache``); ``None`` when the
+    data directory is unusable or ``YXBY_KB_CACHE=0`` (the cache is only a speed-up)."""
+    from yxby.errors import DataDirError
+
+    if os.environ.get("YXBY_KB_CACHE", "1").strip() in {"0", "off", "no"}:
+        return None
+    try:
+        return paths.data_dir() / "kb-cache"
+    except DataDirError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -154,10 +168,30 @@ class App:
 
     @cached_property
     def kb(self) -> KnowledgeBase:
-        """The 企业服务知识库 (loaded on first use)."""
-        import knowledge
+        """The 企业服务知识库 (loaded on first use), live: a :class:`~knowledge.live.LiveKnowledge`
+        that every caller shares, so a reload or a new day reaches the dialogue at once.
 
-        return knowledge.load(self.settings.knowledge_dir, today=self.today())
+        ``yxby serve`` starts its watcher (``bot.server``); ``app.live_kb`` has
+        ``reload()`` (blocking), ``request_reload()`` and ``status``. A knowledge base passed
+        to :func:`build_app` is served as is (``app.live_kb`` is then ``None``).
+        """
+        from knowledge.live import LiveKnowledge
+
+        return LiveKnowledge(
+            self.settings.knowledge_dir,
+            today=self.today,
+            clock=self.clock,
+            config_dir=self.settings.config_dir,
+            cache_dir=kb_cache_dir(),
+        )
+
+    @property
+    def live_kb(self) -> LiveKnowledge | None:
+        """The knowledge base when it reloads (``None`` for one passed in fixed)."""
+        from knowledge.live import LiveKnowledge
+
+        kb = self.kb
+        return kb if isinstance(kb, LiveKnowledge) else None
 
     @cached_property
     def dialogue(self) -> Dialogue:

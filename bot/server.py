@@ -16,8 +16,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
@@ -127,6 +128,10 @@ class ServerOptions:
     startup_retry_first: float = 1.0
     startup_retry_cap: float = 60.0
     startup_wait: float = 5.0
+    reload_knowledge: bool = True
+    """Run the knowledge reloader (SIGHUP, console button, midnight roll-over)."""
+    watch_knowledge: bool = True
+    """Also reload when the knowledge or lexicon files change (``YXBY_KB_WATCH=0`` turns off)."""
 
 
 class _Supervisor:
@@ -207,8 +212,11 @@ def create_asgi(
             detail = f": {exc}" if isinstance(exc, YxbyError) else ""
             checks["database"] = f"error: {type(exc).__name__}{detail}"
             ok = False
+        live = app.live_kb
         knowledge: dict[str, object] = {"entries": len(app.kb)}
-        if app.kb.problems:  # broken entries are left out, the rest is served: say which
+        if live is not None:  # a reloading base: how the last reload went (error: file:line)
+            knowledge.update(live.status.as_json())
+        elif app.kb.problems:  # broken entries are left out, the rest is served: say which
             knowledge["problems"] = [str(p) for p in app.kb.problems[:20]]
         checks["knowledge"] = knowledge
         if not len(app.kb):
@@ -220,6 +228,10 @@ def create_asgi(
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        live = app.live_kb if opts.reload_knowledge else None
+        if live is not None:  # file changes, SIGHUP and the console reload the knowledge base
+            live.start(watch=opts.watch_knowledge)
+            _on_sighup(live.request_reload)
         stop = asyncio.Event()
         starting = [asyncio.create_task(s.run(stop)) for s in supervisors.values()]
         with contextlib.suppress(TimeoutError):  # a slow channel goes on starting behind
@@ -248,6 +260,9 @@ def create_asgi(
                     await adapter.shutdown()
                 except Exception:
                     log.exception("channel %s did not shut down cleanly", adapter.name)
+            if live is not None:
+                _on_sighup(None)
+                await asyncio.to_thread(live.stop)
 
     from bot.console import routes as console_routes
 
@@ -258,6 +273,18 @@ def create_asgi(
     asgi.state.worker = worker
     asgi.state.app = app
     return asgi
+
+
+def _on_sighup(handler: Callable[[], None] | None) -> None:
+    """Reload the knowledge base on ``SIGHUP`` (only where signals can be caught: the main
+    thread of a Unix process, as under ``yxby serve``; a test server in a thread skips it)."""
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError, AttributeError):
+        if handler is None:
+            loop.remove_signal_handler(signal.SIGHUP)
+        else:
+            loop.add_signal_handler(signal.SIGHUP, handler)
+            log.info("SIGHUP reloads the knowledge base")
 
 
 def _database_health(app: App, head: str) -> tuple[str, dict[str, int]]:

@@ -45,6 +45,9 @@ __all__ = [
     "Direction",
     "Enterprise",
     "EnterpriseKind",
+    "KnowledgeDraft",
+    "KnowledgeDraftKind",
+    "KnowledgeDraftStatus",
     "OutboxMessage",
     "OutboxStatus",
     "RegisterChange",
@@ -129,12 +132,14 @@ class EnterpriseKind(StrEnum):
 
 class CommissionerRole(StrEnum):
     """What a commissioner is in the loop: handles tickets, leads a department, oversees all,
-    or (管理员) manages the console accounts and sees no ticket."""
+    (管理员) manages the console accounts and sees no ticket, or (编辑) keeps the knowledge
+    base: sees the knowledge pages and masked conversation logs, no ticket's personal data."""
 
     COMMISSIONER = "专员"
     HEAD = "负责人"
     OVERSIGHT = "政务办"
     ADMIN = "管理员"
+    EDITOR = "编辑"
 
 
 class TicketState(StrEnum):
@@ -724,3 +729,62 @@ def _mark_unverified(session: Session, _context: Any, _instances: Any) -> None:
             if ticket is not None and identity is not None:
                 by_chat = obj.actor == f"{identity.channel}:{identity.user_key}"
                 obj.unverified = by_chat and ticket.unverified
+
+
+class KnowledgeDraftKind(StrEnum):
+    """What a knowledge draft proposes."""
+
+    WORDING = "wording"  # one more wording (question) of an existing entry
+    ENTRY = "entry"  # a new entry
+    CASE = "case"  # a 服务案例 drawn from a resolved ticket
+
+    @property
+    def label(self) -> str:
+        """Chinese name of the kind."""
+        return {"wording": "补充问法", "entry": "新条目", "case": "服务案例"}[self.value]
+
+
+class KnowledgeDraftStatus(StrEnum):
+    """Where a draft stands: drafted, reviewed, written into the YAML, or dropped."""
+
+    DRAFT = "draft"
+    REVIEWED = "reviewed"
+    WRITTEN = "written"
+    DISCARDED = "discarded"
+
+    @property
+    def label(self) -> str:
+        """Chinese name of the status."""
+        labels = {"draft": "草稿", "reviewed": "已审核", "written": "已写入", "discarded": "已放弃"}
+        return labels[self.value]
+
+
+class KnowledgeDraft(Base):
+    """A proposed change to the 企业服务知识库, made by an editor from a conversation log
+    line, a gap group or a resolved ticket; the YAML in git stays the source of truth."""
+
+    __tablename__ = "knowledge_draft"
+    __table_args__ = (Index(None, "status", "updated_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[KnowledgeDraftKind] = mapped_column(_enum(KnowledgeDraftKind, "draft_kind"))
+    status: Mapped[KnowledgeDraftStatus] = mapped_column(
+        _enum(KnowledgeDraftStatus, "draft_status"), default=KnowledgeDraftStatus.DRAFT
+    )
+    target_entry_id: Mapped[str | None] = mapped_column(String(80))
+    """The entry a wording is added to."""
+    target_file: Mapped[str | None] = mapped_column(String(200))
+    """Where a new entry goes: a file name relative to the knowledge directory."""
+    entry: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    """The proposed entry (the fields of ``knowledge.schema.Entry``; a wording: its question)."""
+    source_kind: Mapped[str] = mapped_column(String(16))
+    """turn, gap, ticket or manual."""
+    source_ref: Mapped[str | None] = mapped_column(String(200))
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column()
+    reviewed_by: Mapped[str | None] = mapped_column(String(64))
+    reviewed_at: Mapped[datetime | None] = mapped_column()
+    written_by: Mapped[str | None] = mapped_column(String(64))
+    written_at: Mapped[datetime | None] = mapped_column()
+    written_path: Mapped[str | None] = mapped_column(String(200))

@@ -6,7 +6,10 @@
 * 负责人 — the same, and may assign (指派) the department's tickets;
 * 政务办 — every ticket: read, 催办 (urge) and 提请联席会议 (escalate); on the tickets of
   their own department (政务办 is also the 兜底 department) they work like a 专员;
-* 管理员 — accounts only: no ticket at all.
+* 管理员 — accounts only: no ticket at all (and the knowledge pages, like an editor);
+* 编辑 — the knowledge pages: the masked conversation log, entry figures, drafts and the
+  hit test; no ticket at all (a draft from a resolved ticket shows it masked, see
+  :mod:`handoff.editors`), whatever their department.
 
 A ticket outside a person's scope does not exist for them: :func:`visible_ticket` raises
 :class:`OutOfScope`, a :class:`~handoff.tickets.TicketNotFound` with the same message as for
@@ -30,7 +33,9 @@ from yxby.errors import YxbyError
 
 __all__ = [
     "HELPER_ACTS",
+    "KNOWLEDGE_EDITORS",
     "LEAD_ACTS",
+    "NO_TICKETS",
     "OVERSIGHT_ACTS",
     "Act",
     "NotAllowed",
@@ -39,6 +44,7 @@ __all__ = [
     "Relation",
     "allowed",
     "can",
+    "can_edit_knowledge",
     "can_manage_accounts",
     "can_see",
     "relation",
@@ -99,6 +105,10 @@ OVERSIGHT_ACTS = frozenset({Act.VIEW, Act.URGE, Act.ESCALATE})
 """政务办 on every ticket."""
 HEAD_EXTRA = frozenset({Act.ASSIGN})
 """What a 负责人 adds on the tickets their department leads."""
+NO_TICKETS = frozenset({CommissionerRole.ADMIN, CommissionerRole.EDITOR})
+"""Roles that see no ticket at all."""
+KNOWLEDGE_EDITORS = frozenset({CommissionerRole.EDITOR, CommissionerRole.ADMIN})
+"""Roles that may use the editors' pages (the log, figures, drafts, writing YAML)."""
 
 
 class OutOfScope(TicketNotFound):
@@ -120,7 +130,7 @@ def _helper_departments(ticket: Ticket) -> Iterable[str]:
 
 def relation(person: Person, ticket: Ticket) -> Relation:
     """How *person* stands to *ticket* (uses ``ticket.helpers``)."""
-    if person.role is CommissionerRole.ADMIN:
+    if person.role in NO_TICKETS:
         return Relation.NONE
     if ticket.department == person.department or ticket.commissioner_id == person.id:
         return Relation.LEAD
@@ -159,9 +169,14 @@ def can_manage_accounts(person: Person) -> bool:
     return person.role is CommissionerRole.ADMIN
 
 
+def can_edit_knowledge(person: Person) -> bool:
+    """Whether *person* may use the editors' pages: 编辑 and 管理员."""
+    return person.role in KNOWLEDGE_EDITORS
+
+
 def visible_filter(person: Person) -> ColumnElement[bool]:
     """A ``WHERE`` clause for ``select(Ticket)`` keeping the tickets *person* may see."""
-    if person.role is CommissionerRole.ADMIN:
+    if person.role in NO_TICKETS:
         return false()
     if person.role is CommissionerRole.OVERSIGHT:
         return true()

@@ -12,6 +12,7 @@ import datetime as dt
 import enum
 import logging
 import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,16 @@ from knowledge.settings import DecisionSettings, KnowledgeSettings, load_setting
 from knowledge.tokenizer import Analysis, Tokenizer, normalize
 from yxby.errors import InputError, KnowledgeError
 
-__all__ = ["Action", "Decision", "Hit", "KnowledgeBase", "choose", "load"]
+__all__ = [
+    "Action",
+    "Decision",
+    "Hit",
+    "KnowledgeBase",
+    "Prepared",
+    "choose",
+    "load",
+    "prepare_entry",
+]
 
 log = logging.getLogger(__name__)
 
@@ -101,9 +111,26 @@ class Decision:
         }
 
 
-def _document_tokens(entry: Entry, tokenizer: Tokenizer, settings: KnowledgeSettings) -> list[str]:
+@dataclass(frozen=True)
+class Prepared:
+    """An entry cut into terms: its BM25 document as a bag of words (each distinct term in
+    first-seen order and how often it occurs) and the whole words of its title and of each
+    of its questions (for question coverage).
+
+    The slow part of building a knowledge base (jieba); :mod:`knowledge.cache` keeps it on
+    disk and :mod:`knowledge.live` in memory, so a reload re-tokenizes only what changed.
+    BM25 needs only the bag, which is also a third of the size of the token sequence.
+    """
+
+    terms: tuple[str, ...]
+    counts: tuple[int, ...]
+    asked: tuple[tuple[str, ...], ...]
+
+
+def prepare_entry(entry: Entry, tokenizer: Tokenizer, settings: KnowledgeSettings) -> Prepared:
+    """Tokenize *entry* as the index needs it (field weights repeat a field's tokens)."""
     weights = settings.fields
-    tokens: list[str] = []
+    bag: Counter[str] = Counter()
     title = tokenizer.tokenize(entry.title)
     questions = [t for q in entry.questions for t in tokenizer.tokenize(q)]
     keywords = [t for k in entry.keywords for t in tokenizer.tokenize(k)]
@@ -114,8 +141,10 @@ def _document_tokens(entry: Entry, tokenizer: Tokenizer, settings: KnowledgeSett
         (keywords, weights.keywords),
         (answer, weights.answer),
     ):
-        tokens.extend(part * times)
-    return tokens
+        for _ in range(times):
+            bag.update(part)
+    asked = tuple(tokenizer.analyze(q).words for q in (entry.title, *entry.questions))
+    return Prepared(tuple(bag), tuple(bag.values()), asked)
 
 
 @dataclass
@@ -130,21 +159,29 @@ class KnowledgeBase:
     settings: KnowledgeSettings
     tokenizer: Tokenizer
     problems: tuple[LintIssue, ...] = ()
+    prepared: Sequence[Prepared] | None = field(default=None, repr=False, compare=False)
+    """The entries already tokenized (one per entry, same order); tokenized here when absent."""
     index: BM25Index = field(init=False)
     _handoff: tuple[re.Pattern[str], ...] = field(init=False)
 
     def __post_init__(self) -> None:
-        corpus = [_document_tokens(e, self.tokenizer, self.settings) for e in self.entries]
+        if self.prepared is None:
+            self.prepared = tuple(
+                prepare_entry(e, self.tokenizer, self.settings) for e in self.entries
+            )
+        elif len(self.prepared) != len(self.entries):
+            raise ValueError("prepared must hold one Prepared per entry")
+        bags = [(p.terms, p.counts) for p in self.prepared]
         bm = self.settings.bm25
-        self.index = BM25Index(corpus, BM25Params(k1=bm.k1, b=bm.b, epsilon=bm.epsilon))
+        self.index = BM25Index.from_bags(bags, BM25Params(k1=bm.k1, b=bm.b, epsilon=bm.epsilon))
         self._handoff = tuple(re.compile(p) for p in self.settings.handoff.patterns)
         self._by_id = {e.id: e for e in self.entries}
         # each entry's title and questions as (term, idf) lists, for question coverage
         self._questions: list[list[tuple[tuple[str, float], ...]]] = []
-        for e in self.entries:
+        for prepared in self.prepared:
             asked = []
-            for q in (e.title, *e.questions):
-                terms = dict.fromkeys(self.tokenizer.analyze(q).words)
+            for words in prepared.asked:
+                terms = dict.fromkeys(words)
                 weighted = tuple((t, max(self.index.term_idf(t) or 0.0, 0.0)) for t in terms)
                 if sum(w for _, w in weighted) > 0:
                     asked.append(weighted)
@@ -181,9 +218,11 @@ class KnowledgeBase:
             return []
         weights = self._weights(dict.fromkeys(query.words))
         total = sum(weights.values()) or 1.0
+        terms = list(weights)
+        present = self.index.contains_each([d for d, _ in ranked], terms)
         hits = []
-        for doc_id, score in ranked:
-            matched = tuple(t for t in weights if self.index.contains(doc_id, t))
+        for k, (doc_id, score) in enumerate(ranked):
+            matched = tuple(t for t, row in zip(terms, present, strict=True) if row[k])
             coverage = sum(weights[t] for t in matched) / total
             asked = self._question_coverage(doc_id, weights)
             hits.append(Hit(self.entries[doc_id], score, matched, coverage, asked))

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
 import numpy.typing as npt
@@ -36,21 +37,51 @@ class BM25Index:
     """Okapi BM25 (rank-bm25 variant) with precomputed weights in CSC arrays."""
 
     def __init__(self, corpus: Sequence[Sequence[str]], params: BM25Params | None = None) -> None:
-        self.params = p = params or BM25Params()
-        n_docs = len(corpus)
+        bags = []
+        for doc in corpus:
+            bag = Counter(doc)
+            bags.append((tuple(bag), tuple(bag.values())))
+        self._build(bags, params or BM25Params())
+
+    @classmethod
+    def from_bags(
+        cls,
+        bags: Sequence[tuple[Sequence[str], Sequence[int]]],
+        params: BM25Params | None = None,
+    ) -> BM25Index:
+        """The index of documents given as bags of words: (distinct terms, their counts).
+
+        The same index as ``BM25Index(corpus)`` over documents with those term counts,
+        without walking every token again (the bags are what the token cache keeps).
+        """
+        index = cls.__new__(cls)
+        index._build(bags, params or BM25Params())
+        return index
+
+    def _build(self, bags: Sequence[tuple[Sequence[str], Sequence[int]]], p: BM25Params) -> None:
+        self.params = p
+        n_docs = len(bags)
         self.n_docs = n_docs
-        doc_len = np.fromiter((len(d) for d in corpus), dtype=np.float64, count=n_docs)
+        distinct = np.fromiter((len(t) for t, _ in bags), dtype=np.int64, count=n_docs)
+        n_postings = int(distinct.sum())
+        tf = np.fromiter(chain.from_iterable(c for _, c in bags), dtype=np.int64, count=n_postings)
+        doc_ids = np.repeat(np.arange(n_docs, dtype=np.int64), distinct)
+        doc_len = np.bincount(doc_ids, weights=tf, minlength=n_docs).astype(np.float64)
         avgdl = float(doc_len.mean()) if n_docs and doc_len.sum() else 1.0
 
-        # term ids in first-seen order; one (term, doc) key per token, counted by np.unique
+        # term ids in first-seen order; one (term, doc) key per posting, sorted term-major
         vocab: dict[str, int] = {}
+        setdefault = vocab.setdefault
         term_ids = np.fromiter(
-            (vocab.setdefault(t, len(vocab)) for doc in corpus for t in doc),
+            (setdefault(t, len(vocab)) for terms, _ in bags for t in terms),
             dtype=np.int64,
-            count=int(doc_len.sum()),
+            count=n_postings,
         )
-        doc_ids = np.repeat(np.arange(n_docs, dtype=np.int64), doc_len.astype(np.int64))
-        keys, tf = np.unique(term_ids * max(n_docs, 1) + doc_ids, return_counts=True)
+        keys = term_ids * max(n_docs, 1) + doc_ids
+        order = np.argsort(keys, kind="stable")
+        keys, tf = keys[order], tf[order]
+        if len(keys) > 1 and not bool(np.all(keys[1:] != keys[:-1])):
+            raise ValueError("a bag of words lists a term twice")
         terms = keys // max(n_docs, 1)
         indices = (keys % max(n_docs, 1)).astype(np.int32)  # sorted by doc within a term
         indptr = np.searchsorted(terms, np.arange(len(vocab) + 1)).astype(np.int64)
@@ -88,6 +119,21 @@ class BM25Index:
         s, e = int(self.indptr[i]), int(self.indptr[i + 1])
         pos = int(np.searchsorted(self.indices[s:e], doc_id))
         return pos < e - s and int(self.indices[s + pos]) == doc_id
+
+    def contains_each(self, doc_ids: Sequence[int], terms: Sequence[str]) -> list[list[bool]]:
+        """``contains(doc, term)`` for every term (rows) and document (columns) at once:
+        one vectorised binary search per term instead of one call per pair."""
+        docs = np.asarray(doc_ids, dtype=np.int32)
+        rows: list[list[bool]] = []
+        for term in terms:
+            i = self.vocab.get(term)
+            if i is None or not len(docs):
+                rows.append([False] * len(docs))
+                continue
+            post = self.indices[self.indptr[i] : self.indptr[i + 1]]
+            pos = np.minimum(np.searchsorted(post, docs), len(post) - 1)
+            rows.append((post[pos] == docs).tolist())
+        return rows
 
     def get_scores(self, query: Sequence[str]) -> npt.NDArray[np.float64]:
         """Scores of every document for *query* (a repeated term counts again, as in rank-bm25)."""

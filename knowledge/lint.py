@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from knowledge.loader import LocatedEntry, read_entries
+from knowledge.loader import FileMemo, LocatedEntry, read_entries
 
 __all__ = ["WECHAT_TEXT_LIMIT", "LintIssue", "Severity", "check_entries", "lint", "unique_ids"]
 
@@ -45,14 +45,17 @@ def _question_key(text: str) -> str:
     return _PUNCT.sub("", unicodedata.normalize("NFKC", text)).lower()
 
 
-def check_entries(directory: Path) -> tuple[list[LocatedEntry], list[LintIssue]]:
+def check_entries(
+    directory: Path, memo: FileMemo | None = None
+) -> tuple[list[LocatedEntry], list[LintIssue]]:
     """The entries under *directory* that can be served, and the errors that kept others out.
 
     An entry is kept out when it is not valid YAML, breaks the schema, has an empty answer,
     or when an earlier entry already has its id (the first one is kept). Raises
-    ``KnowledgeError`` only when the directory does not exist.
+    ``KnowledgeError`` only when the directory does not exist. *memo*: see
+    :func:`~knowledge.loader.read_entries` (unchanged files are not parsed again).
     """
-    located, problems = read_entries(directory)
+    located, problems = read_entries(directory, memo)
     issues = [LintIssue(p.path, p.line, Severity.ERROR, p.message) for p in problems]
     answered = []
     for le in located:

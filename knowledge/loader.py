@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from knowledge.schema import Entry
 from yxby.errors import ConfigError, KnowledgeError
 from yxby.yamlconf import YamlIssue, line_for, load_documents, validation_issues
 
-__all__ = ["LocatedEntry", "entry_files", "read_entries"]
+__all__ = ["FileMemo", "LocatedEntry", "entry_files", "read_entries"]
 
 
 @dataclass(frozen=True)
@@ -45,34 +46,70 @@ def _split(data: object) -> list[tuple[tuple[int, ...], object]]:
     return [((), data)]
 
 
-def read_entries(directory: Path) -> tuple[list[LocatedEntry], list[YamlIssue]]:
-    """All valid entries under *directory* and every problem that kept one out."""
+FileMemo = dict[str, tuple[str, list[LocatedEntry], list[YamlIssue]]]
+"""What :func:`read_entries` read from each file, by path: (content hash, entries, issues)."""
+
+
+def read_entries(
+    directory: Path, memo: FileMemo | None = None
+) -> tuple[list[LocatedEntry], list[YamlIssue]]:
+    """All valid entries under *directory* and every problem that kept one out.
+
+    With *memo* (kept by the caller between calls), a file whose content did not change
+    since the last call is not parsed again; *memo* is updated to the files read now.
+    """
     entries: list[LocatedEntry] = []
     issues: list[YamlIssue] = []
+    seen: FileMemo = {}
     for path in entry_files(directory):
         src = str(path)
-        try:
-            docs = load_documents(path)
-        except ConfigError as exc:
-            issues.append(YamlIssue(src, exc.line or 1, exc.detail))
-            continue
-        for doc in docs:
-            for prefix, item in _split(doc.data):
-                line = line_for(doc.lines, prefix, default=doc.start_line)
-                if not isinstance(item, dict):
-                    issues.append(YamlIssue(src, line, "应为一个条目（键: 值 的映射）"))
-                    continue
-                try:
-                    entry = Entry.model_validate(item)
-                except ValidationError as exc:
-                    found = validation_issues(exc, src, doc.lines, prefix, model=Entry)
-                    named = item.get("id")
-                    if isinstance(named, str) and named:
-                        found = [YamlIssue(i.path, i.line, f"[{named}] {i.message}") for i in found]
-                    issues.extend(found)
-                    continue
-                sub = {
-                    k[len(prefix) :]: v for k, v in doc.lines.items() if k[: len(prefix)] == prefix
-                }
-                entries.append(LocatedEntry(entry, src, line, sub))
+        digest = ""
+        if memo is not None:
+            try:
+                digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            except OSError:
+                digest = ""
+            known = memo.get(src)
+            if digest and known is not None and known[0] == digest:
+                seen[src] = known
+                entries.extend(known[1])
+                issues.extend(known[2])
+                continue
+        found, problems = _read_file(path)
+        if digest:
+            seen[src] = (digest, found, problems)
+        entries.extend(found)
+        issues.extend(problems)
+    if memo is not None:
+        memo.clear()
+        memo.update(seen)
+    return entries, issues
+
+
+def _read_file(path: Path) -> tuple[list[LocatedEntry], list[YamlIssue]]:
+    entries: list[LocatedEntry] = []
+    issues: list[YamlIssue] = []
+    src = str(path)
+    try:
+        docs = load_documents(path)
+    except ConfigError as exc:
+        issues.append(YamlIssue(src, exc.line or 1, exc.detail))
+        return entries, issues
+    for doc in docs:
+        for prefix, item in _split(doc.data):
+            line = line_for(doc.lines, prefix, default=doc.start_line)
+            if not isinstance(item, dict):
+                issues.append(YamlIssue(src, line, "应为一个条目（键: 值 的映射）"))
+                continue
+            try:
+                entry = Entry.model_validate(item)
+            except ValidationError as exc:
+                found = validation_issues(exc, src, doc.lines, prefix, model=Entry)
+                named = item.get("id")
+                if isinstance(named, str) and named:
+                    found = [YamlIssue(i.path, i.line, f"[{named}] {i.message}") for i in found]
+                issues.extend(found)
+                continue
+            sub = {k[len(prefix) :]: v for k, v in doc.lines.items() if k[: len(prefix)] == prefix}
+            entries.append(LocatedEntry(entry, src, line, sub))
     return entries, issues

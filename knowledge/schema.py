@@ -13,9 +13,13 @@ from pydantic import Field, field_validator, model_validator
 
 from yxby.yamlconf import StrictModel
 
-__all__ = ["ENTRY_ID_PATTERN", "Entry", "Source"]
+__all__ = ["ENTRY_ID_PATTERN", "REVIEW_TAG", "Entry", "Source"]
 
 ENTRY_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{1,79}$")
+
+REVIEW_TAG = "review"
+"""The tag of an entry a deployment must check and localise before relying on it (the
+general procedure is right, but the contact, channel or current rule may differ locally)."""
 
 
 class Source(StrictModel):
@@ -70,6 +74,11 @@ class Entry(StrictModel):
         if self.effective and self.expires and self.expires < self.effective:
             raise ValueError("失效日期 expires 早于生效日期 effective")
         return self
+
+    @property
+    def needs_review(self) -> bool:
+        """True when the entry carries :data:`REVIEW_TAG`."""
+        return REVIEW_TAG in self.tags
 
     def is_expired(self, today: dt.date) -> bool:
         """True when the entry's ``expires`` date has passed."""

@@ -128,16 +128,27 @@ def _initialize(tk: object, cache_file: Path) -> None:
     """
     import marshal
 
+    base = _BASE_DICTIONARY.get(cache_file)
+    if base is not None:  # a second tokenizer in this process (a reload): copy, don't parse
+        tk.FREQ, tk.total = dict(base[0]), base[1]  # type: ignore[attr-defined]
+        tk.initialized = True  # type: ignore[attr-defined]
+        return
     if cache_file.is_file():
         try:
             freq, total = marshal.loads(cache_file.read_bytes())
         except (ValueError, EOFError, TypeError):
             pass  # a damaged cache: let jieba rebuild it
         else:
+            _BASE_DICTIONARY[cache_file] = (dict(freq), total)
             tk.FREQ, tk.total = freq, total  # type: ignore[attr-defined]
             tk.initialized = True  # type: ignore[attr-defined]
             return
     tk.initialize()  # type: ignore[attr-defined]
+
+
+_BASE_DICTIONARY: dict[Path, tuple[dict[str, int], int]] = {}
+"""jieba's own dictionary as read from its cache file, before any user word was added
+(unmarshalling it holds the GIL for a long while: a reload copies this instead)."""
 
 
 class Tokenizer:

@@ -119,14 +119,9 @@ def test_short_question_asks_for_a_description_and_cancel_leaves(app: App, chat:
 
 
 def test_too_many_invalid_answers_leave_the_step(chat: Chat) -> None:
-    chat.send("我们的出口退税申请提交两个月了一直没有结果，想请部门帮忙催一下")
-    chat.tap("未解决") if any(b.label == "未解决" for r in chat.last for b in r.buttons) else None
-    if "是否为您登记诉求" in "\n".join(r.text for r in chat.last):
-        if "没有补充" in chat.tap("登记诉求"):
-            chat.send("没有")
-    else:
-        chat.send("提交诉求")
-        chat.send("我们的出口退税申请提交两个月了一直没有结果")
+    # straight into filing: what the knowledge base makes of a question is not the point here
+    chat.send("提交诉求")
+    chat.send("我们的出口退税申请提交两个月了一直没有结果")
     chat.send("天津示例贸易有限公司")
     for _ in range(2):
         assert "不像有效的电话号码" in chat.send("不告诉你")

@@ -94,3 +94,30 @@ def test_contains_looks_up_a_posting() -> None:
     index = BM25Index([["a", "b"], ["b"], ["c"]])
     assert index.contains(0, "a") and index.contains(1, "b") and not index.contains(1, "a")
     assert not index.contains(0, "zzz")
+
+
+def test_an_index_from_bags_of_words_is_the_same_index() -> None:
+    from collections import Counter
+
+    rng = random.Random(7)
+    words = [f"w{i}" for i in range(60)]
+    corpus = [[rng.choice(words) for _ in range(rng.randint(0, 40))] for _ in range(200)]
+    bags = [(tuple(Counter(d)), tuple(Counter(d).values())) for d in corpus]
+    a, b = BM25Index(corpus), BM25Index.from_bags(bags)
+    assert a.vocab == b.vocab
+    for name in ("weights", "indices", "indptr", "idf", "doc_len"):
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+    with pytest.raises(ValueError, match="twice"):
+        BM25Index.from_bags([(("a", "a"), (1, 1))])
+
+
+def test_contains_each_agrees_with_contains() -> None:
+    docs, queries = corpus(300, seed=11)
+    index = BM25Index(docs)
+    rng = random.Random(3)
+    for query in queries:
+        ids = rng.sample(range(300), 10)
+        terms = [*query, "never-seen"]
+        rows = index.contains_each(ids, terms)
+        assert rows == [[index.contains(d, t) for d in ids] for t in terms]
+    assert index.contains_each([], ["t1"]) == [[]]

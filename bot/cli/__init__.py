@@ -20,6 +20,7 @@ from bot.cli import (
     db,
     doctor,
     kb,
+    kb_editors,
     notices,
     outbox,
     report,
@@ -62,6 +63,7 @@ def main() -> None:
 
 for module in (
     kb,
+    kb_editors,
     route,
     sla,
     db,

@@ -425,7 +425,10 @@ def commissioners_group() -> None:
     "--role",
     default="专员",
     show_default=True,
-    help="角色：专员、负责人、政务办 或 管理员（超时通报发给负责人和政务办；管理员只管理账号）。",
+    help=(
+        "角色：专员、负责人、政务办、管理员 或 编辑（超时通报发给负责人和政务办；"
+        "管理员只管理账号；编辑维护知识库，不查看诉求）。"
+    ),
 )
 @click.option("--phone", help="联系电话。")
 @click.option(

@@ -18,10 +18,14 @@ __all__ = ["print_decision", "register"]
 
 
 def _kb(path: Path | None = None) -> KnowledgeBase:
-    import knowledge
+    """The knowledge base as the server builds it, reusing the on-disk token cache."""
+    from bot.app import kb_cache_dir
     from bot.cli.doctor import current_day
+    from knowledge.live import LiveKnowledge
+    from yxby.paths import entries_dir
 
-    return knowledge.load(path, today=current_day())
+    day = current_day()
+    return LiveKnowledge(path or entries_dir(), today=lambda: day, cache_dir=kb_cache_dir())
 
 
 def _dump(obj: object) -> str:
@@ -184,21 +188,95 @@ def kb_tune(file: Path, top: int) -> None:
         click.echo("  留出：" + score(held_out, s.settings).summary())
 
 
+@kb_group.command("export")
+@click.option("--format", "fmt", type=click.Choice(["xlsx"]), default="xlsx", show_default=True)
+@click.option("--output", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("path", required=False, type=click.Path(path_type=Path))
+def kb_export(fmt: str, output: Path, path: Path | None) -> None:
+    """Write every entry to a spreadsheet: one row per entry, wordings one per line."""
+    from knowledge.sheet import export_xlsx
+    from yxby.errors import YxbyError
+    from yxby.paths import entries_dir
+
+    try:
+        rows = export_xlsx(path or entries_dir(), output)
+    except YxbyError as exc:
+        raise click.exceptions.Exit(_input_error(str(exc))) from None
+    click.echo(f"已导出 {rows} 个条目到 {output}")
+
+
+@kb_group.command("import")
+@click.option("--dry-run", is_flag=True, help="Show what would change; write nothing.")
+@click.option("--today", type=DAY, envvar=TODAY_ENV, hidden=True)
+@click.option("--dir", "path", type=click.Path(file_okay=False, path_type=Path),
+              help="Knowledge directory (default: YXBY_KNOWLEDGE_DIR).")  # fmt: skip
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def kb_import(file: Path, dry_run: bool, today: date | None, path: Path | None) -> None:
+    """Read a spreadsheet made by `kb export` back into the YAML entries.
+
+    Every row is checked as `kb lint` checks the YAML; any error and nothing is written.
+    Unchanged entries keep their YAML byte for byte; rows missing from the sheet are not
+    deleted. Exit 1 on errors.
+    """
+    from bot.cli.doctor import current_day
+    from knowledge.sheet import plan_import
+    from routing import load_departments
+    from yxby.errors import YxbyError
+    from yxby.paths import entries_dir
+
+    target = path or entries_dir()
+    try:
+        plan = plan_import(
+            target, file, departments=load_departments().alias_map(), today=current_day(today)
+        )
+    except YxbyError as exc:
+        raise click.exceptions.Exit(_input_error(str(exc))) from None
+    for error in plan.errors:
+        click.echo(f"错误：{error}", err=True)
+    if not plan.ok:
+        click.echo(f"{file}：{len(plan.errors)} 个错误，未写入任何文件", err=True)
+        raise click.exceptions.Exit(1)
+    for warning in plan.warnings:
+        click.echo(f"警告：{warning}")
+    for change in plan.changes:
+        click.echo(str(change))
+    if plan.missing:
+        click.echo(
+            f"表格中没有的 {len(plan.missing)} 个条目保持不变（导入不删除条目）："
+            + "、".join(plan.missing[:10])
+            + ("……" if len(plan.missing) > 10 else "")
+        )
+    summary = f"新增 {sum(c.kind == '新增' for c in plan.changes)} 个，"
+    summary += f"修改 {sum(c.kind == '修改' for c in plan.changes)} 个，未变 {plan.unchanged} 个"
+    if dry_run:
+        diff = plan.diff()
+        if diff:
+            click.echo(diff, nl=False)
+        click.echo(f"（试运行）{summary}；未写入任何文件")
+        return
+    try:
+        written = plan.apply()
+    except YxbyError as exc:
+        raise click.exceptions.Exit(_input_error(str(exc))) from None
+    click.echo(f"{summary}；已写入 {len(written)} 个文件")
+
+
 @kb_group.command("gaps")
 @click.option("--days", default=30, show_default=True, type=click.IntRange(1, 3650))
 @click.option("--top", default=20, show_default=True, type=click.IntRange(1, 500))
 @click.option("--json", "as_json", is_flag=True)
 def kb_gaps(days: int, top: int, as_json: bool) -> None:
-    """The most frequent questions nothing answered, grouped by shared terms."""
+    """The most frequent questions nothing answered, grouped under the words they share."""
     from datetime import timedelta
 
     from bot.cli.db import opened_app
     from handoff.db import read_only
     from handoff.reports import gap_groups, unanswered_turns
 
-    with opened_app() as app, app.db.sessions() as session:
-        turns = unanswered_turns(read_only(session), app.clock() - timedelta(days=days))
-    groups = gap_groups(turns)[:top]
+    with opened_app() as app:
+        with app.db.sessions() as session:
+            turns = unanswered_turns(read_only(session), app.clock() - timedelta(days=days))
+        groups = gap_groups(turns, kb=app.kb)[:top]
     if as_json:
         click.echo(
             _dump(

@@ -18,11 +18,22 @@ __all__ = ["register"]
     default="info",
     show_default=True,
 )
-def serve(host: str, port: int, telegram_polling: bool, log_level: str) -> None:
+@click.option(
+    "--watch/--no-watch",
+    default=True,
+    show_default=True,
+    envvar="YXBY_KB_WATCH",
+    help="Reload the knowledge base when its files change (SIGHUP always reloads).",
+)
+def serve(host: str, port: int, telegram_polling: bool, log_level: str, watch: bool) -> None:
     """Run the server (configuration from YXBY_* environment variables).
 
     Telegram: YXBY_TELEGRAM_TOKEN, YXBY_TELEGRAM_WEBHOOK_SECRET, YXBY_TELEGRAM_MODE
     (webhook | polling), YXBY_TELEGRAM_API_BASE, YXBY_TELEGRAM_WEBHOOK_URL.
+
+    The knowledge base follows its files: an edit under YXBY_KNOWLEDGE_DIR, the lexicon or
+    config/knowledge.yaml is served within seconds, `kill -HUP <pid>` reloads at once, and a
+    broken edit keeps the last good version serving (the error shows in /healthz).
     """
     import logging
 
@@ -30,7 +41,7 @@ def serve(host: str, port: int, telegram_polling: bool, log_level: str) -> None:
 
     from bot.app import build_app
     from bot.channels.registry import adapters_from_env
-    from bot.server import create_asgi
+    from bot.server import ServerOptions, create_asgi
 
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -43,7 +54,8 @@ def serve(host: str, port: int, telegram_polling: bool, log_level: str) -> None:
         adapters = adapters_from_env(app, telegram_polling=telegram_polling)
         if not adapters:
             click.echo("注意：未配置任何渠道（如 YXBY_TELEGRAM_TOKEN），只提供 /healthz", err=True)
-        asgi = create_asgi(app, adapters)
+        app.kb  # noqa: B018 - load (or fail on) the knowledge base before serving
+        asgi = create_asgi(app, adapters, ServerOptions(watch_knowledge=watch))
         uvicorn.run(asgi, host=host, port=port, log_level=log_level, lifespan="on")
     finally:
         app.close()

@@ -74,6 +74,8 @@ def answer(
     t.log.entry_id = entry.id
     source = entry.source.document + (f" {entry.source.section}" if entry.source.section else "")
     text = svc.r("answer", answer=entry.answer, source=source, department=entry.department)
+    if entry.source.url:  # on a line of its own: every channel shows it as a link
+        text += "\n" + entry.source.url
     if related:
         text += "\n" + svc.r("answer_related", titles="；".join(h.entry.title for h in related))
     return (

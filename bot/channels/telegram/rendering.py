@@ -1,4 +1,4 @@
-"""Replies as Telegram messages: escaped HTML, numbered choices and inline keyboards.
+"""Replies as Telegram messages: escaped HTML with links, numbered choices and inline keyboards.
 
 :func:`render` turns a :class:`~bot.types.Reply` into :class:`Part` values — HTML text
 (:func:`to_html`) split under 4,096 UTF-16 units at sentence ends (:func:`split_text`), the
@@ -35,10 +35,32 @@ _HEADER = re.compile(r"【[^【】\n]{1,30}】")
 _SENTENCE_END = re.compile(r"(?<=[。！？!?\n])")
 
 
-def to_html(text: str) -> str:
-    """*text* escaped for Telegram's HTML mode, with 【headings】 in bold."""
+# a web address, up to the first space, CJK punctuation or closing bracket; trailing ASCII
+# punctuation (a full stop, a comma) is not part of it
+_URL = re.compile(r"https?://[^\s<>\"'，。；：！？、）】》]+")
+_URL_TAIL = ".,;:!?)]}'\""
+
+
+def _plain_html(text: str) -> str:
     escaped = html.escape(text, quote=False)
     return _HEADER.sub(lambda m: f"<b>{m.group(0)}</b>", escaped)
+
+
+def to_html(text: str) -> str:
+    """*text* escaped for Telegram's HTML mode: 【headings】 in bold, web addresses as links."""
+    parts: list[str] = []
+    pos = 0
+    for match in _URL.finditer(text):
+        url = match.group(0).rstrip(_URL_TAIL)
+        if "://" not in url or url.endswith("://"):
+            continue
+        start, end = match.start(), match.start() + len(url)
+        parts.append(_plain_html(text[pos:start]))
+        href = html.escape(url, quote=True)
+        parts.append(f'<a href="{href}">{html.escape(url, quote=False)}</a>')
+        pos = end
+    parts.append(_plain_html(text[pos:]))
+    return "".join(parts)
 
 
 def _length(text: str) -> int:

@@ -37,6 +37,7 @@ from handoff.registry import (
     route_facts,
     validate_uscc,
 )
+from handoff.scope import NO_TICKETS
 from handoff.tickets import MANUAL_RULE, TicketService, TicketView
 from knowledge.base import Action
 from routing import RouteDecision, RouteFacts, Router
@@ -390,8 +391,8 @@ class Intake:
         An enterprise the registry lacks is filed (tagged ``渠道登记``); when the enterprise
         has a chat identity the ticket is tied to it and the chat is told the number.
         """
-        if person.role is CommissionerRole.ADMIN:
-            raise InputError("管理员账号不能登记诉求")
+        if person.role in NO_TICKETS:
+            raise InputError(f"{person.role.value}账号不能登记诉求")
         now = self._clock()
         with self._sessions.begin() as session:
             checked = self._check(session, form)

@@ -44,6 +44,7 @@ from handoff.models import (
     Ticket,
 )
 from handoff.outbox import withdraw
+from handoff.scope import NO_TICKETS
 from handoff.tickets import SYSTEM_ACTOR, TicketService, TicketView
 from yxby.errors import YxbyError
 
@@ -75,14 +76,17 @@ def offer_key(handoff_id: int) -> str:
 
 
 def may_act(person: Commissioner, department: str) -> bool:
-    """A commissioner acts for their own department; 政务办 overseers for every department."""
+    """A commissioner acts for their own department; 政务办 overseers for every department;
+    管理员 and 编辑 for none."""
+    if person.role in NO_TICKETS:
+        return False
     return person.department == department or person.role is CommissionerRole.OVERSIGHT
 
 
 def visible_filter(person: Person) -> ColumnElement[bool]:
     """A ``WHERE`` clause for ``select(LiveHandoff)``: the requests *person* may see and take
     (their department's, every department's for 政务办, none for 管理员; always their own)."""
-    if person.role is CommissionerRole.ADMIN:
+    if person.role in NO_TICKETS:  # 管理员 and 编辑 handle no enterprise's needs
         return false()
     if person.role is CommissionerRole.OVERSIGHT:
         return true()
@@ -95,7 +99,7 @@ def can_see(person: Commissioner, handoff: LiveHandoff) -> bool:
     """Whether *handoff* exists for *person* (the same rule as :func:`visible_filter`)."""
     if handoff.commissioner_id == person.id:
         return True
-    return person.role is not CommissionerRole.ADMIN and may_act(person, handoff.department)
+    return person.role not in NO_TICKETS and may_act(person, handoff.department)
 
 
 def holds(person: Commissioner, handoff: LiveHandoff) -> bool:

@@ -78,6 +78,7 @@ ROLE_HINTS = {
     CommissionerRole.HEAD: "查看并指派本部门诉求",
     CommissionerRole.OVERSIGHT: "查看各部门诉求，可催办、提请联席会议",
     CommissionerRole.ADMIN: "管理专员账号（不查看诉求）",
+    CommissionerRole.EDITOR: "维护知识库：对话记录、草稿、命中测试（不查看诉求）",
 }
 
 

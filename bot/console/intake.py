@@ -21,7 +21,8 @@ from starlette.routing import BaseRoute, Route
 from bot.console.auth import form_data, require_staff
 from handoff.accounts import Staff
 from handoff.intake import INTAKE_SOURCES, Checked, Intake, IntakeForm, IntakeInvalid
-from handoff.models import CommissionerRole, TicketSource
+from handoff.models import TicketSource
+from handoff.scope import NO_TICKETS
 from yxby.errors import YxbyError
 
 if TYPE_CHECKING:
@@ -87,7 +88,7 @@ def routes(app: App, pages: Pages) -> list[BaseRoute]:
 
     @require_staff
     async def intake(request: Request, staff: Staff) -> Response:
-        if staff.role is CommissionerRole.ADMIN:
+        if staff.role in NO_TICKETS:
             return await asyncio.to_thread(denied, staff)
         if request.method != "POST":
             query = request.query_params

@@ -1,0 +1,1043 @@
+"""政务办's assessment figures (考核): per department and for the whole zone, any period.
+
+Every figure is a count of *rows* (tickets, clocks, events, ratings) chosen by a cohort
+rule, or a rate ``numerator / denominator`` of two such row sets. Each figure's rows are
+defined once (:data:`FIGURES`, a ``select`` per role) and used twice: aggregated for the
+report (one ``UNION ALL … GROUP BY`` query for all figures) and listed for the drill-down
+(:meth:`Assessment.drill`), so a number and the tickets behind it never disagree.
+
+Cohort rules (``docs/assessment.md`` has the full text) make a closed period reproducible:
+every row is judged only by what was recorded up to the period's end (``cut`` =
+min(period end, now)), and rows are tied to the period by a time that never changes once
+written (a clock's due time, an event's time, a rating's time). What happens later to a
+period's cohort is shown apart (``late``: e.g. tickets of the period resolved after it).
+
+Nothing here writes. Timestamps are compared in UTC; periods are Asia/Shanghai days.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, model_validator
+from sqlalchemy import (
+    Select,
+    String,
+    Table,
+    case,
+    exists,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    union_all,
+)
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.elements import ColumnElement
+
+from handoff.calendar import SHANGHAI
+from handoff.conversations import DialogueTurn, TurnOutcome
+from handoff.models import (
+    Base,
+    ClockKind,
+    SlaClock,
+    Survey,
+    SurveyResult,
+    Ticket,
+    TicketEvent,
+    TicketSource,
+)
+from yxby.errors import YxbyError
+from yxby.paths import config_dir
+from yxby.yamlconf import StrictModel, load_model
+
+__all__ = [
+    "FIGURES",
+    "RATES",
+    "Assessment",
+    "AssessmentError",
+    "AssessmentSettings",
+    "DrillDown",
+    "DrillRow",
+    "Figure",
+    "Period",
+    "load_assessment_settings",
+    "parse_period",
+]
+
+SATISFIED = (SurveyResult.SATISFIED.value, SurveyResult.MOSTLY_SATISFIED.value)
+QUESTION_ACTIONS = ("answer", "suggest", "none", "handoff")
+"""``dialogue_turn.action`` of a turn the knowledge base was asked about (a question)."""
+SOLVED_OUTCOMES = (TurnOutcome.SOLVED, TurnOutcome.ANSWERED)
+"""Answered, and confirmed 已解决 or not followed by a ticket or a person: 即时解决."""
+HANDOFF_OUTCOMES = (TurnOutcome.TICKET, TurnOutcome.HANDOFF)
+UNSOLVED_OUTCOMES = (TurnOutcome.UNSOLVED, TurnOutcome.TICKET)
+URGE_LEVELS = ("blue", "orange", "red")
+URGE_LABELS = {"blue": "蓝色督办", "orange": "橙色督办", "red": "红色督办"}
+
+
+class AssessmentError(YxbyError):
+    """Bad input to the assessment (period, department, figure): one Chinese line."""
+
+
+# -- settings
+
+
+class Weights(StrictModel):
+    """Weights of the composite score (any non-negative numbers; they are normalised)."""
+
+    contact_on_time_rate: float = Field(default=0.10, ge=0, le=100)
+    done_on_time_rate: float = Field(default=0.25, ge=0, le=100)
+    resolved_rate: float = Field(default=0.15, ge=0, le=100)
+    feedback_on_time_rate: float = Field(default=0.05, ge=0, le=100)
+    satisfaction_rate: float = Field(default=0.45, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> Weights:
+        if sum(self.model_dump().values()) <= 0:
+            raise ValueError("at least one weight must be greater than 0")
+        return self
+
+
+class AssessmentSettings(StrictModel):
+    """The whole ``config/assessment.yaml``."""
+
+    weights: Weights = Weights()
+    reopen_penalty: float = Field(default=0, ge=0, le=100)
+    min_cases_to_rank: int = Field(default=1, ge=0, le=100000)
+    """Rows under the weighted rates (clocks due, tickets received, ratings) a department
+    needs in the period to be ranked."""
+    top_unsolved_entries: int = Field(default=10, ge=1, le=100)
+
+
+def load_assessment_settings(path: Path | None = None) -> AssessmentSettings:
+    """Load ``config/assessment.yaml`` (or *path*); ``ConfigError`` naming the bad key."""
+    return load_model(path or config_dir() / "assessment.yaml", AssessmentSettings)
+
+
+# -- periods
+
+
+@dataclass(frozen=True)
+class Period:
+    """Shanghai calendar days ``first`` … ``last`` (inclusive)."""
+
+    first: date
+    last: date
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        if self.first > self.last:
+            raise AssessmentError(f"起始日期 {self.first} 晚于结束日期 {self.last}")
+        if not self.label:
+            object.__setattr__(self, "label", f"{self.first} 至 {self.last}")
+
+    @property
+    def start(self) -> datetime:
+        """The first instant (UTC)."""
+        return datetime.combine(self.first, datetime.min.time(), SHANGHAI).astimezone(UTC)
+
+    @property
+    def end(self) -> datetime:
+        """The instant after the last day (UTC, exclusive)."""
+        after = self.last + timedelta(days=1)
+        return datetime.combine(after, datetime.min.time(), SHANGHAI).astimezone(UTC)
+
+    def cut(self, now: datetime) -> datetime:
+        """Where the period's evidence stops: its end, or *now* while it runs."""
+        return min(self.end, now)
+
+    def closed(self, now: datetime) -> bool:
+        """Whether the period is over at *now*."""
+        return now >= self.end
+
+    def months(self) -> list[Period]:
+        """The calendar months overlapping the period, each clipped to it."""
+        out = []
+        year, month = self.first.year, self.first.month
+        while date(year, month, 1) <= self.last:
+            nxt = date(year + month // 12, month % 12 + 1, 1)
+            first = max(self.first, date(year, month, 1))
+            last = min(self.last, nxt - timedelta(days=1))
+            out.append(Period(first, last, f"{year}-{month:02d}"))
+            year, month = nxt.year, nxt.month
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """For JSON."""
+        return {
+            "from": self.first.isoformat(),
+            "to": self.last.isoformat(),
+            "label": self.label,
+            "timezone": "Asia/Shanghai",
+        }
+
+
+_PERIOD_FORMS = "YYYY-MM-DD（日）、YYYY-MM（月）、YYYYQn（季度，如 2026Q4）或 YYYY（年）"
+
+
+def _day(text: str, what: str) -> date:
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise AssessmentError(f"{what}「{text}」不是有效日期，应为 YYYY-MM-DD") from None
+
+
+def parse_period(
+    period: str | None = None, *, first: str | None = None, last: str | None = None
+) -> Period:
+    """A period from ``--period`` (day, month, quarter, year) or ``--from``/``--to``."""
+    if period is not None and (first is not None or last is not None):
+        raise AssessmentError("--period 与 --from/--to 只能二选一")
+    if period is None:
+        if first is None or last is None:
+            raise AssessmentError("请给出 --period，或同时给出 --from 与 --to")
+        return Period(_day(first, "起始日期"), _day(last, "结束日期"))
+    text = period.strip().upper()
+    try:
+        if m := re.fullmatch(r"(\d{4})", text):
+            year = int(m[1])
+            return Period(date(year, 1, 1), date(year, 12, 31), f"{year}年")
+        if m := re.fullmatch(r"(\d{4})Q([1-4])", text):
+            year, q = int(m[1]), int(m[2])
+            start = date(year, 3 * q - 2, 1)
+            end = date(year + (q == 4), 1 if q == 4 else 3 * q + 1, 1) - timedelta(days=1)
+            return Period(start, end, f"{year}年第{q}季度")
+        if m := re.fullmatch(r"(\d{4})-(\d{1,2})", text):
+            year, month = int(m[1]), int(m[2])
+            start = date(year, month, 1)
+            end = date(year + month // 12, month % 12 + 1, 1) - timedelta(days=1)
+            return Period(start, end, f"{year}年{month}月")
+        if re.fullmatch(r"\d{4}-\d{1,2}-\d{1,2}", text):
+            day = date.fromisoformat(
+                "-".join(p.zfill(2) if i else p for i, p in enumerate(text.split("-")))
+            )
+            return Period(day, day, day.isoformat())
+    except ValueError:
+        pass
+    raise AssessmentError(f"无法识别的考核期间「{period}」，应为 {_PERIOD_FORMS}")
+
+
+# -- figures
+
+
+@dataclass(frozen=True)
+class Ctx:
+    """What a figure's row query depends on."""
+
+    period: Period
+    now: datetime
+    tables: dict[str, Table]
+
+    @property
+    def start(self) -> datetime:
+        return self.period.start
+
+    @property
+    def cut(self) -> datetime:
+        return self.period.cut(self.now)
+
+
+RowQuery = Callable[[Ctx], Select[Any] | None]
+"""Rows ``(ticket_id, department, at, note)`` of one role of a figure; ``None``: the
+tables it needs do not exist in this deployment."""
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One figure: a count (rows of ``denominator``) or a rate (numerator / denominator)."""
+
+    key: str
+    label: str
+    rate: bool
+    denominator: RowQuery
+    numerator: RowQuery | None = None
+    denominator_label: str = ""
+    numerator_label: str = ""
+    definition: str = ""
+    zone_only: bool = False
+    by_note: dict[str, str] = field(default_factory=dict)
+    """Labels of the ``note`` values counted separately (source, level, result)."""
+
+
+def _dept_as_of(moment: datetime) -> tuple[Any, ColumnElement[str]]:
+    """(join target, department expression): a ticket's lead department at *moment*.
+
+    That is the ``from_department`` of its first 转派 after *moment*, or its department
+    now when it was not transferred since; transfers are rare, so this stays cheap.
+    """
+    first_after = (
+        select(TicketEvent.ticket_id, func.min(TicketEvent.id).label("event_id"))
+        .where(TicketEvent.kind == "transfer", TicketEvent.at >= moment)
+        .group_by(TicketEvent.ticket_id)
+        .subquery("later_transfer")
+    )
+    event = select(TicketEvent.id, TicketEvent.data).subquery("later_transfer_event")
+    joined = Ticket.__table__.outerjoin(
+        first_after, first_after.c.ticket_id == Ticket.id
+    ).outerjoin(event, event.c.id == first_after.c.event_id)
+    department = func.coalesce(event.c.data["from_department"].as_string(), Ticket.department)
+    return joined, department
+
+
+def _rows(ticket_id: Any, department: Any, at: Any, note: Any = None) -> list[ColumnElement[Any]]:
+    return [
+        ticket_id.label("ticket_id"),
+        department.label("department"),
+        at.label("at"),
+        (note if note is not None else null()).label("note"),
+    ]
+
+
+def _created(ctx: Ctx) -> Select[Any]:
+    joined, dept = _dept_as_of(ctx.cut)
+    return (
+        select(*_rows(Ticket.id, dept, Ticket.created_at, Ticket.source))
+        .select_from(joined)
+        .where(Ticket.created_at >= ctx.start, Ticket.created_at < ctx.cut)
+    )
+
+
+def _event_exists(kind: str, ticket: Any, after: Any, before: datetime) -> ColumnElement[bool]:
+    return exists().where(
+        TicketEvent.ticket_id == ticket,
+        TicketEvent.kind == kind,
+        TicketEvent.at >= after,
+        TicketEvent.at < before,
+    )
+
+
+def _resolved_by_end(ctx: Ctx) -> Select[Any]:
+    return _created(ctx).where(_event_exists("resolve", Ticket.id, ctx.start, ctx.cut))
+
+
+def _resolved_after(ctx: Ctx) -> Select[Any]:
+    later = _event_exists("resolve", Ticket.id, ctx.cut, ctx.now)
+    return _created(ctx).where(~_event_exists("resolve", Ticket.id, ctx.start, ctx.cut), later)
+
+
+def _clocks(kind: ClockKind, *, on_time: bool = False) -> RowQuery:
+    """Clocks of *kind* that fell due in the period (and were not retired before that)."""
+
+    def query(ctx: Ctx) -> Select[Any]:
+        stmt = select(
+            *_rows(SlaClock.ticket_id, SlaClock.department, SlaClock.due_at, SlaClock.met_at)
+        ).where(
+            SlaClock.kind == kind,
+            SlaClock.due_at >= ctx.start,
+            SlaClock.due_at < ctx.cut,
+            or_(
+                SlaClock.met_at.is_not(None),
+                SlaClock.superseded_at.is_(None),
+                SlaClock.superseded_at >= SlaClock.due_at,
+            ),
+        )
+        if on_time:
+            stmt = stmt.where(SlaClock.met_at.is_not(None), SlaClock.met_at <= SlaClock.due_at)
+        return stmt
+
+    return query
+
+
+def _overdue_now(ctx: Ctx) -> Select[Any]:
+    responsible = case(
+        (SlaClock.kind == ClockKind.ESCALATION, SlaClock.department), else_=Ticket.department
+    )
+    return (
+        select(*_rows(Ticket.id, func.min(responsible), func.min(SlaClock.due_at)))
+        .join(SlaClock, SlaClock.ticket_id == Ticket.id)
+        .where(SlaClock.active.is_(True), SlaClock.met_at.is_(None), SlaClock.due_at < ctx.now)
+        .group_by(Ticket.id)
+    )
+
+
+def _events(kind: str, note: Callable[[], Any] | None = None) -> RowQuery:
+    """Events of *kind* recorded in the period, for the ticket's department at the end."""
+
+    def query(ctx: Ctx) -> Select[Any]:
+        joined, dept = _dept_as_of(ctx.cut)
+        extra = note() if note is not None else None
+        return (
+            select(*_rows(Ticket.id, dept, TicketEvent.at, extra))
+            .select_from(joined)
+            .join(TicketEvent, TicketEvent.ticket_id == Ticket.id)
+            .where(TicketEvent.kind == kind, TicketEvent.at >= ctx.start, TicketEvent.at < ctx.cut)
+        )
+
+    return query
+
+
+def _surveys(*, satisfied: bool = False) -> RowQuery:
+    def query(ctx: Ctx) -> Select[Any]:
+        joined, dept = _dept_as_of(ctx.cut)
+        stmt = (
+            select(*_rows(Ticket.id, dept, Survey.at, Survey.result))
+            .select_from(joined)
+            .join(Survey, Survey.ticket_id == Ticket.id)
+            .where(Survey.at >= ctx.start, Survey.at < ctx.cut)
+        )
+        if satisfied:
+            stmt = stmt.where(Survey.result.in_(SATISFIED))
+        return stmt
+
+    return query
+
+
+def _urge_level() -> Any:
+    return TicketEvent.data["level"].as_string()
+
+
+# 回访 (callback_survey) and 联席会议 (meeting_item) rows come from the supervision tables;
+# a deployment without them simply has no such figures.
+
+
+def _callbacks_made(ctx: Ctx) -> Select[Any] | None:
+    callback = ctx.tables.get("callback_survey")
+    if callback is None:
+        return None
+    resolved = _events("resolve")(ctx)
+    assert resolved is not None
+    return resolved.where(
+        exists().where(
+            callback.c.ticket_id == Ticket.id,
+            callback.c.called_at >= TicketEvent.at,
+            callback.c.called_at < ctx.cut,
+        )
+    )
+
+
+def _callback_answers(column: str, *, satisfied: bool = False) -> RowQuery:
+    def query(ctx: Ctx) -> Select[Any] | None:
+        callback = ctx.tables.get("callback_survey")
+        if callback is None:
+            return None
+        joined, dept = _dept_as_of(ctx.cut)
+        answer = callback.c[column]
+        stmt = (
+            select(*_rows(Ticket.id, dept, callback.c.called_at, answer))
+            .select_from(joined)
+            .join(callback, callback.c.ticket_id == Ticket.id)
+            .where(
+                callback.c.called_at >= ctx.start,
+                callback.c.called_at < ctx.cut,
+                answer.is_not(None),
+            )
+        )
+        if satisfied:
+            stmt = stmt.where(answer.in_(SATISFIED))
+        return stmt
+
+    return query
+
+
+def _meeting_decided(ctx: Ctx) -> Select[Any] | None:
+    item = ctx.tables.get("meeting_item")
+    if item is None or "decided_at" not in item.c:
+        return None
+    lead = item.c.lead_department if "lead_department" in item.c else Ticket.department
+    return (
+        select(*_rows(Ticket.id, func.coalesce(lead, Ticket.department), item.c.decided_at))
+        .join(item, item.c.ticket_id == Ticket.id)
+        .where(item.c.decided_at >= ctx.start, item.c.decided_at < ctx.cut)
+    )
+
+
+_SOURCE_LABELS = {s.value: s.label for s in TicketSource}
+_RESULT_LABELS = {r.value: r.value for r in SurveyResult}
+
+FIGURES: dict[str, Figure] = {
+    f.key: f
+    for f in (
+        Figure(
+            "created",
+            "受理量",
+            False,
+            _created,
+            denominator_label="期间内受理的工单",
+            definition="创建时间在期间内的工单；按来源分列；部门取期末的承办部门。",
+            by_note=_SOURCE_LABELS,
+        ),
+        Figure(
+            "overdue_now",
+            "当前超期件数",
+            False,
+            _overdue_now,
+            denominator_label="现在有时限已过仍未完成的工单",
+            definition="查询时刻有时限（签收、办结、反馈、联席会议）已到期仍在运行的工单；"
+            "是当下的快照，不随期间变化，重跑结果会变。",
+        ),
+        Figure(
+            "contact_on_time_rate",
+            "按时签收率",
+            True,
+            _clocks(ClockKind.CONTACT),
+            _clocks(ClockKind.CONTACT, on_time=True),
+            "期间内到期的签收时限",
+            "其中按时签收的",
+            "签收（对接企业）时限到期时间在期间内的，按时完成（完成时间不晚于到期时间）的比例；"
+            "到期前已被转派等取代的时限不计。",
+        ),
+        Figure(
+            "done_on_time_rate",
+            "按时办结率",
+            True,
+            _clocks(ClockKind.DONE),
+            _clocks(ClockKind.DONE, on_time=True),
+            "期间内到期的办结时限（7个工作日）",
+            "其中按时办结的",
+            "办结时限到期时间在期间内的，到期前办结的比例；提请联席会议后由会议时限取代的不计。",
+        ),
+        Figure(
+            "resolved_rate",
+            "办结率",
+            True,
+            _created,
+            _resolved_by_end,
+            "期间内受理的工单",
+            "其中期末前已办结的",
+            "期间内受理的工单中，期末前有办结记录的比例；期末后才办结的另列为「期后办结」。",
+        ),
+        Figure(
+            "resolved_after_period",
+            "期后办结",
+            False,
+            _resolved_after,
+            denominator_label="期间内受理、期末后才办结的工单",
+            definition="迟到的变化：期间内受理、期末时未办结、此后才办结的工单。"
+            "不改写本期办结率，只在此列出。",
+        ),
+        Figure(
+            "feedback_on_time_rate",
+            "按时反馈率",
+            True,
+            _clocks(ClockKind.FEEDBACK),
+            _clocks(ClockKind.FEEDBACK, on_time=True),
+            "期间内到期的反馈时限（2个工作日）",
+            "其中按时反馈的",
+            "反馈结果时限到期时间在期间内的，按时反馈的比例。",
+        ),
+        Figure(
+            "satisfaction_rate",
+            "满意率",
+            True,
+            _surveys(),
+            _surveys(satisfied=True),
+            "期间内企业的评价",
+            "其中满意与基本满意的",
+            "企业在期间内作出的评价（每轮一次）中，满意与基本满意所占比例。",
+            by_note=_RESULT_LABELS,
+        ),
+        Figure(
+            "reopen_rate",
+            "重办率",
+            True,
+            _events("resolve"),
+            _events("reopen"),
+            "期间内的办结",
+            "期间内的重办",
+            "期间内的重办次数 ÷ 期间内的办结次数。",
+        ),
+        Figure(
+            "urged",
+            "督办件次",
+            False,
+            _events("urge", _urge_level),
+            denominator_label="期间内的催办、督办",
+            definition="期间内的催办事件；政务办督办按蓝、橙、红级别分列。",
+            by_note=URGE_LABELS,
+        ),
+        Figure(
+            "callback_rate",
+            "回访率",
+            True,
+            _events("resolve"),
+            _callbacks_made,
+            "期间内的办结",
+            "其中期末前已电话回访的",
+            "期间内办结的工单中，办结后、期末前政务办已电话回访的比例。",
+        ),
+        Figure(
+            "callback_reply_rate",
+            "回访答复满意率",
+            True,
+            _callback_answers("reply_satisfaction"),
+            _callback_answers("reply_satisfaction", satisfied=True),
+            "期间内回访到的答复评价",
+            "其中满意与基本满意的",
+            "政务办期间内电话回访中，对答复的满意与基本满意所占比例（未接通的不计）。",
+            by_note=_RESULT_LABELS,
+        ),
+        Figure(
+            "callback_result_rate",
+            "回访结果满意率",
+            True,
+            _callback_answers("result_satisfaction"),
+            _callback_answers("result_satisfaction", satisfied=True),
+            "期间内回访到的结果评价",
+            "其中满意与基本满意的",
+            "政务办期间内电话回访中，对办理结果的满意与基本满意所占比例（未接通的不计）。",
+            by_note=_RESULT_LABELS,
+        ),
+        Figure(
+            "escalated",
+            "提请联席会议",
+            False,
+            _events("escalate"),
+            denominator_label="期间内提请联席会议的工单",
+            definition="期间内提请联席会议的事件。",
+        ),
+        Figure(
+            "meeting_decided",
+            "联席会议已决定",
+            False,
+            _meeting_decided,
+            denominator_label="期间内联席会议作出决定的事项",
+            definition="联席会议在期间内作出决定的事项，计入会议指定的牵头部门。",
+        ),
+        Figure(
+            "meeting_on_time_rate",
+            "会议时限内完成率",
+            True,
+            _clocks(ClockKind.ESCALATION),
+            _clocks(ClockKind.ESCALATION, on_time=True),
+            "期间内到期的联席会议时限",
+            "其中按时完成的",
+            "联席会议限期在期间内到期的，到期前办结的比例；计入会议指定的牵头部门。",
+        ),
+    )
+}
+RATES = tuple(k for k, f in FIGURES.items() if f.rate)
+
+
+# -- results
+
+
+def _ratio(num: int, den: int) -> float | None:
+    return None if den == 0 else num / den
+
+
+@dataclass
+class Counts:
+    """Row counts by (figure, role, department, note)."""
+
+    rows: dict[tuple[str, str, str, str | None], int] = field(
+        default_factory=lambda: defaultdict(int)
+    )
+
+    def get(self, figure: str, role: str, department: str | None, note: str | None = "*") -> int:
+        """The count for one department (``None``: all) and note (``"*"``: any)."""
+        return sum(
+            n
+            for (f, r, d, t), n in self.rows.items()
+            if f == figure
+            and r == role
+            and (department is None or d == department)
+            and (note == "*" or t == note)
+        )
+
+
+@dataclass(frozen=True)
+class DrillRow:
+    """One row behind a figure: a ticket and what about it counted."""
+
+    number: str
+    title: str
+    department: str
+    at: datetime | None
+    note: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """For JSON."""
+        return {
+            "number": self.number,
+            "title": self.title,
+            "department": self.department,
+            "at": self.at.isoformat() if self.at else None,
+            "note": self.note,
+        }
+
+
+@dataclass(frozen=True)
+class DrillDown:
+    """The rows behind one figure of one department (or the zone)."""
+
+    figure: Figure
+    department: str | None
+    period: Period
+    denominator: list[DrillRow]
+    numerator: list[DrillRow]
+
+
+def _aware(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def _note(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
+    if hasattr(value, "value"):
+        return str(value.value)
+    return str(value)
+
+
+class Assessment:
+    """Computes the assessment of a period; reads only."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        departments: Iterable[str],
+        settings: AssessmentSettings | None = None,
+        *,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._sessions = sessions
+        self.departments = list(departments)
+        self.settings = settings or load_assessment_settings()
+        self._clock = clock
+
+    # -- inputs
+
+    def department(self, name: str) -> str:
+        """The department named *name*; ``AssessmentError`` listing the known ones."""
+        wanted = name.strip()
+        if wanted in self.departments:
+            return wanted
+        raise AssessmentError(f"未知的部门「{name}」，应为 {'、'.join(self.departments)} 之一")
+
+    def figure(self, key: str) -> Figure:
+        """The figure *key*; ``AssessmentError`` listing the known ones."""
+        found = FIGURES.get(key.strip())
+        if found is None:
+            raise AssessmentError(f"未知的考核指标「{key}」，应为 {'、'.join(FIGURES)} 之一")
+        return found
+
+    def _ctx(self, session: Session, period: Period, now: datetime | None) -> Ctx:
+        tables: dict[str, Table] = {}
+        bind = session.get_bind()
+        from sqlalchemy import inspect
+
+        present = set(inspect(bind).get_table_names())
+        for name in ("callback_survey", "meeting_item"):
+            table = Base.metadata.tables.get(name)
+            if table is not None and name in present:
+                tables[name] = table
+        return Ctx(period, now or self._clock(), tables)
+
+    # -- aggregate
+
+    def counts(self, period: Period, *, now: datetime | None = None) -> Counts:
+        """Every figure's row counts in one ``UNION ALL … GROUP BY`` query."""
+        with self._sessions() as session:
+            ctx = self._ctx(session, period, now)
+            parts = []
+            for figure in FIGURES.values():
+                for role, query in (("den", figure.denominator), ("num", figure.numerator)):
+                    stmt = query(ctx) if query is not None else None
+                    if stmt is None:
+                        continue
+                    sub = stmt.subquery()
+                    parts.append(
+                        select(
+                            literal(figure.key, String).label("figure"),
+                            literal(role, String).label("role"),
+                            sub.c.department,
+                            (sub.c.note.cast(String) if figure.by_note else null()).label("note"),
+                        )
+                    )
+            rows = union_all(*parts).subquery("rows")
+            grouped = select(
+                rows.c.figure, rows.c.role, rows.c.department, rows.c.note, func.count()
+            ).group_by(rows.c.figure, rows.c.role, rows.c.department, rows.c.note)
+            counts = Counts()
+            for fig, role, dept, note, n in session.execute(grouped):
+                counts.rows[(fig, role, dept, note)] += n
+            return counts
+
+    def report(
+        self, period: Period, *, department: str | None = None, now: datetime | None = None
+    ) -> dict[str, Any]:
+        """The whole assessment of *period* as plain data (the JSON contract)."""
+        now = now or self._clock()
+        if department is not None:
+            department = self.department(department)
+        counts = self.counts(period, now=now)
+        present = sorted({d for (_, _, d, _) in counts.rows if d is not None}, key=self._order)
+        names = list(dict.fromkeys([*self.departments, *present]))
+        rows = [self._figures(counts, name) for name in names]
+        self._rank(rows)
+        if department is not None:
+            rows = [r for r in rows if r["department"] == department]
+        zone = self._figures(counts, None)
+        zone.pop("department")
+        return {
+            "period": {**period.to_dict(), "as_of": now.isoformat(), "closed": period.closed(now)},
+            "zone": zone,
+            "departments": rows,
+            "bot": self.bot(period, now=now),
+        }
+
+    def _order(self, name: str) -> tuple[int, str]:
+        try:
+            return (self.departments.index(name), name)
+        except ValueError:
+            return (len(self.departments), name)
+
+    def _figures(self, counts: Counts, department: str | None) -> dict[str, Any]:
+        out: dict[str, Any] = {"department": department}
+        for key, figure in FIGURES.items():
+            den = counts.get(key, "den", department)
+            if figure.rate:
+                num = counts.get(key, "num", department)
+                out[key] = _ratio(num, den)
+                out[f"{key}_counts"] = {"numerator": num, "denominator": den}
+            else:
+                out[key] = den
+            if figure.by_note:
+                breakdown = {
+                    note: counts.get(key, "den", department, note) for note in figure.by_note
+                }
+                out[f"{key}_by"] = {k: v for k, v in breakdown.items() if v or figure.rate}
+        out["rated"] = out["satisfaction_rate_counts"]["denominator"]
+        out["unsatisfied"] = out["satisfaction_rate_by"].get(SurveyResult.UNSATISFIED.value, 0)
+        out["reopened"] = out["reopen_rate_counts"]["numerator"]
+        out["resolved"] = out["resolved_rate_counts"]["numerator"]
+        out["urged_by_level"] = {lvl: out["urged_by"].get(lvl, 0) for lvl in URGE_LEVELS}
+        out["late"] = {"resolved_after_period": out["resolved_after_period"]}
+        return out
+
+    def score(self, row: dict[str, Any]) -> float | None:
+        """The composite score (0–100) of a department's figures, or ``None`` without data."""
+        weights = self.settings.weights.model_dump()
+        total = weight = 0.0
+        for key, w in weights.items():
+            value = row.get(key)
+            if value is None or w == 0:
+                continue
+            total += w * value
+            weight += w
+        if weight == 0:
+            return None
+        score = 100 * total / weight - self.settings.reopen_penalty * row.get("reopened", 0)
+        return round(max(score, 0.0), 2)
+
+    def _rank(self, rows: list[dict[str, Any]]) -> None:
+        weighted = [k for k, w in self.settings.weights.model_dump().items() if w > 0]
+        for row in rows:
+            row["score"] = self.score(row)
+            cases = sum(row[f"{k}_counts"]["denominator"] for k in weighted)
+            if cases < self.settings.min_cases_to_rank:
+                row["score_unranked"] = True
+        ranked = [r for r in rows if r["score"] is not None and not r.get("score_unranked")]
+        ranked.sort(key=lambda r: (-r["score"], self._order(r["department"])))
+        previous: float | None = None
+        rank = 0
+        for i, row in enumerate(ranked, start=1):
+            if row["score"] != previous:
+                rank = i
+                previous = row["score"]
+            row["rank"] = rank
+        for row in rows:
+            row.setdefault("rank", None)
+            row.pop("score_unranked", None)
+
+    # -- the bot
+
+    def _questions(self, period: Period, now: datetime) -> Select[Any]:
+        cut = period.cut(now)
+        return select(DialogueTurn).where(
+            DialogueTurn.at >= period.start,
+            DialogueTurn.at < cut,
+            DialogueTurn.action.in_(QUESTION_ACTIONS),
+        )
+
+    def bot(self, period: Period, *, now: datetime | None = None) -> dict[str, Any]:
+        """即时解决率, 转人工率 and the entries most often marked 未解决, over the period."""
+        now = now or self._clock()
+        cut = period.cut(now)
+        where = (
+            DialogueTurn.at >= period.start,
+            DialogueTurn.at < cut,
+            DialogueTurn.action.in_(QUESTION_ACTIONS),
+        )
+        with self._sessions() as session:
+            questions, solved, handed = session.execute(
+                select(
+                    func.count(),
+                    func.coalesce(
+                        func.sum(case((DialogueTurn.outcome.in_(SOLVED_OUTCOMES), 1), else_=0)),
+                        0,
+                    ),
+                    func.coalesce(
+                        func.sum(case((DialogueTurn.outcome.in_(HANDOFF_OUTCOMES), 1), else_=0)),
+                        0,
+                    ),
+                ).where(*where)
+            ).one()
+            top = session.execute(
+                select(DialogueTurn.entry_id, func.count().label("n"))
+                .where(
+                    DialogueTurn.at >= period.start,
+                    DialogueTurn.at < cut,
+                    DialogueTurn.entry_id.is_not(None),
+                    DialogueTurn.outcome.in_(UNSOLVED_OUTCOMES),
+                )
+                .group_by(DialogueTurn.entry_id)
+                .order_by(func.count().desc(), DialogueTurn.entry_id)
+                .limit(self.settings.top_unsolved_entries)
+            ).all()
+        return {
+            "questions": int(questions),
+            "solved_instantly": int(solved),
+            "instant_resolution_rate": _ratio(int(solved), int(questions)),
+            "handed_off": int(handed),
+            "handoff_rate": _ratio(int(handed), int(questions)),
+            "unsolved_entries": [{"entry_id": e, "unsolved": int(n)} for e, n in top],
+        }
+
+    def bot_questions(
+        self, period: Period, *, outcome: str | None = None, now: datetime | None = None
+    ) -> list[dict[str, Any]]:
+        """The questions behind the bot's figures (``outcome``: solved / handoff / all)."""
+        now = now or self._clock()
+        stmt = self._questions(period, now).order_by(DialogueTurn.at, DialogueTurn.id)
+        if outcome == "solved":
+            stmt = stmt.where(DialogueTurn.outcome.in_(SOLVED_OUTCOMES))
+        elif outcome == "handoff":
+            stmt = stmt.where(DialogueTurn.outcome.in_(HANDOFF_OUTCOMES))
+        with self._sessions() as session:
+            numbers = {}
+            turns = list(session.scalars(stmt.limit(2000)))
+            ids = {t.ticket_id for t in turns if t.ticket_id}
+            if ids:
+                numbers = dict(
+                    session.execute(select(Ticket.id, Ticket.number).where(Ticket.id.in_(ids)))
+                    .tuples()
+                    .all()
+                )
+            return [
+                {
+                    "at": _aware(t.at),
+                    "text": t.text,
+                    "outcome": t.outcome.value,
+                    "entry_id": t.entry_id,
+                    "ticket": numbers.get(t.ticket_id) if t.ticket_id else None,
+                }
+                for t in turns
+            ]
+
+    # -- trends
+
+    def trend(
+        self, period: Period, *, department: str | None = None, now: datetime | None = None
+    ) -> list[dict[str, Any]]:
+        """Month by month: the three rates of the score and the bot's 即时解决率."""
+        now = now or self._clock()
+        out = []
+        for month in period.months():
+            if month.start >= now:
+                break
+            counts = self.counts(month, now=now)
+            figures = self._figures(counts, department)
+            out.append(
+                {
+                    "month": month.label,
+                    "from": month.first.isoformat(),
+                    "to": month.last.isoformat(),
+                    "contact_on_time_rate": figures["contact_on_time_rate"],
+                    "done_on_time_rate": figures["done_on_time_rate"],
+                    "satisfaction_rate": figures["satisfaction_rate"],
+                    "created": figures["created"],
+                    "instant_resolution_rate": self.bot(month, now=now)["instant_resolution_rate"],
+                }
+            )
+        return out
+
+    # -- drill-down
+
+    def drill(
+        self,
+        key: str,
+        period: Period,
+        *,
+        department: str | None = None,
+        visible: ColumnElement[bool] | None = None,
+        now: datetime | None = None,
+        limit: int | None = None,
+    ) -> DrillDown:
+        """The rows behind figure *key* (of *department*, or the zone); *visible* limits
+        the tickets to those a person may see (:func:`handoff.scope.visible_filter`)."""
+        figure = self.figure(key)
+        if department is not None:
+            department = self.department(department)
+        with self._sessions() as session:
+            ctx = self._ctx(session, period, now)
+
+            def rows(query: RowQuery | None) -> list[DrillRow]:
+                stmt = query(ctx) if query is not None else None
+                if stmt is None:
+                    return []
+                sub = stmt.subquery()
+                listing = (
+                    select(Ticket.number, Ticket.title, sub.c.department, sub.c.at, sub.c.note)
+                    .join(sub, sub.c.ticket_id == Ticket.id)
+                    .order_by(sub.c.at, Ticket.number)
+                )
+                if department is not None:
+                    listing = listing.where(sub.c.department == department)
+                if visible is not None:
+                    listing = listing.where(visible)
+                if limit is not None:
+                    listing = listing.limit(limit)
+                return [
+                    DrillRow(number, title, dept, _aware(at), _note(note))
+                    for number, title, dept, at, note in session.execute(listing)
+                ]
+
+            return DrillDown(
+                figure, department, period, rows(figure.denominator), rows(figure.numerator)
+            )
+
+    def definitions(self) -> list[dict[str, str]]:
+        """(key, label, kind, denominator, numerator, definition) of every figure."""
+        return [
+            {
+                "key": f.key,
+                "label": f.label,
+                "kind": "比率" if f.rate else "件数",
+                "denominator": f.denominator_label,
+                "numerator": f.numerator_label,
+                "definition": f.definition,
+            }
+            for f in FIGURES.values()
+        ]
+
+
+def rate_text(value: float | None) -> str:
+    """A rate as ``87.5%`` (``—`` without a denominator)."""
+    return "—" if value is None else f"{value * 100:.1f}%"
+
+
+def labels() -> dict[str, str]:
+    """Chinese label of every figure key."""
+    return {k: f.label for k, f in FIGURES.items()}
+
+
+def sort_departments(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Departments by rank (unranked last, in configured order)."""
+    return sorted(rows, key=lambda r: (r["rank"] is None, r["rank"] or 0))

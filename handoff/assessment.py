@@ -404,13 +404,14 @@ def _callbacks_made(ctx: Ctx) -> Select[Any] | None:
         return None
     resolved = _events("resolve")(ctx)
     assert resolved is not None
-    return resolved.where(
-        exists().where(
-            callback.c.ticket_id == Ticket.id,
-            callback.c.called_at >= TicketEvent.at,
-            callback.c.called_at < ctx.cut,
-        )
-    )
+    made = [
+        callback.c.ticket_id == Ticket.id,
+        callback.c.called_at >= TicketEvent.at,
+        callback.c.called_at < ctx.cut,
+    ]
+    if "reached" in callback.c:
+        made.append(callback.c.reached.is_(True))
+    return resolved.where(exists().where(*made))
 
 
 def _callback_answers(column: str, *, satisfied: bool = False) -> RowQuery:
@@ -705,11 +706,30 @@ class Assessment:
         settings: AssessmentSettings | None = None,
         *,
         clock: Callable[[], datetime],
+        canonical: Callable[[str], str] | None = None,
     ) -> None:
         self._sessions = sessions
         self.departments = list(departments)
         self.settings = settings or load_assessment_settings()
         self._clock = clock
+        self._canonical = canonical
+
+    @classmethod
+    def of(cls, app: Any) -> Assessment:
+        """The assessment of a :class:`bot.app.App` (its database, departments, clock and
+        ``assessment.yaml`` from its config directory)."""
+        directory = app.router.departments
+        return cls(
+            app.db.sessions,
+            [d.name for d in directory],
+            load_assessment_settings(Path(app.settings.config_dir) / "assessment.yaml"),
+            clock=app.clock,
+            canonical=directory.canonical,
+        )
+
+    def now(self) -> datetime:
+        """The injected clock's now."""
+        return self._clock()
 
     # -- inputs
 
@@ -718,6 +738,13 @@ class Assessment:
         wanted = name.strip()
         if wanted in self.departments:
             return wanted
+        if self._canonical is not None and wanted:
+            try:
+                found = self._canonical(wanted)
+            except YxbyError:  # an unknown name: the error below says so
+                found = ""
+            if found in self.departments:
+                return found
         raise AssessmentError(f"未知的部门「{name}」，应为 {'、'.join(self.departments)} 之一")
 
     def figure(self, key: str) -> Figure:

@@ -232,11 +232,7 @@ def write_xlsx(
         ):
             for item in items:
                 if item.department in behind:
-                    at = (
-                        item.at.astimezone(_shanghai()).strftime("%Y-%m-%d %H:%M")
-                        if item.at
-                        else ""
-                    )
+                    at = _local(item.at)
                     behind[item.department].append(
                         (figure.label, role, label, item.number, item.title, at, item.note or "")
                     )
@@ -278,10 +274,10 @@ def write_xlsx(
     return report
 
 
-def _shanghai() -> Any:
+def _local(moment: datetime | None) -> str:
     from handoff.calendar import SHANGHAI
 
-    return SHANGHAI
+    return moment.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M") if moment else ""
 
 
 def _sheet_name(name: str, taken: Sequence[str]) -> str:

@@ -270,7 +270,7 @@ def write_xlsx(
     for row in definitions.iter_rows(min_row=2):
         row[5].alignment = Alignment(wrap_text=True, vertical="top")
 
-    book.save(target)  # type: ignore[arg-type]
+    book.save(target)
     return report
 
 

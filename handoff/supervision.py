@@ -142,7 +142,7 @@ class Suggested:
     def text(self) -> str:
         """``红色督办 · 办结超期 6 个工作日`` (words beside the colour)."""
         late = f"超期 {self.days_late} 个工作日" if self.days_late else "已超期"
-        return f"{self.level.label} · {self.clock.kind.label}{late}"
+        return f"{self.level.label} · {self.clock.kind.label}时限{late}"
 
 
 def _urgeable(clock: ClockView | SlaClock) -> bool:
@@ -501,6 +501,7 @@ class Supervision:
             rows = s.scalars(
                 select(UrgeSuggestion)
                 .join(UrgeSuggestion.ticket)
+                .join(UrgeSuggestion.clock)
                 .options(
                     selectinload(UrgeSuggestion.ticket).selectinload(Ticket.commissioner),
                     selectinload(UrgeSuggestion.clock),
@@ -509,6 +510,8 @@ class Supervision:
                     UrgeSuggestion.confirmed_at.is_(None),
                     UrgeSuggestion.dropped_at.is_(None),
                     Ticket.state.in_(list(OPEN_STATES)),
+                    SlaClock.active.is_(True),
+                    SlaClock.met_at.is_(None),
                 )
             ).all()
             views = [
@@ -544,8 +547,9 @@ class Supervision:
                     f"督办建议 {suggestion_id} 已由{row.confirmed_by}于 "
                     f"{_local(row.confirmed_at)} 确认"
                 )
-            if row.dropped_at is not None:
-                raise TicketError(f"督办建议 {suggestion_id} 已失效（工单已办结或已升级督办）")
+            lapsed = not row.clock.active or row.clock.met_at is not None
+            if row.dropped_at is not None or lapsed:
+                raise TicketError(f"督办建议 {suggestion_id} 已失效（工单已办理或已升级督办）")
             view = UrgeSuggestionView(
                 row.id, row.ticket.number, row.ticket.title, row.ticket.department, None,
                 row.clock.kind, row.clock.due_at, row.level, row.days_late, row.suggested_at,

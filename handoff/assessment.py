@@ -27,9 +27,10 @@ from typing import Any
 
 from pydantic import Field, model_validator
 from sqlalchemy import (
+    Integer,
     Select,
     String,
-    Table,
+    and_,
     case,
     exists,
     func,
@@ -45,8 +46,9 @@ from sqlalchemy.sql.elements import ColumnElement
 from handoff.calendar import SHANGHAI
 from handoff.conversations import DialogueTurn, TurnOutcome
 from handoff.models import (
-    Base,
+    CallbackSurvey,
     ClockKind,
+    MeetingItem,
     SlaClock,
     Survey,
     SurveyResult,
@@ -234,7 +236,6 @@ class Ctx:
 
     period: Period
     now: datetime
-    tables: dict[str, Table]
 
     @property
     def start(self) -> datetime:
@@ -245,24 +246,27 @@ class Ctx:
         return self.period.cut(self.now)
 
 
-RowQuery = Callable[[Ctx], Select[Any] | None]
-"""Rows ``(ticket_id, department, at, note)`` of one role of a figure; ``None``: the
-tables it needs do not exist in this deployment."""
+RowQuery = Callable[[Ctx], Select[Any]]
+"""Rows ``(ticket_id, department, at, note, hit)`` of a figure: ``hit`` is 1 for the rows
+that also count in the figure's numerator (when the numerator is a subset of the rows)."""
+
+HIT = "hit"
+"""A figure whose numerator is the rows of its denominator with ``hit = 1``."""
 
 
 @dataclass(frozen=True)
 class Figure:
-    """One figure: a count (rows of ``denominator``) or a rate (numerator / denominator)."""
+    """One figure: a count (rows of ``rows``) or a rate (numerator / those rows)."""
 
     key: str
     label: str
     rate: bool
-    denominator: RowQuery
-    numerator: RowQuery | None = None
+    rows: RowQuery
+    numerator: RowQuery | str | None = None
+    """:data:`HIT`, or rows of their own (e.g. 重办 events over 办结 events)."""
     denominator_label: str = ""
     numerator_label: str = ""
     definition: str = ""
-    zone_only: bool = False
     by_note: dict[str, str] = field(default_factory=dict)
     """Labels of the ``note`` values counted separately (source, level, result)."""
 
@@ -279,7 +283,7 @@ def _dept_as_of(moment: datetime) -> tuple[Any, ColumnElement[str]]:
         .group_by(TicketEvent.ticket_id)
         .subquery("later_transfer")
     )
-    event = select(TicketEvent.id, TicketEvent.data).subquery("later_transfer_event")
+    event = TicketEvent.__table__.alias("later_transfer_event")
     joined = Ticket.__table__.outerjoin(
         first_after, first_after.c.ticket_id == Ticket.id
     ).outerjoin(event, event.c.id == first_after.c.event_id)
@@ -287,22 +291,26 @@ def _dept_as_of(moment: datetime) -> tuple[Any, ColumnElement[str]]:
     return joined, department
 
 
-def _rows(ticket_id: Any, department: Any, at: Any, note: Any = None) -> list[ColumnElement[Any]]:
+def _flag(condition: ColumnElement[bool] | None) -> ColumnElement[int]:
+    if condition is None:
+        return literal(0, Integer)
+    return case((condition, 1), else_=0)
+
+
+def _rows(
+    ticket_id: Any,
+    department: Any,
+    at: Any,
+    note: Any = None,
+    hit: ColumnElement[bool] | None = None,
+) -> list[ColumnElement[Any]]:
     return [
         ticket_id.label("ticket_id"),
         department.label("department"),
         at.label("at"),
         (note if note is not None else null()).label("note"),
+        _flag(hit).label("hit"),
     ]
-
-
-def _created(ctx: Ctx) -> Select[Any]:
-    joined, dept = _dept_as_of(ctx.cut)
-    return (
-        select(*_rows(Ticket.id, dept, Ticket.created_at, Ticket.source))
-        .select_from(joined)
-        .where(Ticket.created_at >= ctx.start, Ticket.created_at < ctx.cut)
-    )
 
 
 def _event_exists(kind: str, ticket: Any, after: Any, before: datetime) -> ColumnElement[bool]:
@@ -314,21 +322,42 @@ def _event_exists(kind: str, ticket: Any, after: Any, before: datetime) -> Colum
     )
 
 
-def _resolved_by_end(ctx: Ctx) -> Select[Any]:
-    return _created(ctx).where(_event_exists("resolve", Ticket.id, ctx.start, ctx.cut))
+def _created(ctx: Ctx) -> Select[Any]:
+    """Tickets received in the period; hit: resolved before the period's end."""
+    joined, dept = _dept_as_of(ctx.cut)
+    resolved = _event_exists("resolve", Ticket.id, ctx.start, ctx.cut)
+    return (
+        select(*_rows(Ticket.id, dept, Ticket.created_at, Ticket.source, resolved))
+        .select_from(joined)
+        .where(Ticket.created_at >= ctx.start, Ticket.created_at < ctx.cut)
+    )
 
 
 def _resolved_after(ctx: Ctx) -> Select[Any]:
-    later = _event_exists("resolve", Ticket.id, ctx.cut, ctx.now)
-    return _created(ctx).where(~_event_exists("resolve", Ticket.id, ctx.start, ctx.cut), later)
+    """Tickets received in the period, not resolved by its end, resolved since."""
+    joined, dept = _dept_as_of(ctx.cut)
+    return (
+        select(*_rows(Ticket.id, dept, Ticket.created_at))
+        .select_from(joined)
+        .where(
+            Ticket.created_at >= ctx.start,
+            Ticket.created_at < ctx.cut,
+            ~_event_exists("resolve", Ticket.id, ctx.start, ctx.cut),
+            _event_exists("resolve", Ticket.id, ctx.cut, ctx.now),
+        )
+    )
 
 
-def _clocks(kind: ClockKind, *, on_time: bool = False) -> RowQuery:
-    """Clocks of *kind* that fell due in the period (and were not retired before that)."""
+def _clocks(kind: ClockKind) -> RowQuery:
+    """Clocks of *kind* that fell due in the period (and were not retired before that);
+    hit: met no later than due."""
 
     def query(ctx: Ctx) -> Select[Any]:
-        stmt = select(
-            *_rows(SlaClock.ticket_id, SlaClock.department, SlaClock.due_at, SlaClock.met_at)
+        on_time = and_(SlaClock.met_at.is_not(None), SlaClock.met_at <= SlaClock.due_at)
+        return select(
+            *_rows(
+                SlaClock.ticket_id, SlaClock.department, SlaClock.due_at, SlaClock.met_at, on_time
+            )
         ).where(
             SlaClock.kind == kind,
             SlaClock.due_at >= ctx.start,
@@ -339,10 +368,8 @@ def _clocks(kind: ClockKind, *, on_time: bool = False) -> RowQuery:
                 SlaClock.superseded_at >= SlaClock.due_at,
             ),
         )
-        if on_time:
-            stmt = stmt.where(SlaClock.met_at.is_not(None), SlaClock.met_at <= SlaClock.due_at)
-        return stmt
 
+    query.__name__ = f"clocks_{kind.value}"
     return query
 
 
@@ -358,100 +385,87 @@ def _overdue_now(ctx: Ctx) -> Select[Any]:
     )
 
 
-def _events(kind: str, note: Callable[[], Any] | None = None) -> RowQuery:
+def _events(
+    kind: str,
+    note: Callable[[], Any] | None = None,
+    hit: Callable[[Ctx], ColumnElement[bool]] | None = None,
+) -> RowQuery:
     """Events of *kind* recorded in the period, for the ticket's department at the end."""
 
     def query(ctx: Ctx) -> Select[Any]:
         joined, dept = _dept_as_of(ctx.cut)
         extra = note() if note is not None else None
+        flag = hit(ctx) if hit is not None else None
         return (
-            select(*_rows(Ticket.id, dept, TicketEvent.at, extra))
+            select(*_rows(Ticket.id, dept, TicketEvent.at, extra, flag))
             .select_from(joined)
             .join(TicketEvent, TicketEvent.ticket_id == Ticket.id)
             .where(TicketEvent.kind == kind, TicketEvent.at >= ctx.start, TicketEvent.at < ctx.cut)
         )
 
+    query.__name__ = f"events_{kind}"
     return query
 
 
-def _surveys(*, satisfied: bool = False) -> RowQuery:
-    def query(ctx: Ctx) -> Select[Any]:
-        joined, dept = _dept_as_of(ctx.cut)
-        stmt = (
-            select(*_rows(Ticket.id, dept, Survey.at, Survey.result))
-            .select_from(joined)
-            .join(Survey, Survey.ticket_id == Ticket.id)
-            .where(Survey.at >= ctx.start, Survey.at < ctx.cut)
-        )
-        if satisfied:
-            stmt = stmt.where(Survey.result.in_(SATISFIED))
-        return stmt
-
-    return query
+def _surveys(ctx: Ctx) -> Select[Any]:
+    """The enterprise's ratings made in the period; hit: 满意 or 基本满意."""
+    joined, dept = _dept_as_of(ctx.cut)
+    return (
+        select(*_rows(Ticket.id, dept, Survey.at, Survey.result, Survey.result.in_(SATISFIED)))
+        .select_from(joined)
+        .join(Survey, Survey.ticket_id == Ticket.id)
+        .where(Survey.at >= ctx.start, Survey.at < ctx.cut)
+    )
 
 
 def _urge_level() -> Any:
     return TicketEvent.data["level"].as_string()
 
 
-# 回访 (callback_survey) and 联席会议 (meeting_item) rows come from the supervision tables;
-# a deployment without them simply has no such figures.
+def _called_back(ctx: Ctx) -> ColumnElement[bool]:
+    """A 办结 event followed, before the period's end, by a callback that reached someone."""
+    return exists().where(
+        CallbackSurvey.ticket_id == TicketEvent.ticket_id,
+        CallbackSurvey.called_at >= TicketEvent.at,
+        CallbackSurvey.called_at < ctx.cut,
+        CallbackSurvey.reached.is_(True),
+    )
 
 
-def _callbacks_made(ctx: Ctx) -> Select[Any] | None:
-    callback = ctx.tables.get("callback_survey")
-    if callback is None:
-        return None
-    resolved = _events("resolve")(ctx)
-    assert resolved is not None
-    made = [
-        callback.c.ticket_id == Ticket.id,
-        callback.c.called_at >= TicketEvent.at,
-        callback.c.called_at < ctx.cut,
-    ]
-    if "reached" in callback.c:
-        made.append(callback.c.reached.is_(True))
-    return resolved.where(exists().where(*made))
+def _callback_answers(column: str) -> RowQuery:
+    """政务办's callbacks in the period with an answer to *column*; hit: satisfied."""
 
-
-def _callback_answers(column: str, *, satisfied: bool = False) -> RowQuery:
-    def query(ctx: Ctx) -> Select[Any] | None:
-        callback = ctx.tables.get("callback_survey")
-        if callback is None:
-            return None
+    def query(ctx: Ctx) -> Select[Any]:
         joined, dept = _dept_as_of(ctx.cut)
-        answer = callback.c[column]
-        stmt = (
-            select(*_rows(Ticket.id, dept, callback.c.called_at, answer))
+        answer = getattr(CallbackSurvey, column)
+        return (
+            select(*_rows(Ticket.id, dept, CallbackSurvey.called_at, answer, answer.in_(SATISFIED)))
             .select_from(joined)
-            .join(callback, callback.c.ticket_id == Ticket.id)
+            .join(CallbackSurvey, CallbackSurvey.ticket_id == Ticket.id)
             .where(
-                callback.c.called_at >= ctx.start,
-                callback.c.called_at < ctx.cut,
+                CallbackSurvey.called_at >= ctx.start,
+                CallbackSurvey.called_at < ctx.cut,
                 answer.is_not(None),
             )
         )
-        if satisfied:
-            stmt = stmt.where(answer.in_(SATISFIED))
-        return stmt
 
+    query.__name__ = f"callback_{column}"
     return query
 
 
-def _meeting_decided(ctx: Ctx) -> Select[Any] | None:
-    item = ctx.tables.get("meeting_item")
-    if item is None or "decided_at" not in item.c:
-        return None
-    lead = item.c.lead_department if "lead_department" in item.c else Ticket.department
+def _meeting_decided(ctx: Ctx) -> Select[Any]:
+    """Agenda items the 联席会议 decided in the period, for the lead it named."""
+    lead = func.coalesce(MeetingItem.lead_department, Ticket.department)
     return (
-        select(*_rows(Ticket.id, func.coalesce(lead, Ticket.department), item.c.decided_at))
-        .join(item, item.c.ticket_id == Ticket.id)
-        .where(item.c.decided_at >= ctx.start, item.c.decided_at < ctx.cut)
+        select(*_rows(Ticket.id, lead, MeetingItem.decided_at))
+        .join(MeetingItem, MeetingItem.ticket_id == Ticket.id)
+        .where(MeetingItem.decided_at >= ctx.start, MeetingItem.decided_at < ctx.cut)
     )
 
 
 _SOURCE_LABELS = {s.value: s.label for s in TicketSource}
 _RESULT_LABELS = {r.value: r.value for r in SurveyResult}
+_resolves = _events("resolve", hit=_called_back)
 
 FIGURES: dict[str, Figure] = {
     f.key: f
@@ -479,7 +493,7 @@ FIGURES: dict[str, Figure] = {
             "按时签收率",
             True,
             _clocks(ClockKind.CONTACT),
-            _clocks(ClockKind.CONTACT, on_time=True),
+            HIT,
             "期间内到期的签收时限",
             "其中按时签收的",
             "签收（对接企业）时限到期时间在期间内的，按时完成（完成时间不晚于到期时间）的比例；"
@@ -490,7 +504,7 @@ FIGURES: dict[str, Figure] = {
             "按时办结率",
             True,
             _clocks(ClockKind.DONE),
-            _clocks(ClockKind.DONE, on_time=True),
+            HIT,
             "期间内到期的办结时限（7个工作日）",
             "其中按时办结的",
             "办结时限到期时间在期间内的，到期前办结的比例；提请联席会议后由会议时限取代的不计。",
@@ -500,7 +514,7 @@ FIGURES: dict[str, Figure] = {
             "办结率",
             True,
             _created,
-            _resolved_by_end,
+            HIT,
             "期间内受理的工单",
             "其中期末前已办结的",
             "期间内受理的工单中，期末前有办结记录的比例；期末后才办结的另列为「期后办结」。",
@@ -519,7 +533,7 @@ FIGURES: dict[str, Figure] = {
             "按时反馈率",
             True,
             _clocks(ClockKind.FEEDBACK),
-            _clocks(ClockKind.FEEDBACK, on_time=True),
+            HIT,
             "期间内到期的反馈时限（2个工作日）",
             "其中按时反馈的",
             "反馈结果时限到期时间在期间内的，按时反馈的比例。",
@@ -528,8 +542,8 @@ FIGURES: dict[str, Figure] = {
             "satisfaction_rate",
             "满意率",
             True,
-            _surveys(),
-            _surveys(satisfied=True),
+            _surveys,
+            HIT,
             "期间内企业的评价",
             "其中满意与基本满意的",
             "企业在期间内作出的评价（每轮一次）中，满意与基本满意所占比例。",
@@ -539,7 +553,7 @@ FIGURES: dict[str, Figure] = {
             "reopen_rate",
             "重办率",
             True,
-            _events("resolve"),
+            _resolves,
             _events("reopen"),
             "期间内的办结",
             "期间内的重办",
@@ -558,18 +572,18 @@ FIGURES: dict[str, Figure] = {
             "callback_rate",
             "回访率",
             True,
-            _events("resolve"),
-            _callbacks_made,
+            _resolves,
+            HIT,
             "期间内的办结",
-            "其中期末前已电话回访的",
-            "期间内办结的工单中，办结后、期末前政务办已电话回访的比例。",
+            "其中期末前已电话回访（接通）的",
+            "期间内的办结中，办结后、期末前政务办已电话回访并接通的比例。",
         ),
         Figure(
             "callback_reply_rate",
             "回访答复满意率",
             True,
             _callback_answers("reply_satisfaction"),
-            _callback_answers("reply_satisfaction", satisfied=True),
+            HIT,
             "期间内回访到的答复评价",
             "其中满意与基本满意的",
             "政务办期间内电话回访中，对答复的满意与基本满意所占比例（未接通的不计）。",
@@ -580,7 +594,7 @@ FIGURES: dict[str, Figure] = {
             "回访结果满意率",
             True,
             _callback_answers("result_satisfaction"),
-            _callback_answers("result_satisfaction", satisfied=True),
+            HIT,
             "期间内回访到的结果评价",
             "其中满意与基本满意的",
             "政务办期间内电话回访中，对办理结果的满意与基本满意所占比例（未接通的不计）。",
@@ -607,7 +621,7 @@ FIGURES: dict[str, Figure] = {
             "会议时限内完成率",
             True,
             _clocks(ClockKind.ESCALATION),
-            _clocks(ClockKind.ESCALATION, on_time=True),
+            HIT,
             "期间内到期的联席会议时限",
             "其中按时完成的",
             "联席会议限期在期间内到期的，到期前办结的比例；计入会议指定的牵头部门。",
@@ -631,17 +645,21 @@ class Counts:
     rows: dict[tuple[str, str, str, str | None], int] = field(
         default_factory=lambda: defaultdict(int)
     )
+    _index: dict[tuple[str, str, str | None, str | None], int] | None = None
+
+    def _build(self) -> dict[tuple[str, str, str | None, str | None], int]:
+        index: dict[tuple[str, str, str | None, str | None], int] = defaultdict(int)
+        for (f, r, d, t), n in self.rows.items():
+            for dept in {d, None}:
+                index[(f, r, dept, t)] += n
+                index[(f, r, dept, "*")] += n
+        return index
 
     def get(self, figure: str, role: str, department: str | None, note: str | None = "*") -> int:
         """The count for one department (``None``: all) and note (``"*"``: any)."""
-        return sum(
-            n
-            for (f, r, d, t), n in self.rows.items()
-            if f == figure
-            and r == role
-            and (department is None or d == department)
-            and (note == "*" or t == note)
-        )
+        if self._index is None:
+            self._index = self._build()
+        return self._index.get((figure, role, department, note), 0)
 
 
 @dataclass(frozen=True)
@@ -754,47 +772,48 @@ class Assessment:
             raise AssessmentError(f"未知的考核指标「{key}」，应为 {'、'.join(FIGURES)} 之一")
         return found
 
-    def _ctx(self, session: Session, period: Period, now: datetime | None) -> Ctx:
-        tables: dict[str, Table] = {}
-        bind = session.get_bind()
-        from sqlalchemy import inspect
-
-        present = set(inspect(bind).get_table_names())
-        for name in ("callback_survey", "meeting_item"):
-            table = Base.metadata.tables.get(name)
-            if table is not None and name in present:
-                tables[name] = table
-        return Ctx(period, now or self._clock(), tables)
+    def _ctx(self, period: Period, now: datetime | None) -> Ctx:
+        return Ctx(period, now or self._clock())
 
     # -- aggregate
 
     def counts(self, period: Period, *, now: datetime | None = None) -> Counts:
-        """Every figure's row counts in one ``UNION ALL … GROUP BY`` query."""
+        """Every figure's row counts in one ``UNION ALL`` of grouped queries (each row
+        query once, however many figures share it)."""
+        ctx = self._ctx(period, now)
+        queries: dict[RowQuery, bool] = {}
+        for figure in FIGURES.values():
+            queries[figure.rows] = queries.get(figure.rows, False) or bool(figure.by_note)
+            if callable(figure.numerator):
+                queries.setdefault(figure.numerator, False)
+        order = list(queries)
+        parts = []
+        for i, query in enumerate(order):
+            sub = query(ctx).subquery()
+            grouping = sub.c.note.cast(String) if queries[query] else null().cast(String)
+            parts.append(
+                select(
+                    literal(i, Integer).label("query"),
+                    sub.c.department,
+                    grouping.label("note"),
+                    func.count().label("n"),
+                    func.coalesce(func.sum(sub.c.hit), 0).label("hits"),
+                ).group_by(sub.c.department, grouping)
+            )
+        found: dict[RowQuery, list[tuple[str, str | None, int, int]]] = defaultdict(list)
         with self._sessions() as session:
-            ctx = self._ctx(session, period, now)
-            parts = []
-            for figure in FIGURES.values():
-                for role, query in (("den", figure.denominator), ("num", figure.numerator)):
-                    stmt = query(ctx) if query is not None else None
-                    if stmt is None:
-                        continue
-                    sub = stmt.subquery()
-                    parts.append(
-                        select(
-                            literal(figure.key, String).label("figure"),
-                            literal(role, String).label("role"),
-                            sub.c.department,
-                            (sub.c.note.cast(String) if figure.by_note else null()).label("note"),
-                        )
-                    )
-            rows = union_all(*parts).subquery("rows")
-            grouped = select(
-                rows.c.figure, rows.c.role, rows.c.department, rows.c.note, func.count()
-            ).group_by(rows.c.figure, rows.c.role, rows.c.department, rows.c.note)
-            counts = Counts()
-            for fig, role, dept, note, n in session.execute(grouped):
-                counts.rows[(fig, role, dept, note)] += n
-            return counts
+            for i, dept, note, n, hits in session.execute(union_all(*parts)):
+                found[order[i]].append((dept, note, int(n), int(hits)))
+        counts = Counts()
+        for figure in FIGURES.values():
+            for dept, note, n, hits in found[figure.rows]:
+                counts.rows[(figure.key, "den", dept, note)] += n
+                if figure.numerator == HIT:
+                    counts.rows[(figure.key, "num", dept, note)] += hits
+            if callable(figure.numerator):
+                for dept, note, n, _ in found[figure.numerator]:
+                    counts.rows[(figure.key, "num", dept, note)] += n
+        return counts
 
     def report(
         self, period: Period, *, department: str | None = None, now: datetime | None = None
@@ -1012,19 +1031,18 @@ class Assessment:
         figure = self.figure(key)
         if department is not None:
             department = self.department(department)
+        ctx = self._ctx(period, now)
         with self._sessions() as session:
-            ctx = self._ctx(session, period, now)
 
-            def rows(query: RowQuery | None) -> list[DrillRow]:
-                stmt = query(ctx) if query is not None else None
-                if stmt is None:
-                    return []
-                sub = stmt.subquery()
+            def rows(query: RowQuery, *, hits: bool = False) -> list[DrillRow]:
+                sub = query(ctx).subquery()
                 listing = (
                     select(Ticket.number, Ticket.title, sub.c.department, sub.c.at, sub.c.note)
                     .join(sub, sub.c.ticket_id == Ticket.id)
                     .order_by(sub.c.at, Ticket.number)
                 )
+                if hits:
+                    listing = listing.where(sub.c.hit == 1)
                 if department is not None:
                     listing = listing.where(sub.c.department == department)
                 if visible is not None:
@@ -1036,9 +1054,12 @@ class Assessment:
                     for number, title, dept, at, note in session.execute(listing)
                 ]
 
-            return DrillDown(
-                figure, department, period, rows(figure.denominator), rows(figure.numerator)
-            )
+            numerator: list[DrillRow] = []
+            if figure.numerator == HIT:
+                numerator = rows(figure.rows, hits=True)
+            elif callable(figure.numerator):
+                numerator = rows(figure.numerator)
+            return DrillDown(figure, department, period, rows(figure.rows), numerator)
 
     def definitions(self) -> list[dict[str, str]]:
         """(key, label, kind, denominator, numerator, definition) of every figure."""

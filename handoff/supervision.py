@@ -392,6 +392,10 @@ class Supervision:
         """The service's clock."""
         return self.tickets._now()
 
+    def _tx(self, session: Session | None) -> Any:
+        """Our own transaction, or a savepoint in the caller's (an audit row may join it)."""
+        return self.tickets._transaction(session)
+
     # -- levels and suggestions
 
     def level(self, view: TicketView, now: datetime | None = None) -> Suggested | None:
@@ -531,9 +535,16 @@ class Supervision:
             ]
         return sorted(views, key=lambda v: (-v.level.rank, -v.days_late, v.number))
 
-    def confirm(self, suggestion_id: int, *, actor: str, note: str | None = None) -> TicketView:
+    def confirm(
+        self,
+        suggestion_id: int,
+        *,
+        actor: str,
+        note: str | None = None,
+        session: Session | None = None,
+    ) -> TicketView:
         """Urge as suggested (one click): the urge event names the level and the suggestion."""
-        with self._sessions.begin() as s:
+        with self._tx(session) as s:
             row = s.scalars(
                 select(UrgeSuggestion)
                 .where(UrgeSuggestion.id == suggestion_id)
@@ -573,10 +584,11 @@ class Supervision:
         actor: str,
         note: str | None = None,
         level: UrgeLevel | str | None = None,
+        session: Session | None = None,
     ) -> TicketView:
         """政务办's own 督办 of a ticket: at *level*, by default the suggested one (蓝 when
         the ticket is not overdue); waiting suggestions it covers count as confirmed."""
-        with self._sessions.begin() as s:
+        with self._tx(session) as s:
             current = self.tickets.get(number, session=s)
             found = self.level(current)
             try:
@@ -720,15 +732,17 @@ class Supervision:
         title: str | None = None,
         doc_number: str | None = None,
         attendance: Sequence[str] = (),
+        session: Session | None = None,
     ) -> MeetingView:
         """Call a meeting on *held_on*; every item still waiting (never on a meeting, or on
         an earlier one that did not decide it) goes on its agenda."""
         today = self.now().astimezone(SHANGHAI).date()
         if held_on < today:
             raise TicketError(f"会议日期 {held_on} 已过，请给出今天或以后的日期")
-        name = (title or "").strip() or f"优化营商环境工作联席会议（{held_on:%Y年%m月%d日}）"
+        day = f"{held_on.year}年{held_on.month}月{held_on.day}日"
+        name = (title or "").strip() or f"优化营商环境工作联席会议（{day}）"
         people = [p.strip() for p in attendance if p and p.strip()]
-        with self._sessions.begin() as s:
+        with self._tx(session) as s:
             meeting = JointMeeting(
                 held_on=held_on,
                 title=name[:200],

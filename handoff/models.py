@@ -434,6 +434,7 @@ class Ticket(Base):
     """A need the bot could not settle, handled by a lead department."""
 
     __tablename__ = "ticket"
+    __table_args__ = (Index(None, "created_at"),)  # the assessment's cohorts by period
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     number: Mapped[str] = mapped_column(String(32), unique=True)
@@ -495,7 +496,7 @@ class TicketEvent(Base):
     """One change of a ticket: who, when, from, to, why. Append-only."""
 
     __tablename__ = "ticket_event"
-    __table_args__ = (Index(None, "ticket_id", "at"),)
+    __table_args__ = (Index(None, "ticket_id", "at"), Index(None, "kind", "at"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"))
@@ -520,7 +521,7 @@ class SlaClock(Base):
     """One deadline of a ticket; due, met and breach are stored when they happen."""
 
     __tablename__ = "sla_clock"
-    __table_args__ = (Index(None, "active", "due_at"),)
+    __table_args__ = (Index(None, "active", "due_at"), Index(None, "kind", "due_at"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"), index=True)
@@ -558,6 +559,7 @@ class Survey(Base):
     """A satisfaction callback (满意度回访) for one round of a ticket."""
 
     __tablename__ = "survey"
+    __table_args__ = (Index(None, "at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"), index=True)
@@ -715,7 +717,7 @@ class MeetingItem(Base):
     lead_department: Mapped[str | None] = mapped_column(String(64))
     helpers: Mapped[list[str]] = mapped_column(default=list)
     deadline: Mapped[datetime | None] = mapped_column()
-    decided_at: Mapped[datetime | None] = mapped_column()
+    decided_at: Mapped[datetime | None] = mapped_column(index=True)
     decided_by: Mapped[str | None] = mapped_column(String(64))
 
     meeting: Mapped[JointMeeting | None] = relationship(back_populates="items")

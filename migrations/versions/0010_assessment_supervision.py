@@ -3,7 +3,9 @@
 ``urge_suggestion``: urges the SLA tick suggests per overdue clock and level (蓝/橙/红), to be
 confirmed by 政务办; ``callback_survey``: 政务办's phone callbacks (reply and result
 satisfaction); ``joint_meeting`` and ``meeting_item``: the 联席会议 agenda, each
-department's opinion and the decision per escalated ticket.
+department's opinion and the decision per escalated ticket. Also the indexes the
+assessment's period queries need (tickets by creation, clocks by kind and due time, events
+by kind and time, surveys by time).
 
 Revision ID: 0010
 Revises: 0009
@@ -154,9 +156,22 @@ def upgrade() -> None:
     op.create_index(
         op.f("ix_urge_suggestion_ticket_id"), "urge_suggestion", ["ticket_id"], unique=False
     )
+    op.create_index(
+        op.f("ix_meeting_item_decided_at"), "meeting_item", ["decided_at"], unique=False
+    )
+    # the assessment (yxby report assess) reads these by period
+    op.create_index(op.f("ix_sla_clock_kind_due_at"), "sla_clock", ["kind", "due_at"], unique=False)
+    op.create_index(op.f("ix_survey_at"), "survey", ["at"], unique=False)
+    op.create_index(op.f("ix_ticket_created_at"), "ticket", ["created_at"], unique=False)
+    op.create_index(op.f("ix_ticket_event_kind_at"), "ticket_event", ["kind", "at"], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index(op.f("ix_ticket_event_kind_at"), table_name="ticket_event")
+    op.drop_index(op.f("ix_ticket_created_at"), table_name="ticket")
+    op.drop_index(op.f("ix_survey_at"), table_name="survey")
+    op.drop_index(op.f("ix_sla_clock_kind_due_at"), table_name="sla_clock")
+    op.drop_index(op.f("ix_meeting_item_decided_at"), table_name="meeting_item")
     op.drop_index(op.f("ix_urge_suggestion_ticket_id"), table_name="urge_suggestion")
     op.drop_index(op.f("ix_urge_suggestion_dropped_at"), table_name="urge_suggestion")
     op.drop_table("urge_suggestion")

@@ -12,7 +12,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks import cold_start, console_pages, delivery_faults, retrieval, search_latency
+from benchmarks import (
+    assessment,
+    cold_start,
+    console_pages,
+    delivery_faults,
+    retrieval,
+    search_latency,
+)
 from benchmarks.common import machine_info, write_results
 from yxby.errors import ConfigError
 
@@ -24,6 +31,7 @@ BENCHMARKS: dict[str, tuple[Callable[[], dict[str, Any]], Callable[[dict[str, An
     "cold_start": (cold_start.run, cold_start.report),
     "delivery_faults": (delivery_faults.run, delivery_faults.report),
     "console_pages": (console_pages.run, console_pages.report),
+    "assessment": (assessment.run, assessment.report),
 }
 
 

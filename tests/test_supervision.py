@@ -435,3 +435,32 @@ def test_the_one_step_escalation_records_both_events(
     with db.sessions() as session:
         (item,) = session.scalars(select(MeetingItem))
         assert item.lead_department == "发改局" and item.decided_at is not None
+
+
+def test_the_new_events_are_worded_for_staff_and_the_enterprise(
+    make_ticket: MakeTicket, service: TicketService, sup: Supervision
+) -> None:
+    from bot.console.public import timeline
+    from bot.events import describe_event
+
+    view = make_ticket(state=S.IN_PROGRESS)
+    service.escalate(view.number, actor="张敏", reason="需多部门研究")
+    service.record_opinion(view.number, department="市场监管局", opinion="建议商务局牵头",
+                           actor="张敏")  # fmt: skip
+    service.decide(view.number, lead_department="商务局", helpers=["工信局"],
+                   deadline=date(2026, 12, 20), decision="商务局牵头", actor="政务办")  # fmt: skip
+    sup.urge(view.number, actor="政务办", level="橙", note="请加快")
+    done = service.resolve(view.number, result="已解决", actor="钱七")
+    done = service.record_callback(view.number, reached=False, actor="政务办")
+    rows = {e.kind: describe_event(e) for e in done.events}
+    assert rows["escalate"].detail == "列入下一次联席会议议程；理由：需多部门研究"
+    assert rows["opinion"].detail == "市场监管局意见：建议商务局牵头" and rows["opinion"].internal
+    assert rows["decide"].detail == (
+        "牵头部门：商务局；协办部门：工信局；完成时限：2026-12-20 23:59；会议决定：商务局牵头"
+    )
+    assert rows["urge"].detail == "橙色督办；请加快"
+    assert rows["callback"].detail == "未接通" and rows["callback"].internal
+    public = {e.title: e.text for e in timeline(done)}
+    assert public["已提请联席会议"] == "列入优化营商环境工作联席会议专题研究"
+    assert public["联席会议已明确办理"] == "牵头部门：商务局，限期 2026年12月20日"
+    assert not any("督办" in t or "回访" in t for t in public)  # internal steps stay out

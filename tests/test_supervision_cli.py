@@ -89,7 +89,10 @@ def test_the_meeting_from_agenda_to_minutes(
     tmp_path: Path,
 ) -> None:
     view = make_ticket("园区道路改造影响企业出入", state=S.IN_PROGRESS)
-    service.escalate(view.number, actor="张敏", reason="涉及规建局与城环局")
+    out = ok(run("supervise", "meeting", "propose", view.number, "--reason",
+                 "涉及规建局与城环局", "--actor", "张敏"))  # fmt: skip
+    assert "列入等待召集的联席会议议程" in out.output
+    assert service.get(view.number).state is S.ESCALATED
     assert "等待召集会议的提请事项 1 项" in ok(run("supervise", "meeting", "agenda")).output
     held_on = (date.today() + timedelta(days=7)).isoformat()
     out = ok(run("supervise", "meeting", "schedule", "--date", held_on, "--doc-number",

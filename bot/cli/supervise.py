@@ -3,7 +3,7 @@
 * ``urges`` — the 督办 suggestions of the SLA tick; ``urges confirm ID…`` urges as suggested;
   ``urge NUMBER`` is 政务办's own 督办 (level suggested unless ``--level``);
 * ``callbacks --from --to`` — the callback list; ``callback NUMBER`` records a phone callback;
-* ``meeting schedule|agenda|opinion|decide|minutes`` — the 联席会议.
+* ``meeting propose|schedule|agenda|opinion|decide|minutes`` — the 联席会议.
 
 Thin callers of :class:`handoff.supervision.Supervision` and the ticket service.
 """
@@ -59,7 +59,7 @@ def _supervision() -> Iterator[Supervision]:
 
 
 _json_option = click.option("--json", "as_json", is_flag=True, help="输出 JSON。")
-_actor_option = click.option("--actor", required=True, help="操作人（政务办人员姓名）。")
+_actor_option = click.option("--actor", required=True, help="操作人姓名。")
 
 
 @click.group("supervise")
@@ -259,6 +259,19 @@ def agenda_command(meeting_id: int | None, as_json: bool) -> None:
         click.echo(f"等待召集会议的提请事项 {len(waiting)} 项：")
         for item in waiting:
             click.echo(f"  {item.number}  {item.title}  提请理由：{item.reason}")
+
+
+@meeting_group.command("propose")
+@click.argument("number")
+@click.option("--reason", required=True, help="提请理由（承办单位会同有关部门研判的意见）。")
+@_actor_option
+def propose_command(number: str, reason: str, actor: str) -> None:
+    """提请联席会议：工单列入下一次会议议程（尚未召集时等待召集）。"""
+    with opened_app() as app:
+        view = app.tickets.escalate(number, reason=reason, actor=actor)
+    data = view.events[-1].data
+    where = f"「{data['meeting']}」议程" if data.get("meeting") else "等待召集的联席会议议程"
+    click.echo(f"已提请联席会议：{view.number} 列入{where}")
 
 
 @meeting_group.command("opinion")

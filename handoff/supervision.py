@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -164,6 +164,11 @@ def suggested_level(
     if found is None:  # pragma: no cover - late clocks are due before now
         return None
     return Suggested(found[0], found[1], clock)
+
+
+def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
 
 
 def sampled(number: str, period: str, seed: str, percent: float) -> bool:
@@ -440,12 +445,13 @@ class Supervision:
                 if current is None or current.id != row.clock_id:
                     row.dropped_at = at
                     dropped += 1
+            highest = self._highest(s, list(deciding.values()))
             for ticket_id, clock in deciding.items():
                 found = level_for(clock.due_at, at, self.calendar, levels)
                 if found is None:  # pragma: no cover - selected as overdue
                     continue
                 level, days = found
-                if self._covered(s, clock, level):
+                if highest.get(clock.id, -1) >= level.rank:
                     continue
                 row = UrgeSuggestion(
                     ticket_id=ticket_id,
@@ -478,26 +484,31 @@ class Supervision:
         return SuggestReport(suggested, confirmed, dropped)
 
     @staticmethod
-    def _covered(s: Session, clock: SlaClock, level: UrgeLevel) -> bool:
-        """A suggestion at *level* or above exists for *clock*, or 政务办 urged at that
-        level or above since the clock fell due."""
-        levels = s.scalars(
-            select(UrgeSuggestion.level).where(UrgeSuggestion.clock_id == clock.id)
-        ).all()
-        if any(UrgeLevel(v).rank >= level.rank for v in levels):
-            return True
-        urges = s.scalars(
-            select(TicketEvent.data).where(
-                TicketEvent.ticket_id == clock.ticket_id,
-                TicketEvent.kind == Action.URGE.value,
-                TicketEvent.at >= clock.due_at,
-            )
-        ).all()
-        for data in urges:
-            named = (data or {}).get("level")
-            if named and UrgeLevel(named).rank >= level.rank:
-                return True
-        return False
+    def _highest(s: Session, clocks: Sequence[SlaClock]) -> dict[int, int]:
+        """Per clock id: the highest level rank already suggested for it, or urged by 政务办
+        on its ticket since it fell due (two queries for the whole pass)."""
+        found: dict[int, int] = {}
+        by_id = {c.id: c for c in clocks}
+        for chunk in _chunks(list(by_id), 500):
+            for clock_id, level in s.execute(
+                select(UrgeSuggestion.clock_id, UrgeSuggestion.level).where(
+                    UrgeSuggestion.clock_id.in_(chunk)
+                )
+            ):
+                found[clock_id] = max(found.get(clock_id, -1), UrgeLevel(level).rank)
+            deciding = {by_id[i].ticket_id: by_id[i] for i in chunk}
+            for ticket_id, at, data in s.execute(
+                select(TicketEvent.ticket_id, TicketEvent.at, TicketEvent.data).where(
+                    TicketEvent.ticket_id.in_(list(deciding)),
+                    TicketEvent.kind == Action.URGE.value,
+                )
+            ):
+                clock = deciding[ticket_id]
+                named = (data or {}).get("level")
+                if named and at >= clock.due_at:
+                    rank = UrgeLevel(named).rank
+                    found[clock.id] = max(found.get(clock.id, -1), rank)
+        return found
 
     def suggestions(self) -> list[UrgeSuggestionView]:
         """Pending suggestions on tickets still open, reddest and latest first."""

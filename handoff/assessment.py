@@ -39,7 +39,7 @@ from sqlalchemy import (
     or_,
     select,
 )
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, aliased, sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
 
 from handoff.calendar import SHANGHAI
@@ -424,12 +424,26 @@ def _urge_level() -> Any:
 
 
 def _called_back(ctx: Ctx) -> ColumnElement[bool]:
-    """A 办结 event followed, before the period's end, by a callback that reached someone."""
+    """A 办结 event followed, before the period's end and before any later 办结 of the
+    ticket, by a callback that reached the enterprise."""
+    again = aliased(TicketEvent)
+    resolved_again = (
+        select(again.id)
+        .where(
+            again.ticket_id == TicketEvent.ticket_id,
+            again.kind == "resolve",
+            again.at > TicketEvent.at,
+            again.at <= CallbackSurvey.called_at,
+        )
+        .correlate(TicketEvent, CallbackSurvey)
+        .exists()
+    )
     return exists().where(
         CallbackSurvey.ticket_id == TicketEvent.ticket_id,
         CallbackSurvey.called_at >= TicketEvent.at,
         CallbackSurvey.called_at < ctx.cut,
         CallbackSurvey.reached.is_(True),
+        ~resolved_again,
     )
 
 

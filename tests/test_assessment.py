@@ -24,7 +24,9 @@ from handoff.assessment import (
 from handoff.calendar import SHANGHAI
 from handoff.conversations import DialogueTurn, TurnOutcome
 from handoff.db import Database
-from handoff.models import ChannelIdentity
+from sqlalchemy import select
+
+from handoff.models import CallbackSurvey, ChannelIdentity, Ticket
 from handoff.tickets import TicketService
 from tests.conftest import MovableClock
 from yxby.errors import ConfigError
@@ -97,7 +99,8 @@ def build_history(service: TicketService, clock: MovableClock, db: Database) -> 
 
     # T4 (B): late contact, urged, done breached, resolved only in November, no feedback.
     t4 = create(at("09-30", "15:00"), B, "外贸企业出口退税进度")  # contact 10-09, done 10-15
-    do(at("10-12", "09:00"), "urge", t4, note="请尽快签收")
+    do(at("10-12", "09:00"), "urge", t4, note="请尽快签收", level="orange")  # 政务办's 督办
+    do(at("10-12", "09:10"), "urge", t4, note="企业催问进度")  # the enterprise's 催办
     do(at("10-12"), "accept", t4)  # late
     do(at("10-12", "11:00"), "start", t4)
     do(at("11-03"), "resolve", t4, result="已退税")  # feedback due 11-05: never sent
@@ -110,6 +113,29 @@ def build_history(service: TicketService, clock: MovableClock, db: Database) -> 
     do(at("10-16"), "resolve", t5, result="已备案")  # A's done clock (10-20): on time
     do(at("10-19"), "send_feedback", t5)  # feedback due 10-20: on time
     do(at("10-19", "11:00"), "record_survey", t5, result="满意")
+
+    # 政务办's phone callbacks (rows of the supervision table; T3's escalation with a lead
+    # and a deadline already recorded the 联席会议's decision on 10-09).
+    with db.begin() as session:
+        ids = {number: tid for number, tid in session.execute(select(Ticket.number, Ticket.id))}
+        session.add_all(
+            [
+                # T2's second 办结 (10-20): reached, reply 满意, result 不满意
+                CallbackSurvey(ticket_id=ids[t2], called_at=at("10-22"), caller="周督",
+                               reached=True, reply_satisfaction="满意",
+                               result_satisfaction="不满意"),
+                # T5 (办结 10-16): not reached on 10-20, reached on 10-21, both 基本满意
+                CallbackSurvey(ticket_id=ids[t5], called_at=at("10-20"), caller="周督",
+                               reached=False),
+                CallbackSurvey(ticket_id=ids[t5], called_at=at("10-21"), caller="周督",
+                               reached=True, reply_satisfaction="基本满意",
+                               result_satisfaction="基本满意"),
+                # T3 (办结 10-19) is called back only in November: not in October's 回访率
+                CallbackSurvey(ticket_id=ids[t3], called_at=at("11-02"), caller="周督",
+                               reached=True, reply_satisfaction="满意",
+                               result_satisfaction="满意"),
+            ]
+        )  # fmt: skip
 
     # The bot's questions (one in September, seven turns in October, one not a question).
     with db.begin() as session:
@@ -126,8 +152,6 @@ def build_history(service: TicketService, clock: MovableClock, db: Database) -> 
             ("10-17", "handoff", TurnOutcome.HANDOFF, None, None),
             ("10-18", None, TurnOutcome.SMALLTALK, None, None),
         ]
-        from handoff.models import Ticket
-
         for day, action, outcome, entry, ticket in turns:
             ticket_id = None
             if ticket is not None:
@@ -215,7 +239,17 @@ def test_october(history: History, assessment: Assessment) -> None:
     # 重办: A resolved twice (T2, T2) and reopened once; B resolved T3, T5
     assert (a["reopened"], a["reopen_rate"]) == (1, 0.5)
     assert b["reopen_rate"] == 0.0
-    assert b["urged"] == 1 and a["urged"] == 0
+    assert b["urged"] == 2 and a["urged"] == 0
+    assert b["urged_by_level"] == {"blue": 0, "orange": 1, "red": 0}
+    # 回访率: A resolved T2 twice in October, one of them called back (reached) → 1/2;
+    # B resolved T3 and T5, only T5 was reached in October → 1/2
+    assert a["callback_rate_counts"] == {"numerator": 1, "denominator": 2}
+    assert b["callback_rate"] == 0.5
+    # callback answers in October: A 满意/不满意, B 基本满意/基本满意 (not reached: not counted)
+    assert (a["callback_reply_rate"], a["callback_result_rate"]) == (1.0, 0.0)
+    assert (b["callback_reply_rate"], b["callback_result_rate"]) == (1.0, 1.0)
+    assert zone["callback_result_rate"] == 0.5
+    assert b["meeting_decided"] == 1 and zone["meeting_decided"] == 1
     assert b["escalated"] == 1 and zone["escalated"] == 1
     assert b["meeting_on_time_rate"] == 1.0
     # overdue now (12-01): T4's feedback clock (due 11-05) still runs

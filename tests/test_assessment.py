@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from handoff.assessment import (
     Assessment,
@@ -24,8 +25,6 @@ from handoff.assessment import (
 from handoff.calendar import SHANGHAI
 from handoff.conversations import DialogueTurn, TurnOutcome
 from handoff.db import Database
-from sqlalchemy import select
-
 from handoff.models import CallbackSurvey, ChannelIdentity, Ticket
 from handoff.tickets import TicketService
 from tests.conftest import MovableClock

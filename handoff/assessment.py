@@ -349,29 +349,49 @@ def _resolved_after(ctx: Ctx) -> Select[Any]:
     )
 
 
-def _clocks(kind: ClockKind) -> RowQuery:
-    """Clocks of *kind* that fell due in the period (and were not retired before that);
-    hit: met no later than due."""
+@dataclass(frozen=True)
+class Family:
+    """Row queries that differ only by one value (a clock's kind, an event's kind): the
+    report reads all members in one pass, grouped by ``member``."""
 
+    name: str
+    build: Callable[[Ctx, tuple[str, ...]], Select[Any]]
+    """Rows of the given members, with a ``member`` column."""
+
+
+def _member(family: Family, member: str) -> RowQuery:
     def query(ctx: Ctx) -> Select[Any]:
-        on_time = and_(SlaClock.met_at.is_not(None), SlaClock.met_at <= SlaClock.due_at)
-        return select(
-            *_rows(
-                SlaClock.ticket_id, SlaClock.department, SlaClock.due_at, SlaClock.met_at, on_time
-            )
-        ).where(
-            SlaClock.kind == kind,
-            SlaClock.due_at >= ctx.start,
-            SlaClock.due_at < ctx.cut,
-            or_(
-                SlaClock.met_at.is_not(None),
-                SlaClock.superseded_at.is_(None),
-                SlaClock.superseded_at >= SlaClock.due_at,
-            ),
-        )
+        return family.build(ctx, (member,))
 
-    query.__name__ = f"clocks_{kind.value}"
+    query.__name__ = f"{family.name}_{member}"
+    query.family = family  # type: ignore[attr-defined]
+    query.member = member  # type: ignore[attr-defined]
     return query
+
+
+def _clock_rows(ctx: Ctx, kinds: tuple[str, ...]) -> Select[Any]:
+    """Clocks of *kinds* that fell due in the period (and were not retired before that);
+    hit: met no later than due."""
+    on_time = and_(SlaClock.met_at.is_not(None), SlaClock.met_at <= SlaClock.due_at)
+    rows = _rows(SlaClock.ticket_id, SlaClock.department, SlaClock.due_at, SlaClock.met_at, on_time)
+    return select(*rows, SlaClock.kind.label("member")).where(
+        SlaClock.kind.in_(kinds),
+        SlaClock.due_at >= ctx.start,
+        SlaClock.due_at < ctx.cut,
+        or_(
+            SlaClock.met_at.is_not(None),
+            SlaClock.superseded_at.is_(None),
+            SlaClock.superseded_at >= SlaClock.due_at,
+        ),
+    )
+
+
+CLOCKS = Family("clocks", _clock_rows)
+
+
+def _clocks(kind: ClockKind) -> RowQuery:
+    """The clocks of one kind (see :func:`_clock_rows`)."""
+    return _member(CLOCKS, kind.value)
 
 
 def _overdue_now(ctx: Ctx) -> Select[Any]:
@@ -386,26 +406,40 @@ def _overdue_now(ctx: Ctx) -> Select[Any]:
     )
 
 
+_EVENT_NOTES: dict[str, Callable[[], Any]] = {}
+_EVENT_HITS: dict[str, Callable[[Ctx], ColumnElement[bool]]] = {}
+
+
+def _event_rows(ctx: Ctx, kinds: tuple[str, ...]) -> Select[Any]:
+    """Events of *kinds* recorded in the period, for the ticket's department at the end;
+    each kind's note and hit as registered by :func:`_events`."""
+    joined, dept = _dept_as_of(ctx.cut)
+    notes = [(TicketEvent.kind == k, _EVENT_NOTES[k]()) for k in kinds if k in _EVENT_NOTES]
+    hits = [(TicketEvent.kind == k, _EVENT_HITS[k](ctx)) for k in kinds if k in _EVENT_HITS]
+    note = case(*notes, else_=null()) if notes else None
+    hit = or_(*(and_(when, flag) for when, flag in hits)) if hits else None
+    return (
+        select(*_rows(Ticket.id, dept, TicketEvent.at, note, hit), TicketEvent.kind.label("member"))
+        .select_from(joined)
+        .join(TicketEvent, TicketEvent.ticket_id == Ticket.id)
+        .where(TicketEvent.kind.in_(kinds), TicketEvent.at >= ctx.start, TicketEvent.at < ctx.cut)
+    )
+
+
+EVENTS = Family("events", _event_rows)
+
+
 def _events(
     kind: str,
     note: Callable[[], Any] | None = None,
     hit: Callable[[Ctx], ColumnElement[bool]] | None = None,
 ) -> RowQuery:
-    """Events of *kind* recorded in the period, for the ticket's department at the end."""
-
-    def query(ctx: Ctx) -> Select[Any]:
-        joined, dept = _dept_as_of(ctx.cut)
-        extra = note() if note is not None else None
-        flag = hit(ctx) if hit is not None else None
-        return (
-            select(*_rows(Ticket.id, dept, TicketEvent.at, extra, flag))
-            .select_from(joined)
-            .join(TicketEvent, TicketEvent.ticket_id == Ticket.id)
-            .where(TicketEvent.kind == kind, TicketEvent.at >= ctx.start, TicketEvent.at < ctx.cut)
-        )
-
-    query.__name__ = f"events_{kind}"
-    return query
+    """Events of *kind* (see :func:`_event_rows`); *note* and *hit* are that kind's."""
+    if note is not None:
+        _EVENT_NOTES[kind] = note
+    if hit is not None:
+        _EVENT_HITS[kind] = hit
+    return _member(EVENTS, kind)
 
 
 def _surveys(ctx: Ctx) -> Select[Any]:
@@ -820,27 +854,31 @@ class Assessment:
             queries[figure.rows] = queries.get(figure.rows, False) or bool(figure.by_note)
             if callable(figure.numerator):
                 queries.setdefault(figure.numerator, False)
-        order = list(queries)
-        parts = []
-        for i, query in enumerate(order):
-            sub = query(ctx).subquery()
-            grouping = sub.c.note.cast(String) if queries[query] else null().cast(String)
-            parts.append(
-                select(
-                    literal(i, Integer).label("query"),
+        # members of a family are read in one pass, the others one query each
+        groups: dict[Any, list[RowQuery]] = defaultdict(list)
+        for query in queries:
+            groups[getattr(query, "family", query)].append(query)
+        found: dict[RowQuery, list[tuple[str, str | None, int, int]]] = defaultdict(list)
+        with self._sessions() as session:
+            for key, members in groups.items():
+                by_member = {getattr(q, "member", None): q for q in members}
+                if isinstance(key, Family):
+                    sub = key.build(ctx, tuple(m for m in by_member if m is not None)).subquery()
+                    member: Any = sub.c.member.cast(String)
+                else:
+                    sub = members[0](ctx).subquery()
+                    member = null().cast(String)
+                wanted = any(queries[q] for q in members)
+                grouping = sub.c.note.cast(String) if wanted else null().cast(String)
+                stmt = select(
+                    member.label("member"),
                     sub.c.department,
                     grouping.label("note"),
                     func.count().label("n"),
                     func.coalesce(func.sum(sub.c.hit), 0).label("hits"),
-                ).group_by(sub.c.department, grouping)
-            )
-        found: dict[RowQuery, list[tuple[str, str | None, int, int]]] = defaultdict(list)
-        # One grouped query per row set (a single UNION ALL of them all is slower on
-        # PostgreSQL: its size sets off JIT compilation, which costs more than it saves).
-        with self._sessions() as session:
-            for part in parts:
-                for i, dept, note, n, hits in session.execute(part):
-                    found[order[i]].append((dept, note, int(n), int(hits)))
+                ).group_by(member, sub.c.department, grouping)
+                for name, dept, note, n, hits in session.execute(stmt):
+                    found[by_member[name]].append((dept, note, int(n), int(hits)))
         counts = Counts()
         for figure in FIGURES.values():
             for dept, note, n, hits in found[figure.rows]:

@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, model_validator
 from sqlalchemy import and_, exists, or_, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from handoff.calendar import SHANGHAI
@@ -164,6 +163,17 @@ def suggested_level(
     if found is None:  # pragma: no cover - late clocks are due before now
         return None
     return Suggested(found[0], found[1], clock)
+
+
+def _insert_new(s: Session) -> Any:
+    """``INSERT … ON CONFLICT (clock_id, level) DO NOTHING RETURNING id, ticket_id, level``."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    pg = s.get_bind().dialect.name == "postgresql"
+    stmt: Any = postgresql.insert(UrgeSuggestion) if pg else sqlite.insert(UrgeSuggestion)
+    return stmt.on_conflict_do_nothing(index_elements=["clock_id", "level"]).returning(
+        UrgeSuggestion.id, UrgeSuggestion.ticket_id, UrgeSuggestion.level
+    )
 
 
 def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
@@ -446,33 +456,28 @@ class Supervision:
                     row.dropped_at = at
                     dropped += 1
             highest = self._highest(s, list(deciding.values()))
+            wanted: list[dict[str, Any]] = []
             for ticket_id, clock in deciding.items():
                 found = level_for(clock.due_at, at, self.calendar, levels)
                 if found is None:  # pragma: no cover - selected as overdue
                     continue
                 level, days = found
-                if highest.get(clock.id, -1) >= level.rank:
-                    continue
-                row = UrgeSuggestion(
-                    ticket_id=ticket_id,
-                    clock_id=clock.id,
-                    level=level,
-                    days_late=days,
-                    suggested_at=at,
-                )
-                try:
-                    with s.begin_nested():
-                        s.add(row)
-                        s.flush()
-                except IntegrityError:  # another worker suggested it meanwhile
-                    continue
-                for old in pending:
-                    lower = old.level.rank < level.rank
-                    if old.ticket_id == ticket_id and old.dropped_at is None and lower:
-                        old.dropped_at = at
-                        dropped += 1
-                suggested += 1
-                made.append(row.id)
+                if highest.get(clock.id, -1) < level.rank:
+                    wanted.append({"ticket_id": ticket_id, "clock_id": clock.id, "level": level,
+                                   "days_late": days, "suggested_at": at})  # fmt: skip
+            # one statement; a row another worker inserted meanwhile is skipped, not an error
+            for chunk in range(0, len(wanted), 500):
+                for sid, ticket_id, level in s.execute(
+                    _insert_new(s).values(wanted[chunk : chunk + 500])
+                ):
+                    rank = UrgeLevel(level).rank
+                    for old in pending:
+                        lower = old.level.rank < rank
+                        if old.ticket_id == ticket_id and old.dropped_at is None and lower:
+                            old.dropped_at = at
+                            dropped += 1
+                    suggested += 1
+                    made.append(sid)
         confirmed = 0
         if self.settings.auto_confirm:
             for sid in made:

@@ -278,17 +278,29 @@ def _dept_as_of(moment: datetime) -> tuple[Any, ColumnElement[str]]:
     That is the ``from_department`` of its first 转派 after *moment*, or its department
     now when it was not transferred since; transfers are rare, so this stays cheap.
     """
+    earlier = aliased(TicketEvent)
     first_after = (
-        select(TicketEvent.ticket_id, func.min(TicketEvent.id).label("event_id"))
-        .where(TicketEvent.kind == "transfer", TicketEvent.at >= moment)
-        .group_by(TicketEvent.ticket_id)
+        select(
+            TicketEvent.ticket_id.label("ticket_id"),
+            TicketEvent.data["from_department"].as_string().label("department"),
+        )
+        .where(
+            TicketEvent.kind == "transfer",
+            TicketEvent.at >= moment,
+            ~select(earlier.id)
+            .where(
+                earlier.ticket_id == TicketEvent.ticket_id,
+                earlier.kind == "transfer",
+                earlier.at >= moment,
+                earlier.id < TicketEvent.id,
+            )
+            .correlate(TicketEvent)
+            .exists(),
+        )
         .subquery("later_transfer")
     )
-    event = TicketEvent.__table__.alias("later_transfer_event")
-    joined = Ticket.__table__.outerjoin(
-        first_after, first_after.c.ticket_id == Ticket.id
-    ).outerjoin(event, event.c.id == first_after.c.event_id)
-    department = func.coalesce(event.c.data["from_department"].as_string(), Ticket.department)
+    joined = Ticket.__table__.outerjoin(first_after, first_after.c.ticket_id == Ticket.id)
+    department = func.coalesce(first_after.c.department, Ticket.department)
     return joined, department
 
 
@@ -323,13 +335,27 @@ def _event_exists(kind: str, ticket: Any, after: Any, before: datetime) -> Colum
     )
 
 
+def _resolving(after: datetime, before: datetime, name: str) -> Any:
+    """Tickets with a 办结 event in ``[after, before)`` (one row each)."""
+    return (
+        select(TicketEvent.ticket_id)
+        .where(TicketEvent.kind == "resolve", TicketEvent.at >= after, TicketEvent.at < before)
+        .group_by(TicketEvent.ticket_id)
+        .subquery(name)
+    )
+
+
 def _created(ctx: Ctx) -> Select[Any]:
     """Tickets received in the period; hit: resolved before the period's end."""
     joined, dept = _dept_as_of(ctx.cut)
-    resolved = _event_exists("resolve", Ticket.id, ctx.start, ctx.cut)
+    resolved = _resolving(ctx.start, ctx.cut, "resolved_by_cut")
     return (
-        select(*_rows(Ticket.id, dept, Ticket.created_at, Ticket.source, resolved))
-        .select_from(joined)
+        select(
+            *_rows(
+                Ticket.id, dept, Ticket.created_at, Ticket.source, resolved.c.ticket_id.is_not(None)
+            )
+        )
+        .select_from(joined.outerjoin(resolved, resolved.c.ticket_id == Ticket.id))
         .where(Ticket.created_at >= ctx.start, Ticket.created_at < ctx.cut)
     )
 
@@ -337,14 +363,19 @@ def _created(ctx: Ctx) -> Select[Any]:
 def _resolved_after(ctx: Ctx) -> Select[Any]:
     """Tickets received in the period, not resolved by its end, resolved since."""
     joined, dept = _dept_as_of(ctx.cut)
+    resolved = _resolving(ctx.start, ctx.cut, "resolved_by_cut")
+    later = _resolving(ctx.cut, ctx.now, "resolved_later")
     return (
         select(*_rows(Ticket.id, dept, Ticket.created_at))
-        .select_from(joined)
+        .select_from(
+            joined.outerjoin(resolved, resolved.c.ticket_id == Ticket.id).join(
+                later, later.c.ticket_id == Ticket.id
+            )
+        )
         .where(
             Ticket.created_at >= ctx.start,
             Ticket.created_at < ctx.cut,
-            ~_event_exists("resolve", Ticket.id, ctx.start, ctx.cut),
-            _event_exists("resolve", Ticket.id, ctx.cut, ctx.now),
+            resolved.c.ticket_id.is_(None),
         )
     )
 

@@ -438,7 +438,9 @@ def _overdue_now(ctx: Ctx) -> Select[Any]:
 
 
 _EVENT_NOTES: dict[str, Callable[[], Any]] = {}
-_EVENT_HITS: dict[str, Callable[[Ctx], ColumnElement[bool]]] = {}
+EventHit = tuple[Any, ColumnElement[bool], ColumnElement[bool]]
+"""(what to outer-join, on what, the hit condition) of one event kind."""
+_EVENT_HITS: dict[str, Callable[[Ctx], EventHit]] = {}
 
 
 def _event_rows(ctx: Ctx, kinds: tuple[str, ...]) -> Select[Any]:
@@ -446,13 +448,18 @@ def _event_rows(ctx: Ctx, kinds: tuple[str, ...]) -> Select[Any]:
     each kind's note and hit as registered by :func:`_events`."""
     joined, dept = _dept_as_of(ctx.cut)
     notes = [(TicketEvent.kind == k, _EVENT_NOTES[k]()) for k in kinds if k in _EVENT_NOTES]
-    hits = [(TicketEvent.kind == k, _EVENT_HITS[k](ctx)) for k in kinds if k in _EVENT_HITS]
     note = case(*notes, else_=null()) if notes else None
-    hit = or_(*(and_(when, flag) for when, flag in hits)) if hits else None
+    source = joined.join(TicketEvent, TicketEvent.ticket_id == Ticket.id)
+    flags = []
+    for kind in kinds:
+        if kind in _EVENT_HITS:
+            target, on, flag = _EVENT_HITS[kind](ctx)
+            source = source.outerjoin(target, and_(TicketEvent.kind == kind, on))
+            flags.append(and_(TicketEvent.kind == kind, flag))
+    hit = or_(*flags) if flags else None
     return (
         select(*_rows(Ticket.id, dept, TicketEvent.at, note, hit), TicketEvent.kind.label("member"))
-        .select_from(joined)
-        .join(TicketEvent, TicketEvent.ticket_id == Ticket.id)
+        .select_from(source)
         .where(TicketEvent.kind.in_(kinds), TicketEvent.at >= ctx.start, TicketEvent.at < ctx.cut)
     )
 
@@ -463,7 +470,7 @@ EVENTS = Family("events", _event_rows)
 def _events(
     kind: str,
     note: Callable[[], Any] | None = None,
-    hit: Callable[[Ctx], ColumnElement[bool]] | None = None,
+    hit: Callable[[Ctx], EventHit] | None = None,
 ) -> RowQuery:
     """Events of *kind* (see :func:`_event_rows`); *note* and *hit* are that kind's."""
     if note is not None:
@@ -488,28 +495,32 @@ def _urge_level() -> Any:
     return TicketEvent.data["level"].as_string()
 
 
-def _called_back(ctx: Ctx) -> ColumnElement[bool]:
+def _called_back(ctx: Ctx) -> EventHit:
     """A 办结 event followed, before the period's end and before any later 办结 of the
-    ticket, by a callback that reached the enterprise."""
-    again = aliased(TicketEvent)
-    resolved_again = (
-        select(again.id)
+    ticket, by a callback that reached the enterprise.
+
+    Read from the callbacks' side (there are far fewer of them than of 办结 events): each
+    reached callback before the cut names the latest 办结 of its ticket at its time, and
+    the 办结 events so named are the hits.
+    """
+    latest = (
+        select(func.max(TicketEvent.at))
         .where(
-            again.ticket_id == TicketEvent.ticket_id,
-            again.kind == "resolve",
-            again.at > TicketEvent.at,
-            again.at <= CallbackSurvey.called_at,
+            TicketEvent.ticket_id == CallbackSurvey.ticket_id,
+            TicketEvent.kind == "resolve",
+            TicketEvent.at <= CallbackSurvey.called_at,
         )
-        .correlate(TicketEvent, CallbackSurvey)
-        .exists()
+        .correlate(CallbackSurvey)
+        .scalar_subquery()
     )
-    return exists().where(
-        CallbackSurvey.ticket_id == TicketEvent.ticket_id,
-        CallbackSurvey.called_at >= TicketEvent.at,
-        CallbackSurvey.called_at < ctx.cut,
-        CallbackSurvey.reached.is_(True),
-        ~resolved_again,
+    named = (
+        select(CallbackSurvey.ticket_id.label("ticket_id"), latest.label("resolved_at"))
+        .where(CallbackSurvey.reached.is_(True), CallbackSurvey.called_at < ctx.cut)
+        .distinct()
+        .subquery("called_back")
     )
+    on = and_(named.c.ticket_id == TicketEvent.ticket_id, named.c.resolved_at == TicketEvent.at)
+    return named, on, named.c.ticket_id.is_not(None)
 
 
 def _callback_answers(column: str) -> RowQuery:

@@ -324,8 +324,7 @@ def assess_command(
     output: Path | None,
     as_of: str | None,
 ) -> None:
-    """考核指标：受理量、按时签收率、按时办结率、办结率、按时反馈率、满意率、重办率、
-    督办、回访、联席会议、智能问答即时解决率，以及综合得分与部门排名。"""
+    """考核指标与部门排名：受理、签收、办结、反馈、满意、重办、督办、回访、联席会议、即时解决率。"""
     from bot.cli.db import opened_app
     from handoff.assessment import Assessment, parse_period
 

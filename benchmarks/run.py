@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import (
+    assessment,
     cold_start,
     console_pages,
     delivery_faults,
@@ -36,6 +37,7 @@ BENCHMARKS: dict[str, tuple[Callable[[], dict[str, Any]], Callable[[dict[str, An
     "register_sync": (register_sync.run, register_sync.report),
     "notices": (notices.run, notices.report),
     "kb_reload": (kb_reload.run, kb_reload.report),
+    "assessment": (assessment.run, assessment.report),
 }
 
 

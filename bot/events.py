@@ -81,10 +81,38 @@ def describe_event(event: EventView) -> EventRow:
         if data.get("opinion"):
             parts.append(f"协办意见：{data['opinion']}")
     elif kind == "escalate":
-        parts.append(f"牵头部门：{data.get('lead_department', '')}")
-        parts.append(f"完成时限：{_when(data.get('deadline'))}")
+        if data.get("lead_department"):  # events before the agenda: the decision in one step
+            parts.append(f"牵头部门：{data.get('lead_department', '')}")
+            parts.append(f"完成时限：{_when(data.get('deadline'))}")
+        elif data.get("meeting"):
+            parts.append(f"列入议程：{data['meeting']}")
+        else:
+            parts.append("列入下一次联席会议议程")
         if reason:
             parts.append(f"理由：{reason}")
+    elif kind == "decide":
+        parts.append(f"牵头部门：{data.get('lead_department', '')}")
+        if data.get("helpers"):
+            parts.append(f"协办部门：{_names(data.get('helpers'))}")
+        parts.append(f"完成时限：{_when(data.get('deadline'))}")
+        if reason:
+            parts.append(f"会议决定：{reason}")
+    elif kind == "opinion":
+        parts.append(f"{data.get('department', '')}意见：{reason}")
+    elif kind == "callback":
+        if data.get("reached"):
+            parts.append(f"对答复：{data.get('reply_satisfaction', '')}")
+            parts.append(f"对办理结果：{data.get('result_satisfaction', '')}")
+        else:
+            parts.append("未接通")
+        if reason:
+            parts.append(f"记录：{reason}")
+    elif kind == "urge" and data.get("level"):
+        from handoff.models import UrgeLevel
+
+        parts.append(UrgeLevel(str(data["level"])).label)
+        if reason:
+            parts.append(reason)
     elif kind == "resolve":
         parts.append(f"办理结果：{data.get('result', '')}")
     elif kind == "assign":
@@ -108,5 +136,7 @@ def describe_event(event: EventView) -> EventRow:
     if event.to_state is not None and event.from_state is not event.to_state:
         before = event.from_state.label if event.from_state is not None else "—"
         change = f"{before} → {event.to_state.label}"
-    internal = kind in ("note", "assist", "acknowledge", "assign", "urge", "start")
+    internal = kind in (
+        "note", "assist", "acknowledge", "assign", "urge", "start", "opinion", "callback"
+    )  # fmt: skip
     return EventRow(event.at, event.actor, kind, title, change, "；".join(parts), internal)

@@ -40,6 +40,7 @@ from handoff.models import (
     SlaClock,
     Ticket,
     TicketEvent,
+    UrgeLevel,
 )
 from handoff.outbox import enqueue, withdraw
 from handoff.tickets import TicketView
@@ -463,17 +464,50 @@ class Notifier:
             now=now,
         )
 
-    def urged(self, session: Session, ticket: Ticket, note: str, now: datetime) -> None:
-        """催办: the enterprise (or 政务办) chases a ticket; its handler hears it at once."""
-        text = self.r("staff_urged", number=ticket.number, title=ticket.title, note=note)
-        self._to_handler(
-            session,
-            ticket,
-            text,
-            kind="ticket_urged",
-            key=f"ticket_urged:{ticket.number}:{len(ticket.events)}",
-            now=now,
+    def urged(
+        self,
+        session: Session,
+        ticket: Ticket,
+        note: str,
+        now: datetime,
+        *,
+        level: UrgeLevel | None = None,
+    ) -> None:
+        """催办: the enterprise (or 政务办) chases a ticket; its handler hears it at once.
+
+        政务办's 督办 (with a *level*) reaches the handling commissioner — or, with none, every
+        commissioner of the answering department — and the department's 负责人 as well.
+        """
+        key = f"ticket_urged:{ticket.number}:{len(ticket.events)}"
+        if level is None:
+            text = self.r("staff_urged", number=ticket.number, title=ticket.title, note=note)
+            self._to_handler(session, ticket, text, kind="ticket_urged", key=key, now=now)
+            return
+        department = ticket.department
+        if ticket.state.value == "escalated" and ticket.escalation_lead_department:
+            department = ticket.escalation_lead_department
+        person = ticket.commissioner
+        bindings: list[CommissionerBinding] = []
+        if person is not None and person.active and person.department == department:
+            bindings += person.bindings
+        else:
+            bindings += _bindings(
+                session, department=department, roles=(CommissionerRole.COMMISSIONER,)
+            )
+        bindings += _bindings(session, department=department, roles=(CommissionerRole.HEAD,))
+        unique = list({b.id: b for b in bindings}.values())
+        if not unique:
+            log.warning("督办 of %s reaches nobody in %s", ticket.number, department)
+        text = self.r(
+            "staff_supervised",
+            level=level.label,
+            number=ticket.number,
+            title=ticket.title,
+            department=department,
+            note=note,
         )
+        reply = Reply(text, ref=f"ticket:{ticket.number}")
+        self._to_bindings(session, unique, reply, kind="ticket_urged", key=f"{key}:", now=now)
 
     def replied(self, session: Session, ticket: Ticket, text: str, now: datetime) -> None:
         """回复企业: a commissioner's message reaches the ticket's chat account (held by the

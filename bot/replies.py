@@ -96,6 +96,7 @@ PLACEHOLDERS: dict[str, frozenset[str]] = {
         "staff_survey_comment": "number result comment",
         "oversight_unsatisfied": "number title department commissioner",
         "staff_urged": "number title note",
+        "staff_supervised": "level number title department note",
         "staff_assist_invited": "number title lead reason",
         "staff_assigned": "number title actor",
         "staff_prompt_resolve": "number",

@@ -36,6 +36,7 @@ from yxby.errors import TicketError
 
 __all__ = [
     "Base",
+    "CallbackSurvey",
     "ChannelIdentity",
     "ClockKind",
     "Commissioner",
@@ -45,9 +46,11 @@ __all__ = [
     "Direction",
     "Enterprise",
     "EnterpriseKind",
+    "JointMeeting",
     "KnowledgeDraft",
     "KnowledgeDraftKind",
     "KnowledgeDraftStatus",
+    "MeetingItem",
     "OutboxMessage",
     "OutboxStatus",
     "RegisterChange",
@@ -64,6 +67,8 @@ __all__ = [
     "TicketState",
     "TranscriptLine",
     "UTCDateTime",
+    "UrgeLevel",
+    "UrgeSuggestion",
     "import_all_models",
     "ticket_unverified",
     "utcnow",
@@ -522,6 +527,7 @@ class Ticket(Base):
     """A need the bot could not settle, handled by a lead department."""
 
     __tablename__ = "ticket"
+    __table_args__ = (Index(None, "created_at"),)  # the assessment's cohorts by period
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     number: Mapped[str] = mapped_column(String(32), unique=True)
@@ -585,7 +591,7 @@ class TicketEvent(Base):
     """One change of a ticket: who, when, from, to, why. Append-only."""
 
     __tablename__ = "ticket_event"
-    __table_args__ = (Index(None, "ticket_id", "at"),)
+    __table_args__ = (Index(None, "ticket_id", "at"), Index(None, "kind", "at"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"))
@@ -610,7 +616,7 @@ class SlaClock(Base):
     """One deadline of a ticket; due, met and breach are stored when they happen."""
 
     __tablename__ = "sla_clock"
-    __table_args__ = (Index(None, "active", "due_at"),)
+    __table_args__ = (Index(None, "active", "due_at"), Index(None, "kind", "due_at"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"), index=True)
@@ -648,6 +654,7 @@ class Survey(Base):
     """A satisfaction callback (满意度回访) for one round of a ticket."""
 
     __tablename__ = "survey"
+    __table_args__ = (Index(None, "at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"), index=True)
@@ -788,3 +795,122 @@ class KnowledgeDraft(Base):
     written_by: Mapped[str | None] = mapped_column(String(64))
     written_at: Mapped[datetime | None] = mapped_column()
     written_path: Mapped[str | None] = mapped_column(String(200))
+
+
+# ------------------------------------------------------- 督办, 回访 and 联席会议 (issue 12)
+
+
+class UrgeLevel(StrEnum):
+    """督办 levels by how far past due a ticket is (thresholds in ``config/supervision.yaml``)."""
+
+    BLUE = "blue"
+    ORANGE = "orange"
+    RED = "red"
+
+    @property
+    def label(self) -> str:
+        """The colour's Chinese name (蓝色督办 …)."""
+        return {"blue": "蓝色督办", "orange": "橙色督办", "red": "红色督办"}[self.value]
+
+    @property
+    def rank(self) -> int:
+        """0 (blue) < 1 (orange) < 2 (red)."""
+        return list(UrgeLevel).index(self)
+
+    @classmethod
+    def parse(cls, text: str | UrgeLevel) -> UrgeLevel:
+        """The level named by *text* (``red``, ``红``, ``红色督办`` …); Chinese ``ValueError``."""
+        if isinstance(text, cls):
+            return text
+        wanted = str(text).strip().lower()
+        for level in cls:
+            if wanted in (level.value, level.label, level.label[:1], level.label[:2]):
+                return level
+        raise ValueError(f"督办等级应为 蓝、橙、红 之一，收到「{text}」")
+
+
+class UrgeSuggestion(Base):
+    """An urge the SLA tick suggests for an overdue clock, at one level; 政务办 confirms it
+    (or config confirms it automatically). One row per (clock, level): the tick is idempotent."""
+
+    __tablename__ = "urge_suggestion"
+    __table_args__ = (UniqueConstraint("clock_id", "level"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"), index=True)
+    clock_id: Mapped[int] = mapped_column(ForeignKey("sla_clock.id"))
+    level: Mapped[UrgeLevel] = mapped_column(_enum(UrgeLevel, "urge_level"))
+    days_late: Mapped[int] = mapped_column(Integer)
+    suggested_at: Mapped[datetime] = mapped_column()
+    confirmed_at: Mapped[datetime | None] = mapped_column()
+    confirmed_by: Mapped[str | None] = mapped_column(String(64))
+    # a higher level suggested later, or the ticket no longer open: no longer to confirm
+    dropped_at: Mapped[datetime | None] = mapped_column(index=True)
+
+    ticket: Mapped[Ticket] = relationship()
+    clock: Mapped[SlaClock] = relationship()
+
+
+class CallbackSurvey(Base):
+    """政务办's phone callback (回访调查) on one ticket: reply and result satisfaction."""
+
+    __tablename__ = "callback_survey"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"), index=True)
+    called_at: Mapped[datetime] = mapped_column(index=True)
+    caller_id: Mapped[int | None] = mapped_column(ForeignKey("commissioner.id"))
+    caller: Mapped[str] = mapped_column(String(64))
+    reached: Mapped[bool] = mapped_column(Boolean)
+    reply_satisfaction: Mapped[SurveyResult | None] = mapped_column(
+        _enum(SurveyResult, "reply_satisfaction")
+    )
+    result_satisfaction: Mapped[SurveyResult | None] = mapped_column(
+        _enum(SurveyResult, "result_satisfaction")
+    )
+    note: Mapped[str | None] = mapped_column(Text)
+
+    ticket: Mapped[Ticket] = relationship()
+
+
+class JointMeeting(Base):
+    """A 营商环境联席会议 sitting: the escalated tickets on its agenda and their decisions."""
+
+    __tablename__ = "joint_meeting"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    held_on: Mapped[date] = mapped_column(Date, index=True)
+    title: Mapped[str] = mapped_column(String(200))
+    doc_number: Mapped[str | None] = mapped_column(String(64))
+    attendance: Mapped[list[str]] = mapped_column(default=list)
+    created_at: Mapped[datetime] = mapped_column()
+
+    items: Mapped[list[MeetingItem]] = relationship(
+        back_populates="meeting", order_by="MeetingItem.id"
+    )
+
+
+class MeetingItem(Base):
+    """One escalated ticket on the agenda (提请): the reason, each department's opinion and
+    the meeting's decision (lead department, helpers, deadline)."""
+
+    __tablename__ = "meeting_item"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # null until a meeting is scheduled: the item waits for the next one
+    meeting_id: Mapped[int | None] = mapped_column(ForeignKey("joint_meeting.id"), index=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("ticket.id"), index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    proposed_by: Mapped[str] = mapped_column(String(64))
+    proposed_at: Mapped[datetime] = mapped_column()
+    # {department: {"opinion": text, "by": name, "at": iso}}
+    opinions: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    decision: Mapped[str | None] = mapped_column(Text)
+    lead_department: Mapped[str | None] = mapped_column(String(64))
+    helpers: Mapped[list[str]] = mapped_column(default=list)
+    deadline: Mapped[datetime | None] = mapped_column()
+    decided_at: Mapped[datetime | None] = mapped_column(index=True)
+    decided_by: Mapped[str | None] = mapped_column(String(64))
+
+    meeting: Mapped[JointMeeting | None] = relationship(back_populates="items")
+    ticket: Mapped[Ticket] = relationship()

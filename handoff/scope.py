@@ -4,8 +4,11 @@
   tickets on which their department is a co-handler (协同: a helper may read, acknowledge
   and add its opinion or a note, not act for the lead department);
 * 负责人 — the same, and may assign (指派) the department's tickets;
-* 政务办 — every ticket: read, 催办 (urge) and 提请联席会议 (escalate); on the tickets of
-  their own department (政务办 is also the 兜底 department) they work like a 专员;
+* 政务办 — every ticket: read, 督办/催办 (urge, with a level: only 政务办 urges from the
+  console), 提请联席会议 (escalate), the meeting's decision (decide) and the phone callback
+  (回访调查); on the tickets of their own department (政务办 is also the 兜底 department)
+  they work like a 专员;
+* the lead and the helper departments give their opinion (opinion) on an escalated ticket;
 * 管理员 — accounts only: no ticket at all (and the knowledge pages, like an editor);
 * 编辑 — the knowledge pages: the masked conversation log, entry figures, drafts and the
   hit test; no ticket at all (a draft from a resolved ticket shows it masked, see
@@ -86,6 +89,9 @@ class Act(StrEnum):
     URGE = "urge"  # 催办
     ASSIGN = "assign"  # 指派 to a person of the department
     NOTE = "note"  # internal note, never sent
+    OPINION = "opinion"  # a department's opinion for the 联席会议
+    DECIDE = "decide"  # 联席会议决定: lead, helpers, deadline
+    CALLBACK = "callback"  # 政务办's phone callback (回访调查)
 
 
 class Relation(StrEnum):
@@ -97,11 +103,11 @@ class Relation(StrEnum):
     NONE = "none"
 
 
-LEAD_ACTS = frozenset(Act) - {Act.ACKNOWLEDGE, Act.ASSIGN, Act.URGE}
+LEAD_ACTS = frozenset(Act) - {Act.ACKNOWLEDGE, Act.ASSIGN, Act.URGE, Act.DECIDE, Act.CALLBACK}
 """A 专员 (or anyone) of the lead department, or the holder of the ticket."""
-HELPER_ACTS = frozenset({Act.VIEW, Act.ACKNOWLEDGE, Act.NOTE})
+HELPER_ACTS = frozenset({Act.VIEW, Act.ACKNOWLEDGE, Act.NOTE, Act.OPINION})
 """Someone of a co-handling department."""
-OVERSIGHT_ACTS = frozenset({Act.VIEW, Act.URGE, Act.ESCALATE})
+OVERSIGHT_ACTS = frozenset({Act.VIEW, Act.URGE, Act.ESCALATE, Act.DECIDE, Act.CALLBACK})
 """政务办 on every ticket."""
 HEAD_EXTRA = frozenset({Act.ASSIGN})
 """What a 负责人 adds on the tickets their department leads."""

@@ -108,6 +108,10 @@ class TickReport:
     """Overdue notices queued."""
     unaddressed: int = 0
     """Reminders or breaches for which nobody could be found to tell."""
+    urges_suggested: int = 0
+    """督办 suggestions made for overdue tickets (:mod:`handoff.supervision`)."""
+    urges_confirmed: int = 0
+    """Of them, urged at once (``auto_confirm`` in ``config/supervision.yaml``)."""
 
     def to_dict(self) -> dict[str, int]:
         """Plain counts, for JSON."""

@@ -42,12 +42,14 @@ from handoff.models import (
     TicketSource,
     TicketState,
     TranscriptLine,
+    UrgeLevel,
 )
 from yxby.errors import RoutingError, TicketError
 
 if TYPE_CHECKING:
     from handoff.calendar import WorkCalendar
     from handoff.sla import SlaSettings, TickReport
+    from handoff.supervision import SupervisionSettings
     from routing.departments import DepartmentDirectory
 
 __all__ = [
@@ -104,6 +106,9 @@ class Action(StrEnum):
     REPLY = "reply"
     NOTE = "note"
     ASSIGN = "assign"
+    OPINION = "opinion"
+    DECIDE = "decide"
+    CALLBACK = "callback"
 
     @property
     def label(self) -> str:
@@ -130,6 +135,9 @@ _ACTION_LABELS = {
     Action.REPLY: "回复企业",
     Action.NOTE: "内部备注",
     Action.ASSIGN: "指派",
+    Action.OPINION: "联席会议部门意见",
+    Action.DECIDE: "联席会议决定",
+    Action.CALLBACK: "政务办电话回访",
 }
 
 S = TicketState
@@ -163,6 +171,9 @@ _STATE_RULES: Mapping[Action, frozenset[TicketState]] = MappingProxyType(
         Action.ASSIST: HELPER_STATES,
         Action.ACKNOWLEDGE: HELPER_STATES,
         Action.URGE: OPEN_STATES,
+        Action.OPINION: frozenset({S.ESCALATED}),
+        Action.DECIDE: frozenset({S.ESCALATED}),
+        Action.CALLBACK: frozenset({S.RESOLVED, S.FEEDBACK_SENT, S.SURVEYED, S.CLOSED}),
         # 办结 straight after 签收 starts the work on the way (``resolve(start=True)``)
         Action.RESOLVE: frozenset({S.ACCEPTED, *TRANSITIONS[Action.RESOLVE]}),
     }
@@ -214,8 +225,17 @@ class TicketNotifier(Protocol):
     def closed_unsatisfied(self, session: Session, ticket: Ticket, now: datetime) -> None:
         """A second 不满意 closed the ticket: 政务办 is told (it goes into the assessment)."""
 
-    def urged(self, session: Session, ticket: Ticket, note: str, now: datetime) -> None:
-        """催办: someone chased the ticket; its handler hears it at once."""
+    def urged(
+        self,
+        session: Session,
+        ticket: Ticket,
+        note: str,
+        now: datetime,
+        *,
+        level: UrgeLevel | None = None,
+    ) -> None:
+        """催办: someone chased the ticket; its handler hears it at once (督办 with a
+        *level*: the department's commissioners and 负责人 too)."""
 
     def replied(self, session: Session, ticket: Ticket, text: str, now: datetime) -> None:
         """回复企业: a commissioner's message goes to the ticket's chat account."""
@@ -674,6 +694,12 @@ def _text(value: str | None, what: str) -> str:
     return cleaned
 
 
+def _shanghai() -> Any:
+    from handoff.calendar import SHANGHAI
+
+    return SHANGHAI
+
+
 def _verdict(result: SurveyResult | str) -> SurveyResult:
     try:
         return SurveyResult.parse(result)
@@ -744,8 +770,10 @@ class TicketService:
         settings: SlaSettings,
         departments: DepartmentDirectory,
         notifier: TicketNotifier | None = None,
+        supervision: SupervisionSettings | None = None,
     ) -> None:
         self._notifier = notifier
+        self._supervision = supervision
         self._sessions = session_factory
         self._calendar = calendar
         self._clock = clock
@@ -1360,13 +1388,26 @@ class TicketService:
             return Rating(view, verdict, reopened=reopened)
 
     def urge(
-        self, number: str, *, actor: str, note: str, session: Session | None = None
+        self,
+        number: str,
+        *,
+        actor: str,
+        note: str,
+        level: UrgeLevel | str | None = None,
+        suggestion: int | None = None,
+        session: Session | None = None,
     ) -> TicketView:
         """催办: chase an open ticket (the enterprise, or 政务办's 督办); no state changes.
 
-        The ticket's commissioner — or, with none, its department — is told at once.
+        The ticket's commissioner — or, with none, its department — is told at once. A
+        *level* (蓝/橙/红, 政务办's 督办) is kept in the event's ``data["level"]`` and the
+        department's 负责人 hear it too; *suggestion* names the tick's suggestion confirmed.
         """
         remark = _text(note, "催办内容")
+        try:
+            grade = UrgeLevel.parse(level) if level is not None else None
+        except ValueError as exc:
+            raise TicketError(str(exc)) from None
 
         def body(step: _Step) -> tuple[str | None, dict[str, Any]]:
             if step.ticket.state in (TicketState.RESOLVED, TicketState.FEEDBACK_SENT,
@@ -1374,11 +1415,16 @@ class TicketService:
                 raise step.refuse(
                     f"工单 {step.ticket.number} 已{step.ticket.state.label}，无需催办"
                 )
-            return remark, {}
+            data: dict[str, Any] = {}
+            if grade is not None:
+                data["level"] = grade.value
+            if suggestion is not None:
+                data["suggestion"] = suggestion
+            return remark, data
 
         def then(step: _Step) -> None:
             if self._notifier is not None:
-                self._notifier.urged(step.session, step.ticket, remark, step.now)
+                self._notifier.urged(step.session, step.ticket, remark, step.now, level=grade)
 
         return self._act(number, Action.URGE, actor, session, body, then=then)
 
@@ -1399,21 +1445,75 @@ class TicketService:
         self,
         number: str,
         *,
-        lead_department: str,
-        deadline: datetime | date,
         actor: str,
         reason: str | None = None,
+        lead_department: str | None = None,
+        deadline: datetime | date | None = None,
+        helpers: Sequence[str] = (),
         commissioner_id: int | None = None,
         session: Session | None = None,
     ) -> TicketView:
-        """提请联席会议: record the meeting's lead department and deadline.
+        """提请联席会议: the ticket goes on the agenda of the next meeting with *reason*.
 
-        The deadline replaces the done clock (which is superseded, keeping any breach);
-        a date means 24:00 of that day, Asia/Shanghai.
+        The department keeps its done clock until the meeting decides (:meth:`decide`).
+        Given *lead_department* and *deadline* as well, the decision is recorded at once in
+        the same transaction (a 专题研究 held outside the system): two events.
         """
+        if (lead_department is None) != (deadline is None):
+            raise TicketError("联席会议的牵头部门和完成时限须同时给出")
+        why = (reason or "").strip() or "承办单位提请联席会议专题研究"
+        if lead_department is not None and deadline is not None:
+            self._deadline(deadline)  # refuse a past deadline before changing anything
+            self._department(lead_department)
+            with self._transaction(session) as own:
+                self.escalate(
+                    number, actor=actor, reason=why, commissioner_id=commissioner_id, session=own
+                )
+                return self.decide(
+                    number,
+                    lead_department=lead_department,
+                    deadline=deadline,
+                    helpers=helpers,
+                    actor=actor,
+                    decision=why,
+                    session=own,
+                )
+
+        def body(step: _Step) -> tuple[str | None, dict[str, Any]]:
+            from handoff.models import JointMeeting, MeetingItem
+
+            today = step.now.astimezone(_shanghai()).date()
+            meeting = step.session.scalars(
+                select(JointMeeting)
+                .where(JointMeeting.held_on >= today)
+                .order_by(JointMeeting.held_on, JointMeeting.id)
+                .limit(1)
+            ).first()
+            item = MeetingItem(
+                meeting_id=meeting.id if meeting else None,
+                ticket_id=step.ticket.id,
+                reason=why,
+                proposed_by=step.actor,
+                proposed_at=step.now,
+                opinions={},
+                helpers=[],
+            )
+            step.session.add(item)
+            step.session.flush()
+            data: dict[str, Any] = {"item": item.id}
+            if meeting is not None:
+                data["meeting"] = meeting.title
+                data["held_on"] = meeting.held_on.isoformat()
+            return why, data
+
+        return self._act(
+            number, Action.ESCALATE, actor, session, body, commissioner_id=commissioner_id
+        )
+
+    def _deadline(self, deadline: datetime | date) -> datetime:
+        """A meeting's deadline as an aware moment (a date: 24:00 Shanghai); refused if past."""
         from handoff.calendar import END_OF_DAY, SHANGHAI
 
-        lead = self._department(lead_department)
         if isinstance(deadline, datetime):
             if deadline.tzinfo is None or deadline.utcoffset() is None:
                 deadline = deadline.replace(tzinfo=SHANGHAI)
@@ -1422,17 +1522,187 @@ class TicketService:
             due = datetime.combine(deadline, END_OF_DAY, tzinfo=SHANGHAI)
         if due <= self._now():
             raise TicketError(f"联席会议完成时限 {_iso(due)} 已过，请给出将来的时间")
+        return due
+
+    @staticmethod
+    def _agenda_item(step: _Step) -> Any:
+        from handoff.models import MeetingItem
+
+        item = step.session.scalars(
+            select(MeetingItem)
+            .where(MeetingItem.ticket_id == step.ticket.id)
+            .order_by(MeetingItem.id.desc())
+            .limit(1)
+            .with_for_update()
+        ).first()
+        if item is None:
+            raise step.refuse(f"工单 {step.ticket.number} 不在联席会议议程上")
+        return item
+
+    def record_opinion(
+        self,
+        number: str,
+        *,
+        department: str,
+        opinion: str,
+        actor: str,
+        commissioner_id: int | None = None,
+        session: Session | None = None,
+    ) -> TicketView:
+        """An involved department (the lead or a helper) gives its opinion on an escalated
+        ticket for the meeting (研判意见); a later opinion of the same department replaces
+        its earlier one on the agenda, both stay in the events."""
+        dept = self._department(department)
+        said = _text(opinion, "部门意见")
 
         def body(step: _Step) -> tuple[str | None, dict[str, Any]]:
-            step.ticket.escalation_lead_department = lead
-            step.ticket.escalation_deadline = due
-            self._supersede(step, ClockKind.DONE, ClockKind.ESCALATION)
-            clock = self._start_clock(step, ClockKind.ESCALATION, due=due, department=lead)
-            return reason, {"lead_department": lead, "deadline": _iso(due), "escalation": clock}
+            ticket = step.ticket
+            if ticket.state is not TicketState.ESCALATED:
+                raise step.refuse(
+                    f"工单 {ticket.number} 当前状态为「{ticket.state.label}」，"
+                    "只有提请联席会议的工单才能提交部门意见"
+                )
+            involved = {ticket.department, *(h.department for h in ticket.helpers)}
+            if dept not in involved:
+                raise step.refuse(f"{dept}不是工单 {ticket.number} 的承办或协办部门")
+            item = self._agenda_item(step)
+            if item.decided_at is not None:
+                raise step.refuse(f"联席会议已对工单 {ticket.number} 作出决定，不能再提交意见")
+            item.opinions = {
+                **(item.opinions or {}),
+                dept: {"opinion": said, "by": step.actor, "at": _iso(step.now)},
+            }
+            return said, {"department": dept, "item": item.id}
 
         return self._act(
-            number, Action.ESCALATE, actor, session, body, commissioner_id=commissioner_id
+            number, Action.OPINION, actor, session, body, commissioner_id=commissioner_id
         )
+
+    def decide(
+        self,
+        number: str,
+        *,
+        lead_department: str,
+        deadline: datetime | date,
+        actor: str,
+        helpers: Sequence[str] = (),
+        decision: str | None = None,
+        session: Session | None = None,
+    ) -> TicketView:
+        """联席会议决定: lead department, helper departments and deadline for an escalated
+        ticket. The done clock is superseded (keeping any breach) and the escalation clock
+        starts, due at the deadline, answered for by the lead; new helpers join the ticket."""
+        lead = self._department(lead_department)
+        due = self._deadline(deadline)
+        names: list[str] = []
+        for name in helpers:
+            dept = self._department(name)
+            if dept == lead:
+                raise TicketError(f"{lead}是牵头部门，不能同时作为协办部门")
+            if dept not in names:
+                names.append(dept)
+        text = (decision or "").strip() or None
+
+        def body(step: _Step) -> tuple[str | None, dict[str, Any]]:
+            ticket = step.ticket
+            if ticket.state is not TicketState.ESCALATED:
+                raise step.refuse(
+                    f"工单 {ticket.number} 当前状态为「{ticket.state.label}」，"
+                    "只能对提请联席会议的工单作出决定"
+                )
+            item = self._agenda_item(step)
+            if item.decided_at is not None:
+                raise step.refuse(
+                    f"联席会议已于 {_iso(item.decided_at)} 对工单 {ticket.number} 作出决定"
+                )
+            item.lead_department = lead
+            item.helpers = list(names)
+            item.deadline = due
+            item.decision = text
+            item.decided_at = step.now
+            item.decided_by = step.actor
+            ticket.escalation_lead_department = lead
+            ticket.escalation_deadline = due
+            present = {h.department for h in ticket.helpers}
+            for dept in names:
+                if dept not in present and dept != ticket.department:
+                    ticket.helpers.append(
+                        TicketDepartment(
+                            ticket_id=ticket.id,
+                            department=dept,
+                            added_at=step.now,
+                            added_by=step.actor,
+                        )
+                    )
+            self._supersede(step, ClockKind.DONE, ClockKind.ESCALATION)
+            clock = self._start_clock(step, ClockKind.ESCALATION, due=due, department=lead)
+            data: dict[str, Any] = {
+                "lead_department": lead,
+                "helpers": names,
+                "deadline": _iso(due),
+                "escalation": clock,
+                "item": item.id,
+            }
+            if item.meeting_id is not None:
+                data["meeting_id"] = item.meeting_id
+            return text, data
+
+        return self._act(number, Action.DECIDE, actor, session, body)
+
+    def record_callback(
+        self,
+        number: str,
+        *,
+        reached: bool,
+        actor: str,
+        reply_satisfaction: SurveyResult | str | None = None,
+        result_satisfaction: SurveyResult | str | None = None,
+        note: str | None = None,
+        caller_id: int | None = None,
+        session: Session | None = None,
+    ) -> TicketView:
+        """政务办's phone callback (回访调查) on a ticket that has a result: whether the
+        enterprise was reached and, if so, its satisfaction with the reply and with the
+        result. Apart from the enterprise's own rating; no state changes."""
+        from handoff.models import CallbackSurvey
+
+        remark = (note or "").strip() or None
+        if reached:
+            if reply_satisfaction is None or result_satisfaction is None:
+                raise TicketError("已接通的回访须记录对答复和对办理结果的满意度")
+            on_reply: SurveyResult | None = _verdict(reply_satisfaction)
+            on_result: SurveyResult | None = _verdict(result_satisfaction)
+        else:
+            if reply_satisfaction is not None or result_satisfaction is not None:
+                raise TicketError("未接通的回访不能记录满意度")
+            on_reply = on_result = None
+
+        def body(step: _Step) -> tuple[str | None, dict[str, Any]]:
+            ticket = step.ticket
+            if ticket.state not in _STATE_RULES[Action.CALLBACK]:
+                raise step.refuse(
+                    f"工单 {ticket.number} 当前状态为「{ticket.state.label}」，办结后才能回访"
+                )
+            row = CallbackSurvey(
+                ticket_id=ticket.id,
+                called_at=step.now,
+                caller_id=caller_id,
+                caller=step.actor,
+                reached=reached,
+                reply_satisfaction=on_reply,
+                result_satisfaction=on_result,
+                note=remark,
+            )
+            step.session.add(row)
+            step.session.flush()
+            return remark, {
+                "callback": row.id,
+                "reached": reached,
+                "reply_satisfaction": on_reply.value if on_reply else None,
+                "result_satisfaction": on_result.value if on_result else None,
+            }
+
+        return self._act(number, Action.CALLBACK, actor, session, body)
 
     def transfer(
         self,
@@ -1710,16 +1980,26 @@ class TicketService:
 
     def tick(self, now: datetime | None = None) -> TickReport:
         """One :func:`handoff.sla.tick` pass at *now* (default: the clock), with this
-        service's settings, calendar and notifier (the enterprise's overdue apology)."""
-        from handoff.sla import tick
+        service's settings, calendar and notifier (the enterprise's overdue apology), then
+        the 督办 suggestions for overdue tickets (:meth:`handoff.supervision.Supervision.suggest`;
+        ``config/supervision.yaml`` unless settings were given)."""
+        from dataclasses import replace
 
-        return tick(
+        from handoff.sla import tick
+        from handoff.supervision import Supervision, load_supervision_settings
+
+        at = now or self._now()
+        report = tick(
             self._sessions,
-            now or self._now(),
+            at,
             self._settings,
             notifier=self._notifier,
             calendar=self._calendar,
         )
+        if self._supervision is None:
+            self._supervision = load_supervision_settings()
+        urges = Supervision(self, self._supervision).suggest(at)
+        return replace(report, urges_suggested=urges.suggested, urges_confirmed=urges.confirmed)
 
     # -- reading
 

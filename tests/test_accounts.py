@@ -468,7 +468,13 @@ def test_oversight_reads_urges_and_escalates_every_ticket() -> None:
     overseer = _staff(R.OVERSIGHT, "政务办")
     ticket = _ticket("市场监管局")
     assert relation(overseer, ticket) is Relation.OVERSIGHT
-    assert {a for a in Act if can(overseer, a, ticket)} == {Act.VIEW, Act.URGE, Act.ESCALATE}
+    assert {a for a in Act if can(overseer, a, ticket)} == {
+        Act.VIEW,
+        Act.URGE,
+        Act.ESCALATE,
+        Act.DECIDE,
+        Act.CALLBACK,
+    }
     own = _ticket("政务办")  # 政务办 is also the 兜底 department: its own tickets it handles
     assert can(overseer, Act.ACCEPT, own) and can(overseer, Act.URGE, own)
 

@@ -353,6 +353,8 @@ def test_sla_tick_twice_queues_nothing_new(
         "breaches": 1,
         "notices": 1,
         "unaddressed": 0,
+        "urges_suggested": 1,  # the overdue ticket gets a 蓝色督办 suggestion for 政务办
+        "urges_confirmed": 0,
     }
     again = ok(run("sla", "tick", "--now", "2026-11-26 08:00"))
     assert again.output.strip() == "提醒 0 条；新超时 0 个；超时通报 0 条"

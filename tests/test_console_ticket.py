@@ -285,6 +285,26 @@ def test_escalate_sets_the_meetings_deadline(
     assert audited(console, view.number) == ["ticket_accept", "ticket_start", "ticket_escalate"]
 
 
+def test_escalate_without_a_decision_goes_on_the_meetings_agenda(
+    console: App, chat: Chat, desk: Callable[..., Desk]
+) -> None:
+    from bot.console.supervision import supervision_of
+
+    view = filed(console, chat)
+    me = desk("张敏", view.department)
+    me.act(view.number, "accept")
+    me.act(view.number, "start")
+    half = me.post(view.number, "escalate", deadline="2099-12-31", reason="涉及多部门")
+    assert half.status_code == 400 and "请同时选择" in half.text
+    page = me.act(view.number, "escalate", reason="涉及规划与招商政策")
+    assert "已提请联席会议" in page.text
+    after = console.tickets.get(view.number)
+    assert after.state is S.ESCALATED and after.escalation_lead_department is None
+    assert after.clock(ClockKind.DONE) is not None  # the department's clock runs on
+    (item,) = supervision_of(console).waiting()
+    assert (item.number, item.reason) == (view.number, "涉及规划与招商政策")
+
+
 def test_only_the_oversight_office_urges(
     console: App, chat: Chat, desk: Callable[..., Desk]
 ) -> None:
@@ -300,7 +320,8 @@ def test_only_the_oversight_office_urges(
 
     office.act(view.number, "urge", text="请于本周内联系企业")
     assert "请于本周内联系企业" in texts(me.chat.pushes())
-    assert console.tickets.get(view.number).events[-1].kind == "urge"
+    urged = console.tickets.get(view.number).events[-1]
+    assert urged.kind == "urge" and urged.data["level"] == "blue"  # not overdue yet: 蓝色
     assert audited(console, view.number) == ["ticket_urge"]
 
 

@@ -257,6 +257,8 @@ def test_report_to_dict() -> None:
         "breaches": 2,
         "notices": 3,
         "unaddressed": 4,
+        "urges_suggested": 0,
+        "urges_confirmed": 0,
     }
 
 

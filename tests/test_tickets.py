@@ -50,8 +50,8 @@ def act(service: TicketService, action: Action, number: str) -> TicketView:
         args["result"] = "已答复企业"
     elif action is Action.RECORD_SURVEY:
         args["result"] = "满意"
-    elif action is Action.ESCALATE:
-        args |= {"lead_department": "发改局", "deadline": date(2026, 12, 31)}
+    elif action is Action.ESCALATE:  # 提请: on the agenda; the meeting decides later
+        args |= {"reason": "涉及多部门职责"}
     elif action is Action.TRANSFER:
         args |= {"to_department": "工信局", "reason": "属工信局职责"}
     return getattr(service, _method(action))(number, **args)
@@ -759,8 +759,8 @@ def test_acting_commissioner_claims_a_ticket_without_one(
     args: dict[str, Any] = {"actor": "赵六", "commissioner_id": person.id}
     if action is Action.RESOLVE:
         args["result"] = "已办结"
-    elif action is Action.ESCALATE:
-        args |= {"lead_department": "发改局", "deadline": date(2026, 12, 31)}
+    elif action is Action.ESCALATE:  # 提请: on the agenda; the meeting decides later
+        args |= {"reason": "涉及多部门职责"}
     view = getattr(service, action.value)(ticket.number, **args)
     assert view.commissioner == "赵六"
     assert view.events[-1].data["commissioner"] == "赵六"
@@ -1108,4 +1108,4 @@ def test_possible_actions_follow_the_state(make_ticket: MakeTicket) -> None:
     assert {Action.RESOLVE, Action.START} <= accepted and Action.ACCEPT not in accepted
     assert Action.ESCALATE in possible(make_ticket(state=S.IN_PROGRESS))
     closed = possible(make_ticket(state=S.CLOSED))
-    assert closed == {Action.NOTE}
+    assert closed == {Action.NOTE, Action.CALLBACK}  # 政务办 may still call the enterprise

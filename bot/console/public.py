@@ -27,6 +27,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from bot.console.pages import Pages
+from handoff.calendar import SHANGHAI
 from handoff.links import link_secret
 from handoff.models import ChannelIdentity, ClockKind, SurveyResult, TicketState
 from handoff.tickets import (
@@ -115,6 +116,15 @@ class TimelineEntry:
     text: str = ""
 
 
+def _cn_day(value: Any) -> str:
+    """``2026年12月20日`` of an ISO time in the event data ("" when missing)."""
+    try:
+        moment = datetime.fromisoformat(str(value)).astimezone(SHANGHAI)
+    except ValueError:
+        return ""
+    return f"{moment.year}年{moment.month}月{moment.day}日"
+
+
 def _entry(event: EventView, department: str) -> TimelineEntry | None:
     data: Mapping[str, Any] = event.data
     kind = event.kind
@@ -135,7 +145,12 @@ def _entry(event: EventView, department: str) -> TimelineEntry | None:
         return TimelineEntry(event.at, "转派", f"转由{data.get('to_department', '')}办理")
     if kind == "escalate":
         lead = data.get("lead_department", "")
-        return TimelineEntry(event.at, "已提请联席会议", f"牵头部门：{lead}")
+        said = f"牵头部门：{lead}" if lead else "列入优化营商环境工作联席会议专题研究"
+        return TimelineEntry(event.at, "已提请联席会议", said)
+    if kind == "decide":
+        lead = data.get("lead_department", "")
+        due = _cn_day(data.get("deadline"))
+        return TimelineEntry(event.at, "联席会议已明确办理", f"牵头部门：{lead}，限期 {due}")
     if kind == "resolve":
         return TimelineEntry(event.at, "已办结", f"办理结果：{data.get('result', '')}")
     if kind == "record_survey":

@@ -15,7 +15,7 @@ ids of the waiting requests, so the page updates in place and rings when a reque
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -28,8 +28,10 @@ from starlette.routing import BaseRoute, Route
 
 from bot.console.auth import require_staff
 from handoff.accounts import Staff
-from handoff.models import Ticket, TicketSource, TicketState
-from handoff.queue import QueueFilter, QueueService, QueueVersion
+from handoff.models import ClockKind, Ticket, TicketSource, TicketState
+from handoff.queue import QueueFilter, QueuePage, QueueService, QueueVersion
+from handoff.supervision import level_for, load_supervision_settings
+from handoff.tickets import OPEN_STATES
 
 if TYPE_CHECKING:
     from bot.app import App
@@ -42,6 +44,15 @@ FEED_PATH = "/console/queue.json"
 POLL_SECONDS = 5
 FILTER_KEYS = ("state", "overdue", "mine", "cohandling", "source", "q")
 FLAGS = {"1", "on", "true", "yes"}
+
+
+@dataclass(frozen=True)
+class UrgeBadge:
+    """The 督办 level a queue row shows: colour (``level``), its name and how late."""
+
+    level: str
+    label: str
+    late: str
 
 
 def parse_filter(params: QueryParams) -> tuple[QueueFilter, list[str]]:
@@ -99,6 +110,20 @@ def _query(wanted: QueueFilter, **change: Any) -> str:
 def routes(app: App, pages: Pages) -> list[BaseRoute]:
     """``GET /console/`` (the queue), ``GET /console`` (→ ``/console/``), the JSON feed."""
     queue = QueueService(app.db.sessions, app.calendar, app.clock)
+    levels = load_supervision_settings(app.settings.config_dir / "supervision.yaml").levels
+
+    def urge_levels(page: QueuePage) -> dict[int, UrgeBadge]:
+        """督办 level of each overdue open row (the words go beside the colour)."""
+        found: dict[int, UrgeBadge] = {}
+        for row in page.rows:
+            cd = row.countdown
+            if cd is None or row.state not in OPEN_STATES or cd.kind is ClockKind.FEEDBACK:
+                continue
+            level = level_for(cd.due_at, page.now, app.calendar, levels)
+            if level is not None:
+                late = f"超期 {level[1]} 个工作日" if level[1] else "已超期"
+                found[row.id] = UrgeBadge(level[0].value, level[0].label, late)
+        return found
 
     def _unverified(ids: set[int]) -> set[int]:
         """The tickets among *ids* filed from a chat not verified for the enterprise."""
@@ -119,6 +144,7 @@ def routes(app: App, pages: Pages) -> list[BaseRoute]:
             "unverified": _unverified({t.id for t in page.rows}),
             "staff": staff,
             "page": page,
+            "levels": urge_levels(page),
             "waiting": waiting,
             "wanted": wanted,
             "errors": errors,

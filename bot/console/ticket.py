@@ -104,7 +104,7 @@ ACTIONS: Mapping[str, ActionSpec] = {
     "feedback": ActionSpec(Act.SEND_FEEDBACK, "已反馈企业", "已记录结果反馈。"),
     "close": ActionSpec(Act.CLOSE, "结案", "已结案。"),
     "escalate": ActionSpec(Act.ESCALATE, "提请联席会议", "已提请联席会议。"),
-    "urge": ActionSpec(Act.URGE, "催办", "已催办，承办人已收到通知。"),
+    "urge": ActionSpec(Act.URGE, "督办", "已督办，承办专员和部门负责人已收到通知。"),
     "assign": ActionSpec(Act.ASSIGN, "指派", "已指派，承办专员已收到通知。"),
     "note": ActionSpec(Act.NOTE, "内部备注", "内部备注已保存（仅控制台可见，不发送给任何人）。"),
 }
@@ -189,15 +189,27 @@ def _call(
         t.close(number, actor=staff.name, reason=reason, session=session)
         return {"reason": reason}
     if action == "escalate":
-        lead = _text(form, "lead_department", "牵头部门")
-        deadline = _deadline(form)
+        # 提请: on the next meeting's agenda; a lead and deadline the meeting already agreed
+        # (专题研究 held outside the system) record its decision at once
         reason = _text(form, "reason", "提请理由")
+        lead = _optional(form, "lead_department", "牵头部门")
+        if lead is None and not form.get("deadline", "").strip():
+            t.escalate(number, reason=reason, **by)
+            return {"reason": reason}
+        if lead is None:
+            raise FormError("已填写完成时限：请同时选择联席会议确定的牵头部门")
+        deadline = _deadline(form)
         t.escalate(number, lead_department=lead, deadline=deadline, reason=reason, **by)
         return {"lead_department": lead, "deadline": deadline.isoformat(), "reason": reason}
     if action == "urge":
+        from bot.console.supervision import supervision_of
+
         note = _text(form, "text", "催办意见")
-        t.urge(number, note=note, actor=staff.name, session=session)
-        return {"text": note}
+        level = _optional(form, "level", "督办等级")
+        view = supervision_of(app).urge(
+            number, actor=staff.name, note=note, level=level, session=session
+        )
+        return {"text": note, "level": view.events[-1].data.get("level")}
     if action == "assign":
         raw = form.get("commissioner", "").strip()
         if not raw.isdigit():

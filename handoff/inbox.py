@@ -233,6 +233,7 @@ class Inbox:
         *,
         received_at: datetime,
         within: float | None = None,
+        also: Callable[[Session], None] | None = None,
     ) -> None:
         """Store that the answer to *msg_id* is owed (done before the platform hears
         "received"); storing it again changes nothing.
@@ -240,7 +241,8 @@ class Inbox:
         *message* is what the channel needs to replay it. With *within*, the write waits at
         most that many seconds for a busy database (a locked SQLite file, a locked row on
         PostgreSQL) and raises ``OperationalError`` rather than block: the caller must then
-        not acknowledge the message.
+        not acknowledge the message. *also* runs in the same transaction (an exception
+        from it undoes the store).
         """
 
         def write(s: Session) -> None:
@@ -261,6 +263,8 @@ class Inbox:
                     )
                 )
                 s.flush()
+            if also is not None:
+                also(s)
 
         # IntegrityError: stored concurrently by another delivery of the same message
         with contextlib.suppress(IntegrityError):

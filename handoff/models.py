@@ -46,6 +46,7 @@ __all__ = [
     "EnterpriseKind",
     "OutboxMessage",
     "OutboxStatus",
+    "SharedValue",
     "SlaClock",
     "Survey",
     "SurveyResult",
@@ -596,3 +597,19 @@ class OutboxMessage(Base):
     # when the 负责人/政务办 were told it is stuck or failed (each once per requeue round)
     stuck_alerted_at: Mapped[datetime | None] = mapped_column()
     failed_alerted_at: Mapped[datetime | None] = mapped_column()
+
+
+class SharedValue(Base):
+    """A small value every server process sees (the WeChat access token, a "全文" rest, who
+    answers a MsgId), until ``expires_at``; :mod:`handoff.shared_state` reads and writes it.
+
+    Used when no Redis is configured (``YXBY_REDIS_URL``); an expired row counts as absent
+    and is overwritten or pruned.
+    """
+
+    __tablename__ = "shared_value"
+    __table_args__ = (Index(None, "expires_at"),)
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    expires_at: Mapped[datetime] = mapped_column()

@@ -1,0 +1,326 @@
+"""Small values every ``yxby serve`` process sees: :class:`SharedState`.
+
+Several worker processes answer one WeChat account, so what used to live in one process's
+memory lives here: the access token (one fetch for all of them), the unsent rest of a long
+answer ("全文"), and who answers a MsgId and how (so a retry that reaches another process
+is not answered twice). Each value is a string with a time to live.
+
+Two stores, one interface: :class:`DatabaseState` (table ``shared_value`` in the app's
+database, PostgreSQL or SQLite) and :class:`RedisState` (``YXBY_REDIS_URL``). Every
+operation is one atomic statement — ``add`` is "insert unless a live value is there",
+``take`` is "delete and return" — so two processes racing for a key get one winner.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import delete, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, sessionmaker
+
+from handoff.db import read_only
+from handoff.models import SharedValue
+from yxby.errors import ConfigError
+
+__all__ = [
+    "REDIS_PREFIX_ENV",
+    "REDIS_URL_ENV",
+    "DatabaseState",
+    "RedisState",
+    "SharedState",
+    "WeChatSessionStorage",
+    "shared_state_from_env",
+]
+
+REDIS_URL_ENV = "YXBY_REDIS_URL"
+REDIS_PREFIX_ENV = "YXBY_REDIS_PREFIX"
+DEFAULT_PREFIX = "yxby:"
+MAX_KEY = 200
+
+
+class SharedState(Protocol):
+    """A key/value store with expiry shared by every process of one deployment."""
+
+    backend: str
+
+    def get(self, key: str) -> str | None:
+        """The live value of *key*, or ``None``."""
+        ...
+
+    def set(self, key: str, value: str, ttl: float) -> None:
+        """Store *value* under *key* for *ttl* seconds (replacing what was there)."""
+        ...
+
+    def add(self, key: str, value: str, ttl: float) -> bool:
+        """Store *value* for *ttl* seconds unless *key* has a live value; True if stored."""
+        ...
+
+    def take(self, key: str) -> str | None:
+        """Remove *key* and return its live value (``None`` when there was none)."""
+        ...
+
+    def settle(
+        self,
+        key: str,
+        value: str,
+        ttl: float,
+        *,
+        also: Mapping[str, tuple[str, float] | None] | None = None,
+    ) -> tuple[bool, str | None]:
+        """:meth:`add` *value*; when stored, also set (``(value, ttl)``) or delete (``None``)
+        the keys of *also*, atomically with it. ``(True, value)`` when stored, else
+        ``(False, the live value that was there first)``."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Remove *key*."""
+        ...
+
+    def prune(self) -> int:
+        """Forget expired values (a store that expires them itself returns 0)."""
+        ...
+
+
+def _check_key(key: str) -> str:
+    if not key or len(key) > MAX_KEY:
+        raise ValueError(f"shared-state key must be 1–{MAX_KEY} characters: {key[:40]!r}")
+    return key
+
+
+class DatabaseState:
+    """:class:`SharedState` in the ``shared_value`` table; expiry by *clock*."""
+
+    backend = "database"
+
+    def __init__(self, sessions: sessionmaker[Session], clock: Callable[[], datetime]) -> None:
+        self.sessions = sessions
+        self.clock = clock
+        bind: Any = sessions.kw["bind"]
+        self._dialect = bind.dialect.name
+        self._insert: Any = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
+
+    def _until(self, ttl: float) -> tuple[datetime, datetime]:
+        now = self.clock()
+        return now, now + timedelta(seconds=max(ttl, 0.001))
+
+    def get(self, key: str) -> str | None:
+        with self.sessions() as s:
+            read_only(s)
+            value: str | None = s.scalar(
+                select(SharedValue.value).where(
+                    SharedValue.key == _check_key(key), SharedValue.expires_at > self.clock()
+                )
+            )
+            return value
+
+    def set(self, key: str, value: str, ttl: float) -> None:
+        _, until = self._until(ttl)
+        with self.sessions.begin() as s:
+            s.execute(self._upsert(key, value, until))
+
+    def add(self, key: str, value: str, ttl: float) -> bool:
+        now, until = self._until(ttl)
+        stmt = self._insert(SharedValue).values(key=_check_key(key), value=value, expires_at=until)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[SharedValue.key],
+            set_={"value": stmt.excluded.value, "expires_at": stmt.excluded.expires_at},
+            where=SharedValue.expires_at <= now,  # only an expired value is replaced
+        ).returning(SharedValue.key)
+        with self.sessions.begin() as s:
+            return s.execute(stmt).first() is not None
+
+    def take(self, key: str) -> str | None:
+        now = self.clock()
+        stmt = (
+            delete(SharedValue)
+            .where(SharedValue.key == _check_key(key))
+            .returning(SharedValue.value, SharedValue.expires_at)
+        )
+        with self.sessions.begin() as s:
+            row = s.execute(stmt).first()
+        if row is None or row.expires_at <= now:
+            return None
+        value: str = row.value
+        return value
+
+    def delete(self, key: str) -> None:
+        with self.sessions.begin() as s:
+            s.execute(delete(SharedValue).where(SharedValue.key == _check_key(key)))
+
+    def _upsert(self, key: str, value: str, until: datetime) -> Any:
+        stmt = self._insert(SharedValue).values(key=_check_key(key), value=value, expires_at=until)
+        return stmt.on_conflict_do_update(
+            index_elements=[SharedValue.key],
+            set_={"value": stmt.excluded.value, "expires_at": stmt.excluded.expires_at},
+        )
+
+    def settle(
+        self,
+        key: str,
+        value: str,
+        ttl: float,
+        *,
+        also: Mapping[str, tuple[str, float] | None] | None = None,
+    ) -> tuple[bool, str | None]:
+        with self.sessions.begin() as s:
+            return self.settle_in(s, key, value, ttl, also=also)
+
+    def settle_in(
+        self,
+        session: Session,
+        key: str,
+        value: str,
+        ttl: float,
+        *,
+        also: Mapping[str, tuple[str, float] | None] | None = None,
+    ) -> tuple[bool, str | None]:
+        """:meth:`settle` in the caller's transaction (so with the caller's other writes)."""
+        now, until = self._until(ttl)
+        stmt = self._insert(SharedValue).values(key=_check_key(key), value=value, expires_at=until)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[SharedValue.key],
+            set_={"value": stmt.excluded.value, "expires_at": stmt.excluded.expires_at},
+            where=SharedValue.expires_at <= now,
+        ).returning(SharedValue.key)
+        if session.execute(stmt).first() is None:
+            first: str | None = session.scalar(
+                select(SharedValue.value).where(SharedValue.key == key)
+            )
+            return False, first
+        for other, item in (also or {}).items():
+            if item is None:
+                session.execute(delete(SharedValue).where(SharedValue.key == _check_key(other)))
+            else:
+                session.execute(self._upsert(other, item[0], now + timedelta(seconds=item[1])))
+        return True, value
+
+    def prune(self) -> int:
+        with self.sessions.begin() as s:
+            result: Any = s.execute(
+                delete(SharedValue).where(SharedValue.expires_at <= self.clock())
+            )
+            return int(result.rowcount or 0)
+
+
+class RedisState:
+    """:class:`SharedState` in Redis (keys under *prefix*; Redis expires them itself)."""
+
+    backend = "redis"
+
+    def __init__(self, url: str, prefix: str = DEFAULT_PREFIX) -> None:
+        import redis
+
+        try:
+            self.client: Any = redis.Redis.from_url(
+                url, decode_responses=True, socket_timeout=5, socket_connect_timeout=5
+            )
+        except ValueError as exc:
+            raise ConfigError(f"无法解析：{exc}", key=REDIS_URL_ENV) from None
+        self.prefix = prefix
+
+    def _k(self, key: str) -> str:
+        return self.prefix + _check_key(key)
+
+    @staticmethod
+    def _ms(ttl: float) -> int:
+        return max(1, int(ttl * 1000))
+
+    def get(self, key: str) -> str | None:
+        value: str | None = self.client.get(self._k(key))
+        return value
+
+    def set(self, key: str, value: str, ttl: float) -> None:
+        self.client.set(self._k(key), value, px=self._ms(ttl))
+
+    def add(self, key: str, value: str, ttl: float) -> bool:
+        return bool(self.client.set(self._k(key), value, px=self._ms(ttl), nx=True))
+
+    def take(self, key: str) -> str | None:
+        value: str | None = self.client.getdel(self._k(key))
+        return value
+
+    def delete(self, key: str) -> None:
+        self.client.delete(self._k(key))
+
+    def settle(
+        self,
+        key: str,
+        value: str,
+        ttl: float,
+        *,
+        also: Mapping[str, tuple[str, float] | None] | None = None,
+    ) -> tuple[bool, str | None]:
+        if not self.add(key, value, ttl):
+            first: str | None = self.client.get(self._k(key))
+            return False, first
+        if also:
+            pipe = self.client.pipeline(transaction=True)
+            for other, item in also.items():
+                if item is None:
+                    pipe.delete(self._k(other))
+                else:
+                    pipe.set(self._k(other), item[0], px=self._ms(item[1]))
+            pipe.execute()
+        return True, value
+
+    def prune(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self.client.close()
+
+
+def shared_state_from_env(
+    env: Mapping[str, str], sessions: Callable[[], sessionmaker[Session]], clock: Callable[[], datetime]
+) -> SharedState:
+    """Redis when ``YXBY_REDIS_URL`` is set in *env*, else the database (*sessions* is
+    called only then, so a Redis deployment does not need the table's round trips)."""
+    url = (env.get(REDIS_URL_ENV) or "").strip()
+    if url:
+        prefix = env.get(REDIS_PREFIX_ENV) or DEFAULT_PREFIX
+        return RedisState(url, prefix)
+    return DatabaseState(sessions(), clock)
+
+
+class WeChatSessionStorage:
+    """wechatpy's ``SessionStorage`` interface over a :class:`SharedState`.
+
+    wechatpy keeps the access token in its session (``{appid}_access_token``); with this
+    storage every process reads the one token. A value without a TTL is kept two hours (the
+    life of a WeChat access token). A token is kept *margin* seconds less than WeChat says
+    it lives, so it is fetched anew before it expires rather than after a refusal.
+    """
+
+    DEFAULT_TTL = 7200.0
+
+    def __init__(self, state: SharedState, prefix: str = "wechatpy:", margin: float = 300.0):
+        self.state = state
+        self.prefix = prefix
+        self.margin = margin
+
+    def get(self, key: str, default: Any = None) -> Any:
+        value = self.state.get(self.prefix + key)
+        return default if value is None else value
+
+    def set(self, key: str, value: Any, ttl: float | None = None) -> None:
+        if value is None:
+            self.delete(key)
+            return
+        life = float(ttl or self.DEFAULT_TTL)
+        self.state.set(self.prefix + key, str(value), max(life - self.margin, min(life, 60.0)))
+
+    def delete(self, key: str) -> None:
+        self.state.delete(self.prefix + key)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.get(key)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.set(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        self.delete(key)

@@ -548,6 +548,8 @@ class TranscriptLine(Base):
     at: Mapped[datetime] = mapped_column()
     direction: Mapped[Direction] = mapped_column(_enum(Direction, "direction"))
     text: Mapped[str] = mapped_column(Text)
+    # set when handoff.retention masked the text (personal data) after the retention period
+    masked_at: Mapped[datetime | None] = mapped_column()
 
 
 class Survey(Base):

@@ -22,6 +22,7 @@ from bot.cli import (
     kb,
     notices,
     outbox,
+    prune,
     report,
     route,
     serve,
@@ -73,5 +74,6 @@ for module in (
     report,
     supervise,
     notices,
+    prune,
 ):
     module.register(main)

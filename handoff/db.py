@@ -37,6 +37,7 @@ __all__ = [
     "make_session_factory",
     "open_database",
     "read_only",
+    "sqlite_write_lock_free",
     "upgrade",
 ]
 
@@ -118,6 +119,29 @@ def make_engine(url: str | URL | None = None, *, echo: bool = False) -> Engine:
     return create_engine(parsed, echo=echo, pool_pre_ping=True)
 
 
+def sqlite_write_lock_free(engine: Engine) -> bool | None:
+    """On SQLite, True when no other connection holds the write lock now (asked without
+    waiting); ``None`` on other databases."""
+    if engine.dialect.name != "sqlite":
+        return None
+    import sqlite3
+
+    database = engine.url.database
+    if not database or database == ":memory:":
+        return True
+    conn = sqlite3.connect(database, timeout=0, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+        return True
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            return False
+        raise
+    finally:
+        conn.close()
+
+
 def read_only(session: Session) -> Session:
     """Mark a fresh *session* as a reader (call before its first query).
 
@@ -165,11 +189,14 @@ def _describe(engine: Engine) -> str:
 
 
 def current_revision(engine: Engine) -> str | None:
-    """The revision the database is at, or ``None`` for an un-migrated database."""
+    """The revision the database is at, or ``None`` for an un-migrated database.
+
+    A reader: on SQLite it does not wait for the write lock.
+    """
     from alembic.runtime.migration import MigrationContext
 
     try:
-        with engine.connect() as conn:
+        with engine.connect().execution_options(**{_READ_ONLY: True}) as conn:
             return MigrationContext.configure(conn).get_current_revision()
     except SQLAlchemyError as exc:
         raise DatabaseError(

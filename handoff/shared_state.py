@@ -275,7 +275,9 @@ class RedisState:
 
 
 def shared_state_from_env(
-    env: Mapping[str, str], sessions: Callable[[], sessionmaker[Session]], clock: Callable[[], datetime]
+    env: Mapping[str, str],
+    sessions: Callable[[], sessionmaker[Session]],
+    clock: Callable[[], datetime],
 ) -> SharedState:
     """Redis when ``YXBY_REDIS_URL`` is set in *env*, else the database (*sessions* is
     called only then, so a Redis deployment does not need the table's round trips)."""

@@ -135,9 +135,7 @@ class WeChatAdapter:
             timeout=config.http_timeout,
             shared=self.shared,
         )
-        self.continuations = _Continuations(
-            config.continuation_ttl, app.clock, shared=self.shared
-        )
+        self.continuations = _Continuations(config.continuation_ttl, app.clock, shared=self.shared)
         self._sender = WeChatSender.for_config(self.client, app.inbox, self.continuations, config)
         # msg_id → passive text sent, or None when answered by push ("success")
         self._answered: OrderedDict[str, str | None] = OrderedDict()

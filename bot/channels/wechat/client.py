@@ -29,8 +29,8 @@ from bot.channels.wechat.config import CHANNEL, DEFAULT_API_BASE, WeChatConfig, 
 from bot.channels.wechat.passive import _Continuations, fit_passive
 from bot.types import reply_from_payload
 from handoff.inbox import Inbox, PushWindow
-from handoff.shared_state import SharedState, WeChatSessionStorage
 from handoff.outbox import HoldForUser, PermanentFailure, RetryLater, SendTimedOut
+from handoff.shared_state import SharedState, WeChatSessionStorage
 
 __all__ = ["HOLD_REASON", "WeChatApiClient", "WeChatSender"]
 
@@ -80,7 +80,7 @@ class WeChatApiClient(WeChatClient):
     def access_token(self) -> str:
         """The current token (shared by every process), fetched when there is none."""
         if self.shared is None:  # wechatpy's own: in memory, refreshed a minute before expiry
-            return str(WeChatClient.access_token.fget(self))  # type: ignore[attr-defined]
+            return str(WeChatClient.access_token.fget(self))
         token = self.session.get(self.access_token_key)
         if token:
             return str(token)

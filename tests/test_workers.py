@@ -168,8 +168,15 @@ def queue_pushes(app: App, users: list[str]) -> None:
         app.inbox.user_wrote("wechat", user)
     with app.db.begin() as session:
         for user in users:
-            enqueue(session, "wechat", user, "test", {"text": f"通知 {user}"}, f"t:{user}",
-                    now=app.clock())  # fmt: skip
+            enqueue(
+                session,
+                "wechat",
+                user,
+                "test",
+                {"text": f"通知 {user}"},
+                f"t:{user}",
+                now=app.clock(),
+            )
 
 
 # ------------------------------------------------------------------------ refusals
@@ -206,8 +213,9 @@ def test_two_workers_share_one_access_token_and_send_every_push_once(
     users = [f"oWorkerUser{i:04d}xxxxxxxxxxxxx" for i in range(40)]
     try:
         queue_pushes(app, users)  # waiting before the workers start: they race for them
-        served = Served(serve_env(pg_url, tmp_path, wechat_api), tmp_path / "serve.log",
-                        "--workers", "2")  # fmt: skip
+        served = Served(
+            serve_env(pg_url, tmp_path, wechat_api), tmp_path / "serve.log", "--workers", "2"
+        )
         try:
             served.wait_ready(pids=2)  # both processes answer behind the one port
             wechat_api.wait_for_sent(len(users), timeout=60)
@@ -243,8 +251,13 @@ def test_with_redis_the_token_and_answers_live_in_redis(
     prefix = f"yxby-test-{uuid.uuid4().hex[:8]}:"
     app = open_app(pg_url)
     users = [f"oRedisUser{i:04d}xxxxxxxxxxxxxx" for i in range(20)]
-    env = serve_env(pg_url, tmp_path, wechat_api,
-                    YXBY_REDIS_URL="redis://127.0.0.1:6379/0", YXBY_REDIS_PREFIX=prefix)  # fmt: skip
+    env = serve_env(
+        pg_url,
+        tmp_path,
+        wechat_api,
+        YXBY_REDIS_URL="redis://127.0.0.1:6379/0",
+        YXBY_REDIS_PREFIX=prefix,
+    )
     try:
         queue_pushes(app, users)
         served = Served(env, tmp_path / "serve.log", "--workers", "2")
@@ -307,7 +320,7 @@ def test_a_retry_to_the_other_process_gets_the_same_passive_answer(
             pool.map(
                 lambda s: post_text(s.url, user, "社保卡怎么办理", 502),
                 [first, second, first, second],
-            )  # fmt: skip
+            )
         )
     assert len(set(answers)) == 1 and answers[0] is not None
     time.sleep(1.0)
@@ -341,9 +354,12 @@ def test_an_answer_pushed_by_one_process_is_not_answered_again_by_the_other(
             with ThreadPoolExecutor(4) as pool:
                 answers = list(
                     pool.map(
-                        lambda s: post_text(s.url, user, "社保卡怎么办理", msg_id),
-                        [first, second, first, second],
-                    )  # fmt: skip
+                        post_text,
+                        [s.url for s in (first, second, first, second)],
+                        [user] * 4,
+                        ["社保卡怎么办理"] * 4,
+                        [msg_id] * 4,
+                    )
                 )
             passive = {a for a in answers if a is not None}
             assert len(passive) <= 1
@@ -376,8 +392,14 @@ def test_sla_tick_in_two_processes_notifies_each_breach_once(
     app = open_app(pg_url)
     try:
         with old.db.begin() as session:
-            add_commissioner(session, name="王局长", department="市场监管局", role=CommissionerRole.HEAD,
-                             bindings=[("wechat", head)], now=past())  # fmt: skip
+            add_commissioner(
+                session,
+                name="王局长",
+                department="市场监管局",
+                role=CommissionerRole.HEAD,
+                bindings=[("wechat", head)],
+                now=past(),
+            )
         numbers = [
             old.tickets.create(
                 f"办理营业执照变更 {i}",
@@ -385,7 +407,7 @@ def test_sla_tick_in_two_processes_notifies_each_breach_once(
                 rule="topic",
                 reason="测试",
                 actor="测试员",
-            ).number  # fmt: skip
+            ).number
             for i in range(6)
         ]
         app.inbox.user_wrote("wechat", head)  # the head's push window is open now

@@ -6,8 +6,8 @@ Counted as they happen (per process; summed over processes in multiprocess mode,
 * ``yxby_http_requests_total{channel,status}`` and ``yxby_http_request_seconds{channel}`` —
   every request, by the channel its path belongs to (``wechat``, ``telegram`` …, or
   ``console``, ``healthz``, ``metrics``, ``other``);
-* ``yxby_dialogue_turns_total{outcome}`` — what came of each user turn (a row of
-  ``dialogue_turn`` written: answered, ticket, handoff, none …).
+* ``yxby_dialogue_turns_total{outcome}`` — what came of each user turn when it was handled
+  (a ``dialogue_turn`` row committed: answered, ticket, handoff, none, smalltalk …).
 
 Read from the database at each scrape (bounded: a slow database makes the scrape say so in
 ``yxby_metrics_database_ok`` rather than hang):
@@ -21,6 +21,7 @@ Read from the database at each scrape (bounded: a slow database makes the scrape
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -33,6 +34,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 from sqlalchemy import event, func, select
+from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -70,16 +72,40 @@ DIALOGUE_TURNS = Counter(
 )
 
 
-def _count_turn(_mapper: Any, _conn: Any, target: Any) -> None:
-    outcome = getattr(target.outcome, "value", target.outcome)
-    DIALOGUE_TURNS.labels(outcome=str(outcome)).inc()
+_NEW_TURNS = "yxby_new_turns"
+
+
+def _note_turns(session: Session, *_: Any) -> None:
+    # turns are flushed as "input" and given their outcome later in the transaction:
+    # remember the new ones and count what they say when the transaction commits
+    from handoff.conversations import DialogueTurn
+
+    new = [obj for obj in session.new if isinstance(obj, DialogueTurn)]
+    if new:
+        session.info.setdefault(_NEW_TURNS, []).extend(new)
+
+
+def _count_turns(session: Session) -> None:
+    try:
+        for turn in session.info.pop(_NEW_TURNS, ()):
+            outcome = getattr(turn.outcome, "value", turn.outcome)
+            DIALOGUE_TURNS.labels(outcome=str(outcome)).inc()
+    except Exception:  # counting must never break a committed turn
+        logging.getLogger("yxby.metrics").exception("cannot count dialogue turns")
+
+
+def _forget_turns(session: Session) -> None:
+    session.info.pop(_NEW_TURNS, None)
 
 
 def _listen_turns() -> None:
-    from handoff.conversations import DialogueTurn
-
-    if not event.contains(DialogueTurn, "after_insert", _count_turn):
-        event.listen(DialogueTurn, "after_insert", _count_turn)
+    for name, listener in (
+        ("before_flush", _note_turns),
+        ("after_commit", _count_turns),
+        ("after_rollback", _forget_turns),
+    ):
+        if not event.contains(Session, name, listener):
+            event.listen(Session, name, listener)
 
 
 _listen_turns()

@@ -26,6 +26,7 @@ from yxby.paths import PROJECT_ROOT, data_dir
 __all__ = [
     "DATABASE_URL_ENV",
     "MIGRATIONS_DIR",
+    "READ_ONLY_OPTION",
     "SQLITE_FILENAME",
     "Database",
     "alembic_config",
@@ -47,6 +48,8 @@ MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
 BUSY_TIMEOUT_MS = 30_000
 
 _READ_ONLY = "yxby_read_only"
+READ_ONLY_OPTION = _READ_ONLY
+"""The execution option marking a Core connection a reader (see :func:`read_only`)."""
 
 NOT_AT_HEAD = "数据库尚未初始化或版本过旧，请先运行 yxby db upgrade"
 

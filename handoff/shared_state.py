@@ -13,15 +13,16 @@ operation is one atomic statement — ``add`` is "insert unless a live value is 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import delete, select
+from sqlalchemy import Connection, Engine, bindparam, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from handoff.db import read_only
+from handoff.db import READ_ONLY_OPTION
 from handoff.models import SharedValue
 from yxby.errors import ConfigError
 
@@ -91,71 +92,85 @@ def _check_key(key: str) -> str:
 
 
 class DatabaseState:
-    """:class:`SharedState` in the ``shared_value`` table; expiry by *clock*."""
+    """:class:`SharedState` in the ``shared_value`` table; expiry by *clock*.
+
+    Every operation is one or two prepared Core statements on a pooled connection (no ORM
+    session: this is on every message's path). On PostgreSQL these short-lived values are
+    committed without waiting for the WAL flush (``synchronous_commit = off``): a crash of
+    the database server may forget the last few of them, never make them inconsistent; what
+    must last (an owed answer, with :meth:`settle_in`) is committed with its own
+    transaction's durability.
+    """
 
     backend = "database"
 
     def __init__(self, sessions: sessionmaker[Session], clock: Callable[[], datetime]) -> None:
         self.sessions = sessions
         self.clock = clock
-        bind: Any = sessions.kw["bind"]
-        self._dialect = bind.dialect.name
-        self._insert: Any = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
+        self.engine: Engine = sessions.kw["bind"]
+        dialect = self.engine.dialect.name
+        self._lazy_commit = dialect == "postgresql"
+        insert: Any = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        t: Any = SharedValue.__table__
+        new = insert(t).values(key=bindparam("k"), value=bindparam("v"), expires_at=bindparam("e"))
+        fresh = {"value": new.excluded.value, "expires_at": new.excluded.expires_at}
+        self._upsert_stmt = new.on_conflict_do_update(index_elements=[t.c.key], set_=fresh)
+        self._add_stmt = new.on_conflict_do_update(
+            index_elements=[t.c.key],
+            set_=fresh,
+            where=t.c.expires_at <= bindparam("now"),  # only an expired value is replaced
+        ).returning(t.c.key)
+        self._get_stmt = select(t.c.value).where(
+            t.c.key == bindparam("k"), t.c.expires_at > bindparam("now")
+        )
+        self._value_stmt = select(t.c.value).where(t.c.key == bindparam("k"))
+        self._take_stmt = (
+            delete(t).where(t.c.key == bindparam("k")).returning(t.c.value, t.c.expires_at)
+        )
+        self._delete_stmt = delete(t).where(t.c.key == bindparam("k"))
+        self._prune_stmt = delete(t).where(t.c.expires_at <= bindparam("now"))
+
+    @contextmanager
+    def _writer(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            if self._lazy_commit:
+                conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+            yield conn
 
     def _until(self, ttl: float) -> tuple[datetime, datetime]:
         now = self.clock()
         return now, now + timedelta(seconds=max(ttl, 0.001))
 
     def get(self, key: str) -> str | None:
-        with self.sessions() as s:
-            read_only(s)
-            value: str | None = s.scalar(
-                select(SharedValue.value).where(
-                    SharedValue.key == _check_key(key), SharedValue.expires_at > self.clock()
-                )
-            )
+        with self.engine.connect().execution_options(**{READ_ONLY_OPTION: True}) as conn:
+            value: str | None = conn.execute(
+                self._get_stmt, {"k": _check_key(key), "now": self.clock()}
+            ).scalar()
             return value
 
     def set(self, key: str, value: str, ttl: float) -> None:
         _, until = self._until(ttl)
-        with self.sessions.begin() as s:
-            s.execute(self._upsert(key, value, until))
+        with self._writer() as conn:
+            conn.execute(self._upsert_stmt, {"k": _check_key(key), "v": value, "e": until})
 
     def add(self, key: str, value: str, ttl: float) -> bool:
         now, until = self._until(ttl)
-        stmt = self._insert(SharedValue).values(key=_check_key(key), value=value, expires_at=until)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[SharedValue.key],
-            set_={"value": stmt.excluded.value, "expires_at": stmt.excluded.expires_at},
-            where=SharedValue.expires_at <= now,  # only an expired value is replaced
-        ).returning(SharedValue.key)
-        with self.sessions.begin() as s:
-            return s.execute(stmt).first() is not None
+        params = {"k": _check_key(key), "v": value, "e": until, "now": now}
+        with self._writer() as conn:
+            return conn.execute(self._add_stmt, params).first() is not None
 
     def take(self, key: str) -> str | None:
         now = self.clock()
-        stmt = (
-            delete(SharedValue)
-            .where(SharedValue.key == _check_key(key))
-            .returning(SharedValue.value, SharedValue.expires_at)
-        )
-        with self.sessions.begin() as s:
-            row = s.execute(stmt).first()
+        with self._writer() as conn:
+            row = conn.execute(self._take_stmt, {"k": _check_key(key)}).first()
         if row is None or row.expires_at <= now:
             return None
         value: str = row.value
         return value
 
     def delete(self, key: str) -> None:
-        with self.sessions.begin() as s:
-            s.execute(delete(SharedValue).where(SharedValue.key == _check_key(key)))
-
-    def _upsert(self, key: str, value: str, until: datetime) -> Any:
-        stmt = self._insert(SharedValue).values(key=_check_key(key), value=value, expires_at=until)
-        return stmt.on_conflict_do_update(
-            index_elements=[SharedValue.key],
-            set_={"value": stmt.excluded.value, "expires_at": stmt.excluded.expires_at},
-        )
+        with self._writer() as conn:
+            conn.execute(self._delete_stmt, {"k": _check_key(key)})
 
     def settle(
         self,
@@ -165,8 +180,8 @@ class DatabaseState:
         *,
         also: Mapping[str, tuple[str, float] | None] | None = None,
     ) -> tuple[bool, str | None]:
-        with self.sessions.begin() as s:
-            return self.settle_in(s, key, value, ttl, also=also)
+        with self._writer() as conn:
+            return self._settle(conn, key, value, ttl, also)
 
     def settle_in(
         self,
@@ -178,30 +193,32 @@ class DatabaseState:
         also: Mapping[str, tuple[str, float] | None] | None = None,
     ) -> tuple[bool, str | None]:
         """:meth:`settle` in the caller's transaction (so with the caller's other writes)."""
+        return self._settle(session.connection(), key, value, ttl, also)
+
+    def _settle(
+        self,
+        conn: Connection,
+        key: str,
+        value: str,
+        ttl: float,
+        also: Mapping[str, tuple[str, float] | None] | None,
+    ) -> tuple[bool, str | None]:
         now, until = self._until(ttl)
-        stmt = self._insert(SharedValue).values(key=_check_key(key), value=value, expires_at=until)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[SharedValue.key],
-            set_={"value": stmt.excluded.value, "expires_at": stmt.excluded.expires_at},
-            where=SharedValue.expires_at <= now,
-        ).returning(SharedValue.key)
-        if session.execute(stmt).first() is None:
-            first: str | None = session.scalar(
-                select(SharedValue.value).where(SharedValue.key == key)
-            )
+        params = {"k": _check_key(key), "v": value, "e": until, "now": now}
+        if conn.execute(self._add_stmt, params).first() is None:
+            first: str | None = conn.execute(self._value_stmt, {"k": key}).scalar()
             return False, first
         for other, item in (also or {}).items():
             if item is None:
-                session.execute(delete(SharedValue).where(SharedValue.key == _check_key(other)))
+                conn.execute(self._delete_stmt, {"k": _check_key(other)})
             else:
-                session.execute(self._upsert(other, item[0], now + timedelta(seconds=item[1])))
+                later = now + timedelta(seconds=item[1])
+                conn.execute(self._upsert_stmt, {"k": _check_key(other), "v": item[0], "e": later})
         return True, value
 
     def prune(self) -> int:
-        with self.sessions.begin() as s:
-            result: Any = s.execute(
-                delete(SharedValue).where(SharedValue.expires_at <= self.clock())
-            )
+        with self._writer() as conn:
+            result: Any = conn.execute(self._prune_stmt, {"now": self.clock()})
             return int(result.rowcount or 0)
 
 

@@ -333,19 +333,33 @@ class _Server:
                 self.process.wait(timeout=10)
 
 
-def _pushes_settle(api: Any, expected: int, timeout: float) -> None:
+def _backlog(url: str) -> int:
+    """Pushes still to be made: pending outbox messages and answers still owed."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            pending = conn.execute(
+                text("SELECT count(*) FROM outbox_message WHERE status = 'pending'")
+            ).scalar()
+            owed = conn.execute(
+                text("SELECT count(*) FROM deferred_message WHERE done_at IS NULL")
+            ).scalar()
+        return int(pending or 0) + int(owed or 0)
+    finally:
+        engine.dispose()
+
+
+def _pushes_settle(api: Any, url: str, expected: int, timeout: float) -> None:
+    """Wait until every expected push arrived, or nothing is left to push (then a missing
+    push is lost, not late), and a second more for duplicates; at most *timeout*."""
     deadline = time.monotonic() + timeout
-    last, quiet = -1, 0.0
     while time.monotonic() < deadline:
-        now = len(api.sent)
-        if now >= expected and now == last:
-            quiet += 0.25
-            if quiet >= 1.0:  # nothing more for a second: a duplicate would have come
-                return
-        else:
-            quiet = 0.0
-        last = now
-        time.sleep(0.25)
+        if len(api.sent) >= expected or _backlog(url) == 0:
+            break
+        time.sleep(0.5)
+    time.sleep(1.0)
 
 
 def _outcome(tally: _Tally, pushed: Counter[str]) -> dict[str, Any]:
@@ -419,7 +433,8 @@ def _run_config(
                 return closed, opened
 
             closed, opened = asyncio.run(phases())
-            _pushes_settle(api, len(closed.acked) + len(opened.acked), timeout=60.0)
+            _pushes_settle(api, url, len(closed.acked) + len(opened.acked), timeout=300.0)
+            result["backlog_left"] = _backlog(url)
             pushed: Counter[str] = Counter(m["touser"] for m in list(api.sent))
             result["closed"] = _outcome(closed, pushed) | {"concurrency": concurrency}
             result["open"] = _outcome(opened, pushed) | {"rate": rate}

@@ -12,6 +12,10 @@ pushes and counts:
 * ``lost`` — acknowledged with ``success`` but never pushed;
 * ``duplicated`` — pushes beyond the one expected (or a push after a passive answer).
 
+and ``cpu ms/msg``: CPU time of the server's processes per answered message — on a machine
+shared with other work the throughput says little, this says what a core can carry
+(about ``1000 / cpu ms/msg`` messages per second per core).
+
 Phases, for each configuration (SQLite, PostgreSQL with one process, with two):
 
 * closed loop — ``concurrency`` senders, each sending its next message when the previous
@@ -323,6 +327,21 @@ class _Server:
             time.sleep(0.1)
         raise RuntimeError(f"yxby serve not ready: {self.log.read_text('utf-8')[-2000:]}")
 
+    def cpu_seconds(self) -> float:
+        """CPU time used so far by the server and its worker processes."""
+        import psutil
+
+        total = 0.0
+        try:
+            root = psutil.Process(self.process.pid)
+            for proc in [root, *root.children(recursive=True)]:
+                with contextlib.suppress(psutil.Error):
+                    times = proc.cpu_times()
+                    total += times.user + times.system
+        except psutil.Error:
+            pass
+        return total
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
@@ -360,6 +379,12 @@ def _pushes_settle(api: Any, url: str, expected: int, timeout: float) -> None:
             break
         time.sleep(0.5)
     time.sleep(1.0)
+
+
+def _per(cpu: float, tally: _Tally) -> float:
+    """Server CPU milliseconds per answered message."""
+    answered = len(tally.passive) + len(tally.acked)
+    return round(cpu * 1000 / answered, 2) if answered else 0.0
 
 
 def _outcome(tally: _Tally, pushed: Counter[str]) -> dict[str, Any]:
@@ -423,21 +448,33 @@ def _run_config(
             server.wait_ready()
             run_id = uuid.uuid4().hex[:6]
 
+            cpu: list[float] = []
+
             async def phases() -> tuple[_Tally, _Tally]:
                 await _closed_loop(server.port, _Messages(run_id + "w"), 10, 0.0 + warmup / 50)
+                cpu.append(server.cpu_seconds())
                 closed = await _closed_loop(server.port, _Messages(run_id + "c"), concurrency,
                                             duration)  # fmt: skip
+                cpu.append(server.cpu_seconds())
                 await asyncio.sleep(1.0)
+                cpu.append(server.cpu_seconds())
                 opened = await _open_loop(server.port, _Messages(run_id + "o"), rate, duration,
                                           max_inflight)  # fmt: skip
+                cpu.append(server.cpu_seconds())
                 return closed, opened
 
             closed, opened = asyncio.run(phases())
             _pushes_settle(api, url, len(closed.acked) + len(opened.acked), timeout=300.0)
             result["backlog_left"] = _backlog(url)
             pushed: Counter[str] = Counter(m["touser"] for m in list(api.sent))
-            result["closed"] = _outcome(closed, pushed) | {"concurrency": concurrency}
-            result["open"] = _outcome(opened, pushed) | {"rate": rate}
+            result["closed"] = _outcome(closed, pushed) | {
+                "concurrency": concurrency,
+                "server_cpu_ms_per_msg": _per(cpu[1] - cpu[0], closed),
+            }
+            result["open"] = _outcome(opened, pushed) | {
+                "rate": rate,
+                "server_cpu_ms_per_msg": _per(cpu[3] - cpu[2], opened),
+            }
             result["token_fetches"] = api.token_requests
         finally:
             server.stop()
@@ -497,10 +534,11 @@ def report(result: dict[str, Any]) -> str:
             rows.append([
                 name, label, load, f["sent"], f["throughput"], f["p50_ms"], f["p99_ms"],
                 f["max_ms"], f["errors"], f["lost"], f["duplicated"], f["pushed"],
+                f.get("server_cpu_ms_per_msg", ""),
             ])  # fmt: skip
     headers = [
         "config", "loop", "load", "sent", "msg/s", "p50 ms", "p99 ms", "max ms", "errors",
-        "lost", "dup", "pushed",
+        "lost", "dup", "pushed", "cpu ms/msg",
     ]  # fmt: skip
     width = len(headers)
     rows = [r + [""] * (width - len(r)) for r in rows]

@@ -60,6 +60,8 @@ __all__ = [
 
 HEALTH_DB_TIMEOUT = 0.8
 """Seconds ``/healthz`` waits for its database check before it reports the database slow."""
+THREADS = 24
+"""Threads per server process for blocking work (see :attr:`ServerOptions.threads`)."""
 
 log = logging.getLogger("yxby.server")
 
@@ -147,6 +149,10 @@ class ServerOptions:
     close_app: bool = False
     """Close the app's connections when the server stops (a worker built by
     :func:`asgi_from_env` owns its app)."""
+    threads: int = THREADS
+    """Threads for the blocking work (dialogue turns, database calls): most of their time
+    is spent waiting for the database, so more than cores (the database pool has as many
+    connections)."""
 
 
 class _Supervisor:
@@ -256,6 +262,11 @@ def create_asgi(
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        from concurrent.futures import ThreadPoolExecutor
+
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(opts.threads, thread_name_prefix="yxby")
+        )
         stop = asyncio.Event()
         starting = [asyncio.create_task(s.run(stop)) for s in supervisors.values()]
         with contextlib.suppress(TimeoutError):  # a slow channel goes on starting behind

@@ -46,6 +46,7 @@ DATABASE_URL_ENV = "YXBY_DATABASE_URL"
 SQLITE_FILENAME = "yxby.sqlite3"
 MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
 BUSY_TIMEOUT_MS = 30_000
+PG_POOL_SIZE = 24
 
 _READ_ONLY = "yxby_read_only"
 READ_ONLY_OPTION = _READ_ONLY
@@ -119,7 +120,10 @@ def make_engine(url: str | URL | None = None, *, echo: bool = False) -> Engine:
         )
         _sqlite_events(engine, memory=memory)
         return engine
-    return create_engine(parsed, echo=echo, pool_pre_ping=True)
+    # as many connections as the server has threads for blocking work (bot.server.THREADS)
+    return create_engine(
+        parsed, echo=echo, pool_pre_ping=True, pool_size=PG_POOL_SIZE, max_overflow=8
+    )
 
 
 def sqlite_write_lock_free(engine: Engine) -> bool | None:

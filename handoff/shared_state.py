@@ -5,14 +5,16 @@ memory lives here: the access token (one fetch for all of them), the unsent rest
 answer ("全文"), and who answers a MsgId and how (so a retry that reaches another process
 is not answered twice). Each value is a string with a time to live.
 
-Two stores, one interface: :class:`DatabaseState` (table ``shared_value`` in the app's
-database, PostgreSQL or SQLite) and :class:`RedisState` (``YXBY_REDIS_URL``). Every
-operation is one atomic statement — ``add`` is "insert unless a live value is there",
-``take`` is "delete and return" — so two processes racing for a key get one winner.
+Three stores, one interface: :class:`DatabaseState` (table ``shared_value`` in the app's
+PostgreSQL database), :class:`RedisState` (``YXBY_REDIS_URL``) and, on SQLite, where one
+process serves, :class:`MemoryState`. Every operation is atomic — ``add`` is "insert unless
+a live value is there", ``take`` is "delete and return" — so two processes racing for a
+key get one winner.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -30,6 +32,7 @@ __all__ = [
     "REDIS_PREFIX_ENV",
     "REDIS_URL_ENV",
     "DatabaseState",
+    "MemoryState",
     "RedisState",
     "SharedState",
     "WeChatSessionStorage",
@@ -222,6 +225,85 @@ class DatabaseState:
             return int(result.rowcount or 0)
 
 
+class MemoryState:
+    """:class:`SharedState` in this process's memory, for SQLite: there one process serves
+    (``--workers`` > 1 is refused), so sharing would only cost a write transaction per
+    message. Expiry by *clock*; thread-safe."""
+
+    backend = "memory"
+
+    def __init__(self, clock: Callable[[], datetime], limit: int = 100_000) -> None:
+        self.clock = clock
+        self.limit = limit
+        self._values: dict[str, tuple[str, datetime]] = {}
+        self._lock = threading.Lock()
+
+    def _live(self, key: str, now: datetime) -> str | None:
+        item = self._values.get(_check_key(key))
+        if item is None or item[1] <= now:
+            return None
+        return item[0]
+
+    def _put(self, key: str, value: str, until: datetime) -> None:
+        self._values[_check_key(key)] = (value, until)
+        if len(self._values) > self.limit:  # forget the expired, then the oldest
+            now = self.clock()
+            for old in [k for k, (_, u) in self._values.items() if u <= now]:
+                del self._values[old]
+            while len(self._values) > self.limit:
+                del self._values[next(iter(self._values))]
+
+    def get(self, key: str) -> str | None:
+        with self._lock:
+            return self._live(key, self.clock())
+
+    def set(self, key: str, value: str, ttl: float) -> None:
+        with self._lock:
+            self._put(key, value, self.clock() + timedelta(seconds=ttl))
+
+    def add(self, key: str, value: str, ttl: float) -> bool:
+        return self.settle(key, value, ttl)[0]
+
+    def take(self, key: str) -> str | None:
+        with self._lock:
+            value = self._live(key, self.clock())
+            self._values.pop(key, None)
+            return value
+
+    def delete(self, key: str) -> None:
+        with self._lock:
+            self._values.pop(_check_key(key), None)
+
+    def settle(
+        self,
+        key: str,
+        value: str,
+        ttl: float,
+        *,
+        also: Mapping[str, tuple[str, float] | None] | None = None,
+    ) -> tuple[bool, str | None]:
+        with self._lock:
+            now = self.clock()
+            first = self._live(key, now)
+            if first is not None:
+                return False, first
+            self._put(key, value, now + timedelta(seconds=ttl))
+            for other, item in (also or {}).items():
+                if item is None:
+                    self._values.pop(_check_key(other), None)
+                else:
+                    self._put(other, item[0], now + timedelta(seconds=item[1]))
+            return True, value
+
+    def prune(self) -> int:
+        with self._lock:
+            now = self.clock()
+            old = [k for k, (_, until) in self._values.items() if until <= now]
+            for key in old:
+                del self._values[key]
+            return len(old)
+
+
 class RedisState:
     """:class:`SharedState` in Redis (keys under *prefix*; Redis expires them itself)."""
 
@@ -296,13 +378,17 @@ def shared_state_from_env(
     sessions: Callable[[], sessionmaker[Session]],
     clock: Callable[[], datetime],
 ) -> SharedState:
-    """Redis when ``YXBY_REDIS_URL`` is set in *env*, else the database (*sessions* is
-    called only then, so a Redis deployment does not need the table's round trips)."""
+    """Redis when ``YXBY_REDIS_URL`` is set in *env*, else the database — PostgreSQL's
+    ``shared_value`` table, or on SQLite (one server process) this process's memory.
+    *sessions* is called only without Redis."""
     url = (env.get(REDIS_URL_ENV) or "").strip()
     if url:
         prefix = env.get(REDIS_PREFIX_ENV) or DEFAULT_PREFIX
         return RedisState(url, prefix)
-    return DatabaseState(sessions(), clock)
+    factory = sessions()
+    if factory.kw["bind"].dialect.name == "sqlite":
+        return MemoryState(clock)
+    return DatabaseState(factory, clock)
 
 
 class WeChatSessionStorage:

@@ -1,11 +1,11 @@
 """The hot path of one WeChat text message, counted in database work (not timed).
 
-A new message takes one read (is it a replay, is its answer owed or queued — one statement)
-and two write transactions: the dialogue turn, and recording how it was answered (with the
-"全文" rest) for every process. On SQLite the read never takes the write lock (it used to be
-three ``BEGIN IMMEDIATE`` per message). The handoff expiry in every turn looks at the table
-only when a request can be due. A retry of the same MsgId in the same process touches the
-database not at all.
+A new message takes one read (is it a replay, is its answer owed or queued — one statement,
+it used to be three) and the dialogue turn's write transaction; on PostgreSQL one more,
+short, recording how it was answered (with the "全文" rest) for every process — on SQLite
+one process serves and keeps that in memory. On SQLite the read never takes the write lock.
+The handoff expiry in every turn looks at the table only when a request can be due. A retry
+of the same MsgId in the same process touches the database not at all.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def counting(app: App) -> Iterator[Counter[str]]:
         event.remove(app.db.engine, "before_cursor_execute", count)
 
 
-def test_one_message_is_one_read_and_two_write_transactions(
+def test_one_message_is_one_read_and_one_write_transaction_on_sqlite(
     app: App, clock: MovableClock, fake_api: FakeWeChatApi, backend: str
 ) -> None:
     adapter = WeChatAdapter(app, make_config(fake_api))
@@ -76,9 +76,9 @@ def test_one_message_is_one_read_and_two_write_transactions(
         assert per["processed_message reads"] == 1  # the replay check, once
         assert per.get("live_handoff reads", 0) == 0  # no request can be due yet
         if backend == "sqlite":
-            assert per["BEGIN IMMEDIATE"] == 2  # the turn, and how it was answered
+            assert per["BEGIN IMMEDIATE"] == 1  # the turn
             assert per["BEGIN DEFERRED"] == 1  # the read takes no write lock
-        assert per["INSERT"] <= 8
+        assert per["INSERT"] <= (7 if backend == "sqlite" else 8)
 
         # a retry of a MsgId this process answered: no database work at all
         xml = message_xml("text", created=wechat.now(), user=users[0], msg_id=900,

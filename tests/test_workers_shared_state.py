@@ -3,7 +3,7 @@ access token fetched once however many clients (processes) ask for it at once.
 
 The database store runs on SQLite and PostgreSQL (expiry by the test clock); the Redis store
 on the real server at 127.0.0.1:6379 (skipped when none runs), keys under a prefix of the
-test's own.
+test's own; the memory store (what a SQLite deployment, one process, uses) in the test.
 """
 
 from __future__ import annotations
@@ -16,7 +16,14 @@ import pytest
 
 from bot.channels.wechat.client import WeChatApiClient
 from handoff.db import Database
-from handoff.shared_state import DatabaseState, RedisState, SharedState, WeChatSessionStorage
+from handoff.shared_state import (
+    DatabaseState,
+    MemoryState,
+    RedisState,
+    SharedState,
+    WeChatSessionStorage,
+    shared_state_from_env,
+)
 from tests.conftest import MovableClock
 from tests.fakes.wechat_api import FakeWeChatApi
 
@@ -37,11 +44,13 @@ def redis_state() -> Iterator[RedisState]:
         state.close()
 
 
-@pytest.fixture(params=["database", "redis"])
+@pytest.fixture(params=["database", "redis", "memory"])
 def state(request: pytest.FixtureRequest, db: Database, clock: MovableClock) -> SharedState:
     if request.param == "redis":
         found: SharedState = request.getfixturevalue("redis_state")
         return found
+    if request.param == "memory":
+        return MemoryState(clock)
     return DatabaseState(db.sessions, clock)
 
 
@@ -154,3 +163,12 @@ def test_without_shared_state_the_client_keeps_wechatpys_own_expiry() -> None:
         client.expires_at = 1  # wechatpy's own clock says it expired
         assert client.access_token == "TOKEN-2"
         client.close()
+
+
+def test_the_store_follows_the_deployment(db: Database, clock: MovableClock, backend: str) -> None:
+    chosen = shared_state_from_env({}, lambda: db.sessions, clock)
+    assert chosen.backend == ("memory" if backend == "sqlite" else "database")
+    redis = shared_state_from_env(
+        {"YXBY_REDIS_URL": "redis://127.0.0.1:6379/0"}, lambda: db.sessions, clock
+    )
+    assert redis.backend == "redis"

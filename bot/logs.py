@@ -1,8 +1,9 @@
 """How ``yxby serve`` logs: plain lines (default) or one JSON object per line.
 
 ``--log-format json`` writes ``{"time", "level", "logger", "message", "pid"}`` (and
-``"exc"`` with the traceback) per record, for log shippers. Redaction of secrets and
-personal data happens where messages are made; this module only shapes them.
+``"exc"`` with the traceback) per record, for log shippers. Either way every record
+goes through :class:`yxby.redact.RedactingFilter` first (secrets and personal data masked,
+at every level).
 """
 
 from __future__ import annotations
@@ -33,19 +34,19 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False)
 
 
-def configure_logging(level: str = "info", fmt: str = "text") -> None:
-    """Set up the root logger (and uvicorn's) at *level* in *fmt* (``text`` or ``json``)."""
-    handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler)
-    root.setLevel(level.upper())
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
-        logger = logging.getLogger(name)
-        logger.handlers = []
-        logger.propagate = True
-    # httpx logs every request URL at INFO, and Telegram's URLs carry the bot token
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+def configure_logging(level: str = "info", fmt: str = "text", *, uvicorn: bool = True) -> None:
+    """Set up the root logger at *level* in *fmt* (``text`` or ``json``), redacting; with
+    *uvicorn*, uvicorn's loggers write through it too (else uvicorn's own configuration,
+    :func:`yxby.redact.uvicorn_log_config`, is used)."""
+    from yxby.redact import configure
+
+    configure(level)  # one redacting handler on the root logger; noisy libraries quiet
+    if fmt == "json":
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(JsonFormatter())
+    if uvicorn:
+        for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+            logger = logging.getLogger(name)
+            logger.handlers = []
+            logger.propagate = True
     logging.getLogger("alembic").setLevel(logging.WARNING)  # the schema check on every probe

@@ -57,25 +57,21 @@ def serve(
     if workers > 1:
         _serve_workers(host, port, workers, telegram_polling, log_level, log_format)
         return
-    import logging
-
     import uvicorn
 
     from bot.app import build_app
     from bot.channels.registry import adapters_from_env
     from bot.logs import configure_logging
     from bot.server import create_asgi
+    from yxby.redact import uvicorn_log_config
 
+    # secrets and personal data are masked in every line, at every level (yxby.redact)
     if log_format == "json":
         configure_logging(log_level, "json")
-        log_config = None
+        log_config: dict[str, object] | None = None
     else:
-        logging.basicConfig(
-            level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
-        # httpx logs every request URL at INFO, and Telegram's URLs carry the bot token
-        logging.getLogger("httpx").setLevel(logging.WARNING)
-        log_config = uvicorn.config.LOGGING_CONFIG
+        configure_logging(log_level, "text", uvicorn=False)
+        log_config = uvicorn_log_config(log_level)
     app = build_app()
     try:
         app.db  # noqa: B018 - refuse to start on a database that is not migrated

@@ -1,7 +1,8 @@
 """Run every benchmark, print its tables and write ``benchmarks/results/latest.json``.
 
 ``make bench`` calls ``.venv/bin/python -m benchmarks.run``; ``--only`` picks benchmarks.
-About three minutes on a 2-core machine (docs/benchmarks.md).
+About three minutes on a 2-core machine (docs/benchmarks.md). The WeChat load harness
+(``load``, several minutes) runs only when named: ``--only load``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from benchmarks import (
     console_pages,
     delivery_faults,
     kb_reload,
+    load,
     notices,
     register_sync,
     retrieval,
@@ -26,7 +28,7 @@ from benchmarks import (
 from benchmarks.common import machine_info, write_results
 from yxby.errors import ConfigError
 
-__all__ = ["BENCHMARKS", "main"]
+__all__ = ["BENCHMARKS", "SLOW", "main"]
 
 BENCHMARKS: dict[str, tuple[Callable[[], dict[str, Any]], Callable[[dict[str, Any]], str]]] = {
     "search_latency": (search_latency.run, search_latency.report),
@@ -38,7 +40,10 @@ BENCHMARKS: dict[str, tuple[Callable[[], dict[str, Any]], Callable[[dict[str, An
     "notices": (notices.run, notices.report),
     "kb_reload": (kb_reload.run, kb_reload.report),
     "assessment": (assessment.run, assessment.report),
+    "load": (load.run, load.report),
 }
+SLOW = frozenset({"load"})
+"""Run only when named (``--only load``): several minutes of real servers under load."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -46,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run")
     parser.add_argument(
         "--only",
-        default=",".join(BENCHMARKS),
+        default=",".join(n for n in BENCHMARKS if n not in SLOW),
         help="comma-separated benchmarks to run (default: %(default)s)",
     )
     parser.add_argument("--output", type=Path, help="JSON file (default: results/latest.json)")

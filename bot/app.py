@@ -38,6 +38,7 @@ from yxby import paths
 
 if TYPE_CHECKING:
     from bot.dialogue import Dialogue
+    from handoff.shared_state import SharedState
     from knowledge import KnowledgeBase
     from knowledge.live import LiveKnowledge
 
@@ -156,6 +157,14 @@ class App:
         return Inbox(self.db.sessions, self.clock)
 
     @cached_property
+    def shared(self) -> SharedState:
+        """Values every server process sees: Redis when ``YXBY_REDIS_URL`` is set, else the
+        database's ``shared_value`` table (WeChat access token, "全文" rests, answers)."""
+        from handoff.shared_state import shared_state_from_env
+
+        return shared_state_from_env(self.settings.env, lambda: self.db.sessions, self.clock)
+
+    @cached_property
     def live(self) -> LiveHandoffs:
         """The live handoff between enterprises and commissioners."""
         return LiveHandoffs(
@@ -219,6 +228,9 @@ class App:
 
     def close(self) -> None:
         """Release database connections (if the database was opened)."""
+        shared = self.__dict__.get("shared")
+        if shared is not None and hasattr(shared, "close"):
+            shared.close()
         db = self.__dict__.get("db")
         if db is not None:
             db.dispose()

@@ -9,6 +9,15 @@ when it fails (an unreachable API, say), logs why and tries again in the backgro
 a capped backoff until it works or the server stops. Meanwhile the other channels serve,
 the failed channel's pushes wait in the outbox (its sender says ``RetryLater``) and
 ``/healthz`` shows the channel as ``degraded`` with the reason.
+
+``/healthz`` answers within :data:`HEALTH_DB_TIMEOUT` seconds whatever the database is doing:
+its checks only read (on SQLite they never wait for the write lock), and a check that does
+not finish in time is reported as slow (``"slow": ["database"]``, status ``degraded``) while
+it goes on behind. ``/metrics`` serves Prometheus metrics (:mod:`bot.metrics`).
+
+Several processes (``yxby serve --workers N``, on PostgreSQL) each run this app: pushes are
+claimed under row locks (``SKIP LOCKED``), the SLA tick and the handoff expiry lock the rows
+they change the same way, and shared values (the WeChat token …) live in ``App.shared``.
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -25,25 +35,34 @@ from typing import Protocol
 
 from sqlalchemy import func, select
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from bot.app import App
 from bot.delivery import OutboxWorker, Sender
-from handoff.db import NOT_AT_HEAD, current_revision, head_revision
+from bot.metrics import MetricsMiddleware, metrics_endpoint
+from handoff.db import NOT_AT_HEAD, current_revision, head_revision, sqlite_write_lock_free
 from handoff.models import OutboxMessage
 from yxby.errors import DatabaseError, YxbyError
 
 __all__ = [
+    "HEALTH_DB_TIMEOUT",
     "ChannelAdapter",
     "ChannelState",
     "ChannelStatus",
     "ChannelUnavailable",
     "ServerOptions",
+    "asgi_from_env",
     "create_asgi",
     "retry_delay",
 ]
+
+HEALTH_DB_TIMEOUT = 0.8
+"""Seconds ``/healthz`` waits for its database check before it reports the database slow."""
+THREADS = 24
+"""Threads per server process for blocking work (see :attr:`ServerOptions.threads`)."""
 
 log = logging.getLogger("yxby.server")
 
@@ -132,6 +151,13 @@ class ServerOptions:
     """Run the knowledge reloader (SIGHUP, console button, midnight roll-over)."""
     watch_knowledge: bool = True
     """Also reload when the knowledge or lexicon files change (``YXBY_KB_WATCH=0`` turns off)."""
+    close_app: bool = False
+    """Close the app's connections when the server stops (a worker built by
+    :func:`asgi_from_env` owns its app)."""
+    threads: int = THREADS
+    """Threads for the blocking work (dialogue turns, database calls): most of their time
+    is spent waiting for the database, so more than cores (the database pool has as many
+    connections)."""
 
 
 class _Supervisor:
@@ -201,17 +227,30 @@ def create_asgi(
     head = head_revision()  # read the migration scripts once, not on every probe
     supervisors = {a.name: _Supervisor(a, opts) for a in adapters}
 
+    probe = _HealthProbe(app, head)
+
     async def healthz(_: Request) -> JSONResponse:
         checks: dict[str, object] = {}
         ok = True
+        slow: list[str] = []
         try:
-            checks["database"], checks["outbox"] = await asyncio.to_thread(
-                _database_health, app, head
-            )
+            found = await probe.check(HEALTH_DB_TIMEOUT)
         except Exception as exc:  # report, don't crash the probe (nor leak connection details)
             detail = f": {exc}" if isinstance(exc, YxbyError) else ""
             checks["database"] = f"error: {type(exc).__name__}{detail}"
             ok = False
+        else:
+            if found is None:
+                waited = probe.waiting_for()
+                checks["database"] = (
+                    f"slow: no answer within {HEALTH_DB_TIMEOUT:g} s "
+                    f"(the check has waited {waited:.1f} s)"
+                )
+                slow.append("database")
+            else:
+                checks["database"], checks["outbox"], writer = found
+                if writer is not None:  # a held write lock: writes wait, reads do not
+                    checks["database_writer"] = writer
         live = app.live_kb
         knowledge: dict[str, object] = {"entries": len(app.kb)}
         if live is not None:  # a reloading base: how the last reload went (error: file:line)
@@ -223,11 +262,19 @@ def create_asgi(
             ok = False
         now = time.monotonic()
         checks["channels"] = {name: s.status.as_json(now) for name, s in supervisors.items()}
-        checks["status"] = "ok" if ok else "unavailable"
+        checks["pid"] = os.getpid()
+        if slow:
+            checks["slow"] = slow
+        checks["status"] = ("degraded" if slow else "ok") if ok else "unavailable"
         return JSONResponse(checks, status_code=200 if ok else 503)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        from concurrent.futures import ThreadPoolExecutor
+
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(opts.threads, thread_name_prefix="yxby")
+        )
         live = app.live_kb if opts.reload_knowledge else None
         if live is not None:  # file changes, SIGHUP and the console reload the knowledge base
             live.start(watch=opts.watch_knowledge)
@@ -263,13 +310,29 @@ def create_asgi(
             if live is not None:
                 _on_sighup(None)
                 await asyncio.to_thread(live.stop)
+            probe.close()
+            if opts.close_app:
+                app.close()
 
     from bot.console import routes as console_routes
 
-    routes: list[BaseRoute] = [Route("/healthz", healthz, methods=["GET"]), *console_routes(app)]
+    routes: list[BaseRoute] = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/metrics", metrics_endpoint(app), methods=["GET"]),
+        *console_routes(app),
+    ]
+    channel_paths: dict[str, str] = {}
     for adapter in adapters:
-        routes.extend(adapter.routes())
-    asgi = Starlette(routes=routes, lifespan=lifespan)
+        for route in adapter.routes():
+            routes.append(route)
+            path = getattr(route, "path", None)
+            if isinstance(path, str):
+                channel_paths[path] = adapter.name
+    asgi = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(MetricsMiddleware, channels=channel_paths)],
+    )
     asgi.state.worker = worker
     asgi.state.app = app
     return asgi
@@ -287,17 +350,58 @@ def _on_sighup(handler: Callable[[], None] | None) -> None:
             log.info("SIGHUP reloads the knowledge base")
 
 
-def _database_health(app: App, head: str) -> tuple[str, dict[str, int]]:
-    """The schema revision (raises unless reachable and at *head*) and outbox counts."""
-    revision = current_revision(app.db.engine)
+class _HealthProbe:
+    """The database part of ``/healthz``, in its own thread, never more than one at a time.
+
+    A check that does not end in time goes on behind; the next probes report it slow
+    (with how long it has been waiting) instead of starting another one.
+    """
+
+    def __init__(self, app: App, head: str) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.app = app
+        self.head = head
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="healthz")
+        self._running: asyncio.Future[tuple[str, dict[str, int], str | None]] | None = None
+        self._since = 0.0
+
+    async def check(self, timeout: float) -> tuple[str, dict[str, int], str | None] | None:
+        """``(database, outbox counts, writer)``, or ``None`` when not done in *timeout*."""
+        if self._running is None or self._running.done():
+            loop = asyncio.get_running_loop()
+            self._running = loop.run_in_executor(self._pool, _database_health, self.app, self.head)
+            self._since = time.monotonic()
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._running), timeout)
+        except TimeoutError:
+            return None
+
+    def waiting_for(self) -> float:
+        """Seconds the running check has been waiting."""
+        return time.monotonic() - self._since
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _database_health(app: App, head: str) -> tuple[str, dict[str, int], str | None]:
+    """The schema revision (raises unless reachable and at *head*), outbox counts, and on
+    SQLite whether another connection holds the write lock (asked without waiting)."""
+    engine = app.db.engine
+    revision = current_revision(engine)
     if revision != head:
         raise DatabaseError(f"{NOT_AT_HEAD}（当前：{revision or '未初始化'}，需要：{head}）")
-    with app.db.engine.connect() as conn:
+    with engine.connect().execution_options(yxby_read_only=True) as conn:
         rows = conn.execute(
             select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)
         ).all()
     counts = {str(getattr(status, "value", status)): int(n) for status, n in rows}
-    return f"ok (revision {revision})", counts
+    writer: str | None = None
+    free = sqlite_write_lock_free(engine)
+    if free is not None:
+        writer = "ok" if free else "busy: another connection holds the SQLite write lock"
+    return f"ok (revision {revision})", counts, writer
 
 
 async def _tick_loop(app: App, stop: asyncio.Event, interval: float) -> None:
@@ -313,5 +417,35 @@ async def _tick_loop(app: App, stop: asyncio.Event, interval: float) -> None:
             await asyncio.to_thread(app.live.expire)
         except Exception:
             log.exception("handoff expiry failed")
+        try:
+            await asyncio.to_thread(app.shared.prune)  # expired shared values
+        except Exception:
+            log.exception("pruning shared values failed")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=interval)
+
+
+SERVE_OPTIONS_ENV = "YXBY_SERVE_OPTIONS"
+"""What ``yxby serve`` passes to each worker process (JSON: ``telegram_polling`` …)."""
+
+
+def asgi_from_env() -> Starlette:
+    """The served app of one worker process of ``yxby serve --workers N`` (a uvicorn
+    factory): the app and adapters from the ``YXBY_*`` environment, owned by the server."""
+    import json
+
+    from bot.app import build_app
+    from bot.channels.registry import adapters_from_env
+    from bot.logs import configure_logging
+
+    options = json.loads(os.environ.get(SERVE_OPTIONS_ENV) or "{}")
+    configure_logging(options.get("log_level", "info"), options.get("log_format", "text"))
+    app = build_app()
+    try:
+        app.db  # noqa: B018 - refuse to start on a database that is not migrated
+        adapters = adapters_from_env(app, telegram_polling=bool(options.get("telegram_polling")))
+    except BaseException:
+        app.close()
+        raise
+    watch = bool(options.get("watch_knowledge", True))
+    return create_asgi(app, adapters, ServerOptions(close_app=True, watch_knowledge=watch))

@@ -3,8 +3,13 @@
 Working days are Monday to Friday, minus statutory holidays, plus the 调休 make-up
 working days, as the State Council's annual notice sets them. The data comes from the
 ``chinesecalendar`` package; ``config/holidays.yaml`` adds years it does not know yet or
-corrects years it does. A year known to neither is counted weekends-only: a warning is
-logged once per year (logger ``yxby.calendar``) and the year is reported, never raised.
+corrects years it does. A year from 2025 on that is known to neither (its notice is not
+published yet) is counted by the statutory rule of 《全国年节及纪念日放假办法》 (2024
+revision): its 13 days of holidays — lunar dates from ``lunar_python`` — plus weekends, with a
+holiday falling on a weekend made up on the next working day (补假), but without the 调休
+swaps no rule predicts. Deadlines counted that way are *provisional* (:attr:`DueDate.provisional`).
+Earlier years known to neither are counted weekends-only. Either way a warning is logged
+once per year (logger ``yxby.calendar``) and the year is reported, never raised.
 
 Deadlines follow the usual counting (民法典 art. 201): the day of receipt does not count,
 and N working days end at 24:00 of the Nth working day after it, written 23:59:59.
@@ -38,17 +43,67 @@ __all__ = [
     "WorkCalendar",
     "YearOverride",
     "load_calendar",
+    "statutory_holidays",
 ]
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 END_OF_DAY = time(23, 59, 59)
 """How "24:00" of a day is written: the last second of the day."""
 
-Coverage = Literal["chinesecalendar", "override", "fallback"]
+Coverage = Literal["chinesecalendar", "override", "statutory", "fallback"]
 BaseCalendar = Callable[[date], bool]
 """``is_workday(day)``; raises ``NotImplementedError`` for a year it has no data for."""
 
 log = logging.getLogger("yxby.calendar")
+
+STATUTORY_SINCE = 2025
+"""The first year of the 2024 revision of 《全国年节及纪念日放假办法》 (国务院令第 795 号)."""
+STATUTORY_UNTIL = 2100
+"""The last year for which the lunar calendar is computed."""
+PUBLISHED: frozenset[Coverage] = frozenset({"chinesecalendar", "override"})
+"""Coverages that come from a published State Council notice."""
+
+
+def statutory_holidays(year: int) -> dict[date, str]:
+    """The days off of 《全国年节及纪念日放假办法》 (2024 revision) in *year*, with names.
+
+    Article 2: 元旦 1 day, 春节 4 days (除夕 and 正月初一至初三), 清明节 1 day (the solar term),
+    劳动节 2 days (5月1日、2日), 端午节 1 day, 中秋节 1 day, 国庆节 3 days (10月1日至3日).
+    Article 6: a holiday that falls on a Saturday or Sunday is made up (补假) on a working day;
+    here the first weekday after the festival's days that is not itself a holiday. The State
+    Council's yearly 调休 swaps are not predictable and are not guessed.
+    """
+    from lunar_python import Lunar, Solar
+
+    def solar(lunar_month: int, lunar_day: int, lunar_year: int = year) -> date:
+        s = Lunar.fromYmd(lunar_year, lunar_month, lunar_day).getSolar()
+        return date(s.getYear(), s.getMonth(), s.getDay())
+
+    spring = solar(1, 1)
+    qingming = Lunar.fromSolar(Solar.fromYmd(year, 4, 15)).getJieQiTable()["清明"]
+    festivals: list[tuple[str, list[date]]] = [
+        ("元旦", [date(year, 1, 1)]),
+        ("春节", [spring + timedelta(days=d) for d in range(-1, 3)]),
+        ("清明节", [date(qingming.getYear(), qingming.getMonth(), qingming.getDay())]),
+        ("劳动节", [date(year, 5, 1), date(year, 5, 2)]),
+        ("端午节", [solar(5, 5)]),
+        ("中秋节", [solar(8, 15)]),
+        ("国庆节", [date(year, 10, d) for d in (1, 2, 3)]),
+    ]
+    days: dict[date, str] = {}
+    for name, dates in festivals:
+        days.update(dict.fromkeys(dates, name))
+    for name, dates in festivals:
+        owed = sum(1 for d in dates if d.weekday() >= 5)
+        day = max(dates)
+        while owed:
+            day += timedelta(days=1)
+            if day.weekday() < 5 and day not in days and day.year == year:
+                days[day] = f"{name}补假"
+                owed -= 1
+            if day.year != year:
+                break
+    return days
 
 
 # ---------------------------------------------------------------------------- config
@@ -164,11 +219,18 @@ class DueDate:
     """The N working days counted, in order."""
     fallback_years: tuple[int, ...]
     """Years among the days counted or skipped that were counted weekends-only."""
+    statutory_years: tuple[int, ...] = ()
+    """Years among the days counted or skipped that were counted by the statutory rule."""
 
     @property
     def fell_back(self) -> bool:
         """True if any day of the count came from a weekends-only year."""
         return bool(self.fallback_years)
+
+    @property
+    def provisional(self) -> bool:
+        """True if the count used a year whose 调休 schedule is not published yet."""
+        return bool(self.fallback_years or self.statutory_years)
 
 
 @dataclass(frozen=True)
@@ -234,7 +296,18 @@ class WorkCalendar:
             return "override"
         if self._base_knows(year):
             return "chinesecalendar"
+        if STATUTORY_SINCE <= year <= STATUTORY_UNTIL:
+            return "statutory"
         return "fallback"
+
+    def is_published(self, year: int) -> bool:
+        """Whether *year*'s working days come from a published notice (not a rule)."""
+        return self.coverage(year) in PUBLISHED
+
+    def unpublished_years(self, start: date, days: int) -> tuple[int, ...]:
+        """Years touched by the *days* days from *start* whose schedule is not published."""
+        years = {(start + timedelta(days=n)).year for n in range(days + 1)}
+        return tuple(sorted(y for y in years if not self.is_published(y)))
 
     def coverage_note(self, year: int) -> str:
         """A Chinese sentence for operators saying how *year* is counted."""
@@ -244,6 +317,12 @@ class WorkCalendar:
         if kind == "chinesecalendar":
             extra = "（含 holidays.yaml 的更正）" if year in self._overrides else ""
             return f"{year} 年按 chinesecalendar 数据计算工作日{extra}"
+        if kind == "statutory":
+            extra = "及 holidays.yaml 所列日期" if year in self._overrides else ""
+            return (
+                f"{year} 年放假安排尚未公布：暂按《全国年节及纪念日放假办法》的法定节假日{extra}"
+                "和周末推算工作日（不含调休），期限为暂定；公布后请在 config/holidays.yaml 录入"
+            )
         if year in self._overrides:
             return (
                 f"{year} 年法定节假日数据不完整（holidays.yaml 未标记 complete），"
@@ -253,6 +332,10 @@ class WorkCalendar:
 
     def fallback_years(self) -> frozenset[int]:
         """Years that have been counted weekends-only so far."""
+        return frozenset(y for y in self._fallback if self.coverage(y) == "fallback")
+
+    def provisional_years(self) -> frozenset[int]:
+        """Years counted so far without a published schedule (statutory or weekends-only)."""
         return frozenset(self._fallback)
 
     # -- per-day decisions
@@ -266,7 +349,7 @@ class WorkCalendar:
             if info is None:
                 info = self._build(year)
                 self._years[year] = info
-                if info.coverage == "fallback":
+                if info.coverage in ("fallback", "statutory"):
                     self._fallback.add(year)
                     log.warning("%s", self.coverage_note(year))
         return info
@@ -279,6 +362,8 @@ class WorkCalendar:
                 worked = self._base(day)
                 if worked != (day.weekday() < 5):
                     special[day] = worked
+        elif kind == "statutory":
+            special.update(dict.fromkeys(statutory_holidays(year), False))
         entry = self._overrides.get(year)
         if entry is not None:
             special.update(dict.fromkeys(entry.holiday_dates(), False))
@@ -300,17 +385,21 @@ class WorkCalendar:
         day = _local(start, "start").date()
         counted: list[date] = []
         fallback: set[int] = set()
+        statutory: set[int] = set()
         while len(counted) < n:
             day += timedelta(days=1)
             info = self._year(day.year)
             if info.coverage == "fallback":
                 fallback.add(day.year)
+            elif info.coverage == "statutory":
+                statutory.add(day.year)
             if info.special.get(day, day.weekday() < 5):
                 counted.append(day)
         return DueDate(
             at=datetime.combine(counted[-1], END_OF_DAY, tzinfo=SHANGHAI),
             workdays=tuple(counted),
             fallback_years=tuple(sorted(fallback)),
+            statutory_years=tuple(sorted(statutory)),
         )
 
     def add_workdays(self, start: datetime, n: int) -> datetime:

@@ -81,7 +81,7 @@ class DialogueTurn(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     channel_identity_id: Mapped[int] = mapped_column(ForeignKey("channel_identity.id"), index=True)
-    at: Mapped[datetime] = mapped_column()
+    at: Mapped[datetime] = mapped_column(index=True)
     state: Mapped[str] = mapped_column(String(32))
     text: Mapped[str] = mapped_column(Text)
     tokens: Mapped[list[str]] = mapped_column(default=list)
@@ -90,6 +90,8 @@ class DialogueTurn(Base):
     entry_id: Mapped[str | None] = mapped_column(String(80))
     outcome: Mapped[TurnOutcome] = mapped_column(_enum(TurnOutcome, "turn_outcome"))
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("ticket.id"))
+    # set when handoff.retention masked the text (personal data) after the retention period
+    masked_at: Mapped[datetime | None] = mapped_column()
 
 
 class ProcessedMessage(Base):
@@ -101,7 +103,7 @@ class ProcessedMessage(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     channel: Mapped[str] = mapped_column(String(32))
     msg_id: Mapped[str] = mapped_column(String(128))
-    at: Mapped[datetime] = mapped_column()
+    at: Mapped[datetime] = mapped_column(index=True)  # pruned by age (handoff.retention)
     replies: Mapped[list[Any]] = mapped_column(default=list)
 
 

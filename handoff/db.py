@@ -26,6 +26,7 @@ from yxby.paths import PROJECT_ROOT, data_dir
 __all__ = [
     "DATABASE_URL_ENV",
     "MIGRATIONS_DIR",
+    "READ_ONLY_OPTION",
     "SQLITE_FILENAME",
     "Database",
     "alembic_config",
@@ -37,6 +38,7 @@ __all__ = [
     "make_session_factory",
     "open_database",
     "read_only",
+    "sqlite_write_lock_free",
     "upgrade",
 ]
 
@@ -44,8 +46,11 @@ DATABASE_URL_ENV = "YXBY_DATABASE_URL"
 SQLITE_FILENAME = "yxby.sqlite3"
 MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
 BUSY_TIMEOUT_MS = 30_000
+PG_POOL_SIZE = 24
 
 _READ_ONLY = "yxby_read_only"
+READ_ONLY_OPTION = _READ_ONLY
+"""The execution option marking a Core connection a reader (see :func:`read_only`)."""
 
 NOT_AT_HEAD = "数据库尚未初始化或版本过旧，请先运行 yxby db upgrade"
 
@@ -115,7 +120,33 @@ def make_engine(url: str | URL | None = None, *, echo: bool = False) -> Engine:
         )
         _sqlite_events(engine, memory=memory)
         return engine
-    return create_engine(parsed, echo=echo, pool_pre_ping=True)
+    # as many connections as the server has threads for blocking work (bot.server.THREADS)
+    return create_engine(
+        parsed, echo=echo, pool_pre_ping=True, pool_size=PG_POOL_SIZE, max_overflow=8
+    )
+
+
+def sqlite_write_lock_free(engine: Engine) -> bool | None:
+    """On SQLite, True when no other connection holds the write lock now (asked without
+    waiting); ``None`` on other databases."""
+    if engine.dialect.name != "sqlite":
+        return None
+    import sqlite3
+
+    database = engine.url.database
+    if not database or database == ":memory:":
+        return True
+    conn = sqlite3.connect(database, timeout=0, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+        return True
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            return False
+        raise
+    finally:
+        conn.close()
 
 
 def read_only(session: Session) -> Session:
@@ -165,11 +196,14 @@ def _describe(engine: Engine) -> str:
 
 
 def current_revision(engine: Engine) -> str | None:
-    """The revision the database is at, or ``None`` for an un-migrated database."""
+    """The revision the database is at, or ``None`` for an un-migrated database.
+
+    A reader: on SQLite it does not wait for the write lock.
+    """
     from alembic.runtime.migration import MigrationContext
 
     try:
-        with engine.connect() as conn:
+        with engine.connect().execution_options(**{_READ_ONLY: True}) as conn:
             return MigrationContext.configure(conn).get_current_revision()
     except SQLAlchemyError as exc:
         raise DatabaseError(

@@ -20,19 +20,20 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, func, or_, select, text, update
+from sqlalchemy import Connection, Engine, exists, func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from handoff import telegram_state
 from handoff.conversations import DeferredMessage, ProcessedMessage, get_or_create_identity
-from handoff.db import BUSY_TIMEOUT_MS, read_only
+from handoff.db import BUSY_TIMEOUT_MS, READ_ONLY_OPTION, read_only
 from handoff.invites import redeem_invite
 from handoff.models import ChannelIdentity, OutboxMessage, OutboxStatus
 from handoff.outbox import enqueue, mark_failed, mark_retry, mark_sent, release_held, take_local
@@ -78,19 +79,39 @@ class Inbox:
     def __init__(self, sessions: sessionmaker[Session], clock: Callable[[], datetime]) -> None:
         self.sessions = sessions
         self.clock = clock
+        engine: Engine = sessions.kw["bind"]
+        self._engine = engine
+        # PostgreSQL answers a lone read without BEGIN/ROLLBACK round trips
+        self._read_options: dict[str, Any] = (
+            {READ_ONLY_OPTION: True}
+            if engine.dialect.name == "sqlite"
+            else {"isolation_level": "AUTOCOMMIT"}
+        )
+        self._fresh = threading.local()
 
     # -- inbound de-duplication
 
     def replayed(self, channel: str, msg_id: str) -> list[dict[str, Any]] | None:
-        """The stored reply payloads of a message seen before, or ``None`` if it is new."""
-        with self.sessions() as s:
-            read_only(s)
-            row = s.scalars(
-                select(ProcessedMessage).where(
+        """The stored reply payloads of a message seen before, or ``None`` if it is new.
+
+        Right after :meth:`answered_later` found *msg_id* new in this thread, the first call
+        takes that answer instead of asking again (a concurrent handler of the same id is
+        still caught: its claim fails, and the next call asks the database).
+        """
+        if getattr(self._fresh, "key", None) == (channel, msg_id):
+            self._fresh.key = None
+            return None
+        with self._reader() as conn:
+            row = conn.execute(
+                select(ProcessedMessage.replies).where(
                     ProcessedMessage.channel == channel, ProcessedMessage.msg_id == msg_id
                 )
-            ).one_or_none()
+            ).first()
             return None if row is None else list(row.replies)
+
+    def _reader(self) -> Connection:
+        """A pooled connection for one read (every message's path: no ORM session)."""
+        return self._engine.connect().execution_options(**self._read_options)
 
     @staticmethod
     def claim(session: Session, channel: str, msg_id: str, now: datetime) -> ProcessedMessage:
@@ -233,6 +254,7 @@ class Inbox:
         *,
         received_at: datetime,
         within: float | None = None,
+        also: Callable[[Session], None] | None = None,
     ) -> None:
         """Store that the answer to *msg_id* is owed (done before the platform hears
         "received"); storing it again changes nothing.
@@ -240,7 +262,8 @@ class Inbox:
         *message* is what the channel needs to replay it. With *within*, the write waits at
         most that many seconds for a busy database (a locked SQLite file, a locked row on
         PostgreSQL) and raises ``OperationalError`` rather than block: the caller must then
-        not acknowledge the message.
+        not acknowledge the message. *also* runs in the same transaction (an exception
+        from it undoes the store).
         """
 
         def write(s: Session) -> None:
@@ -261,6 +284,8 @@ class Inbox:
                     )
                 )
                 s.flush()
+            if also is not None:
+                also(s)
 
         # IntegrityError: stored concurrently by another delivery of the same message
         with contextlib.suppress(IntegrityError):
@@ -342,18 +367,18 @@ class Inbox:
 
     def answered_later(self, channel: str, msg_id: str, key: str) -> bool:
         """True when *msg_id*'s answer is owed or was queued under *key*: it goes out as a
-        push, never as a second direct answer."""
-        with self.sessions() as s:
-            read_only(s)
-            owed = s.scalar(
-                select(DeferredMessage.id).where(
-                    DeferredMessage.channel == channel, DeferredMessage.msg_id == msg_id
-                )
-            )
-            if owed is not None:
-                return True
-            found = s.scalar(select(OutboxMessage.id).where(OutboxMessage.dedupe_key == key))
-            return found is not None
+        push, never as a second direct answer. One read, which also tells the next
+        :meth:`replayed` in this thread whether the message is new."""
+        owed = exists().where(DeferredMessage.channel == channel, DeferredMessage.msg_id == msg_id)
+        queued = exists().where(OutboxMessage.dedupe_key == key)
+        seen = exists().where(
+            ProcessedMessage.channel == channel, ProcessedMessage.msg_id == msg_id
+        )
+        with self._reader() as conn:
+            row = conn.execute(select(or_(owed, queued), seen)).one()
+        later, before = bool(row[0]), bool(row[1])
+        self._fresh.key = None if before or later else (channel, msg_id)
+        return later
 
     def owed(self, channel: str) -> int:
         """How many answers of *channel* are owed (stored and not yet queued)."""

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
-from sqlalchemy import ColumnElement, false, or_, select, true
+from sqlalchemy import ColumnElement, false, func, or_, select, true
 from sqlalchemy.orm import Session, sessionmaker
 
 from handoff.accounts import ConsoleAccount
@@ -185,6 +185,8 @@ class LiveHandoffs:
         self.notifier = notifier
         self.clock = clock
         self.wait = timedelta(minutes=wait_minutes)
+        self._quiet_until: datetime | None = None
+        """Before this moment no request can be due: :meth:`expire` need not look."""
 
     # -- reading
 
@@ -396,11 +398,21 @@ class LiveHandoffs:
         The enterprise is told the ticket number and by when it will be contacted. Runs in
         the caller's *session* (the dialogue engine's turn) or in its own transaction (the
         server's tick, the terminal's poller).
+
+        Every dialogue turn calls it, so it remembers when the next request can be due at
+        the earliest — the soonest waiting one, and at most ``wait`` from now, since a request
+        made later (by any process) expires later still — and looks only from then on.
         """
+        now = self.clock()
+        quiet = self._quiet_until
+        if quiet is not None and now < quiet:
+            return 0
         if session is None:
             with self.sessions.begin() as own:
-                return self.expire(own)
-        now = self.clock()
+                return self._expire(own, now)
+        return self._expire(session, now)
+
+    def _expire(self, session: Session, now: datetime) -> int:
         rows = session.scalars(
             select(LiveHandoff)
             .where(LiveHandoff.state == LiveHandoffState.WAITING, LiveHandoff.expires_at <= now)
@@ -409,6 +421,14 @@ class LiveHandoffs:
         ).all()
         for handoff in rows:
             self._file_ticket(session, handoff, now)
+        soonest = session.scalar(
+            select(func.min(LiveHandoff.expires_at)).where(
+                LiveHandoff.state == LiveHandoffState.WAITING, LiveHandoff.expires_at > now
+            )
+        )
+        horizon = now + self.wait
+        # a row another process holds locked (SKIP LOCKED) is looked at again next time
+        self._quiet_until = None if rows else min(soonest or horizon, horizon)
         return len(rows)
 
     def _file_ticket(self, session: Session, handoff: LiveHandoff, now: datetime) -> None:

@@ -56,6 +56,7 @@ __all__ = [
     "RegisterChange",
     "RegisterRejection",
     "RegisterSync",
+    "SharedValue",
     "SlaClock",
     "Survey",
     "SurveyResult",
@@ -648,6 +649,8 @@ class TranscriptLine(Base):
     at: Mapped[datetime] = mapped_column()
     direction: Mapped[Direction] = mapped_column(_enum(Direction, "direction"))
     text: Mapped[str] = mapped_column(Text)
+    # set when handoff.retention masked the text (personal data) after the retention period
+    masked_at: Mapped[datetime | None] = mapped_column()
 
 
 class Survey(Base):
@@ -914,3 +917,19 @@ class MeetingItem(Base):
 
     meeting: Mapped[JointMeeting | None] = relationship(back_populates="items")
     ticket: Mapped[Ticket] = relationship()
+
+
+class SharedValue(Base):
+    """A small value every server process sees (the WeChat access token, a "全文" rest, who
+    answers a MsgId), until ``expires_at``; :mod:`handoff.shared_state` reads and writes it.
+
+    Used when no Redis is configured (``YXBY_REDIS_URL``); an expired row counts as absent
+    and is overwritten or pruned.
+    """
+
+    __tablename__ = "shared_value"
+    __table_args__ = (Index(None, "expires_at"),)
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    expires_at: Mapped[datetime] = mapped_column()

@@ -952,7 +952,8 @@ class TicketService:
         if due is None:
             workdays = self._settings.limit(kind)
             result = self._calendar.due(start, workdays)
-            due, fallback = result.at, result.fallback_years
+            # weekends-only or statutory-rule years: the deadline is provisional
+            due, fallback = result.at, result.fallback_years + result.statutory_years
         lead = self._settings.reminder.lead_workdays
         remind_at = self._calendar.sub_workdays(due, lead) if lead else None
         ticket.clocks.append(

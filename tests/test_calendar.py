@@ -15,6 +15,7 @@ from handoff.calendar import (
     DueDate,
     WorkCalendar,
     load_calendar,
+    statutory_holidays,
 )
 from yxby.errors import ConfigError
 from yxby.paths import PROJECT_ROOT
@@ -224,7 +225,7 @@ def test_per_year_decisions_are_cached() -> None:
 # -------------------------------------------------------------------------- fallback
 
 
-def test_year_end_into_an_unknown_year_falls_back_and_warns_once(
+def test_year_end_into_an_unpublished_year_uses_the_statutory_rule_and_warns_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     cal = WorkCalendar(base=known_until_2026)
@@ -235,17 +236,83 @@ def test_year_end_into_an_unknown_year_falls_back_and_warns_once(
     cal.is_workday(date(2027, 3, 1))
     cal.sub_workdays(at("2027-01-08 12:00"), 3)
 
-    assert result.workdays == (date(2026, 12, 31), date(2027, 1, 1), date(2027, 1, 4))
-    assert result.at.isoformat() == "2027-01-04T23:59:59+08:00"
-    assert result.fallback_years == (2027,)
-    assert result.fell_back
-    assert again.fallback_years == (2027,)
-    assert cal.fallback_years() == frozenset({2027})
-    assert cal.coverage(2027) == "fallback"
+    # 2027-01-01 (元旦, a Friday) is a statutory holiday, not a working day
+    assert result.workdays == (date(2026, 12, 31), date(2027, 1, 4), date(2027, 1, 5))
+    assert result.at.isoformat() == "2027-01-05T23:59:59+08:00"
+    assert result.statutory_years == (2027,)
+    assert result.fallback_years == ()
+    assert result.provisional and not result.fell_back
+    assert again.statutory_years == (2027,)
+    assert cal.provisional_years() == frozenset({2027})
+    assert cal.fallback_years() == frozenset()
+    assert cal.coverage(2027) == "statutory"
+    assert not cal.is_published(2027)
     records = [r for r in caplog.records if r.name == "yxby.calendar"]
     assert len(records) == 1
     assert records[0].levelno == logging.WARNING
-    assert "2027 年无法定节假日数据" in records[0].getMessage()
+    assert "2027 年放假安排尚未公布" in records[0].getMessage()
+
+
+def test_a_year_beyond_the_lunar_tables_falls_back_to_weekends_only(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    cal = WorkCalendar(base=known_until_2026)
+    caplog.set_level(logging.WARNING, logger="yxby.calendar")
+    result = cal.due(at("2199-12-30 10:00"), 1)  # a Monday
+    assert result.workdays == (date(2199, 12, 31),)
+    assert result.fallback_years == (2199,) and result.fell_back and result.provisional
+    assert cal.fallback_years() == frozenset({2199})
+    assert "2199 年无法定节假日数据" in caplog.records[0].getMessage()
+
+
+STATUTORY_2027 = {
+    "元旦": ["2027-01-01"],
+    "春节": ["2027-02-05", "2027-02-06", "2027-02-07", "2027-02-08"],  # 除夕 to 初三
+    "春节补假": ["2027-02-09", "2027-02-10"],  # 初一 and 初二 fall on Saturday and Sunday
+    "清明节": ["2027-04-05"],
+    "劳动节": ["2027-05-01", "2027-05-02"],
+    "劳动节补假": ["2027-05-03", "2027-05-04"],
+    "端午节": ["2027-06-09"],
+    "中秋节": ["2027-09-15"],
+    "国庆节": ["2027-10-01", "2027-10-02", "2027-10-03"],
+    "国庆节补假": ["2027-10-04", "2027-10-05"],
+}
+
+
+def test_statutory_holidays_of_2027_follow_the_2024_revision() -> None:
+    days = statutory_holidays(2027)
+    expected = {date.fromisoformat(d): name for name, ds in STATUTORY_2027.items() for d in ds}
+    assert days == expected
+    assert sum(1 for name in days.values() if not name.endswith("补假")) == 13
+
+
+@pytest.mark.parametrize("year", [2025, 2026])
+def test_the_statutory_rule_agrees_with_the_published_schedule(year: int) -> None:
+    """Every day the rule gives off was off in the published notice; the notice differs only
+    by its 调休 swaps: longer breaks next to a festival and weekend days worked instead."""
+    rule = WorkCalendar(base=lambda day: _raise_unknown(day))
+    published = WorkCalendar(base=known_until_2026)
+    assert rule.coverage(year) == "statutory"
+    festivals = sorted(statutory_holidays(year))
+    for day in festivals:
+        assert not published.is_workday(day), f"{day} is off by the rule but was worked"
+    disagreements = []
+    for day in (date(year, 1, 1) + timedelta(days=n) for n in range(365)):
+        if rule.is_workday(day) != published.is_workday(day):
+            disagreements.append(day)
+            nearest = min(abs((day - f).days) for f in festivals)
+            assert nearest <= 10, f"{day}: a difference far from any festival"
+    assert 10 <= len(disagreements) <= 30
+
+
+def _raise_unknown(day: date) -> bool:
+    raise NotImplementedError(f"no data for {day.year}")
+
+
+def test_unpublished_years_in_the_next_sixty_days() -> None:
+    cal = WorkCalendar(base=known_until_2026)
+    assert cal.unpublished_years(date(2026, 10, 1), 60) == ()
+    assert cal.unpublished_years(date(2026, 12, 1), 60) == (2027,)
 
 
 def test_a_second_calendar_warns_again(caplog: pytest.LogCaptureFixture) -> None:
@@ -262,13 +329,13 @@ def test_counting_inside_a_known_year_reports_no_fallback(
     caplog.set_level(logging.WARNING, logger="yxby.calendar")
     assert cal.due(at("2026-12-28 10:00"), 3).fallback_years == ()
     assert cal.fallback_years() == frozenset()
-    assert cal.coverage(2027) == "fallback"  # asking does not warn or record
-    assert cal.fallback_years() == frozenset()
+    assert cal.coverage(2027) == "statutory"  # asking does not warn or record
+    assert cal.provisional_years() == frozenset()
     assert caplog.records == []
 
 
 def test_years_outside_chinesecalendar_never_raise(cal: WorkCalendar) -> None:
-    assert cal.coverage(2003) == "fallback"
+    assert cal.coverage(2003) == "fallback"  # before the 2024 revision: weekends only
     assert cal.coverage(2199) == "fallback"
     assert cal.is_workday(date(2199, 12, 31))  # a Tuesday
     assert not cal.is_workday(date(2199, 12, 28))  # a Saturday
@@ -284,8 +351,8 @@ def test_fallback_years_include_skipped_days() -> None:
         return day.weekday() < 5
 
     cal = WorkCalendar(base=known_2028_only)
-    assert cal.due(at("2027-12-30 10:00"), 1).fallback_years == (2027,)
-    assert cal.due(at("2027-12-31 10:00"), 1).fallback_years == ()
+    assert cal.due(at("2027-12-30 10:00"), 1).statutory_years == (2027,)
+    assert cal.due(at("2027-12-31 10:00"), 1).statutory_years == ()
 
 
 # ------------------------------------------------------------------------- overrides

@@ -78,17 +78,41 @@ def test_all_good_in_a_year_chinesecalendar_covers(config: Path) -> None:
     result = doctor("--today", "2025-06-01")
     assert result.exit_code == 0, result.output
     out = lines(result)
-    assert len(out) == len(default_checks()) == 9
+    assert len(out) == len(default_checks()) == 10
     assert all(line.startswith("✓ ") for line in out), out
-    assert out[8].startswith("✓ 专员：")
+    assert out[9].startswith("✓ 专员：")
+    assert out[4] == "✓ 未来 60 天工作日历：未来 60 天的放假安排均已公布并录入"
     assert out[0].startswith("✓ 部门配置：")
     assert "2025 年按 chinesecalendar" in out[2]
     assert "2026 年按 chinesecalendar" in out[3]
 
 
-def test_an_uncovered_year_is_a_warning_not_a_failure(config: Path) -> None:
-    result = doctor("--today", "2198-03-01")
+def test_an_unpublished_next_year_far_away_is_a_warning_not_a_failure(config: Path) -> None:
+    staff_every_department(os.environ["YXBY_DATABASE_URL"])
+    result = doctor("--today", "2026-06-01")
     assert result.exit_code == 0, result.output
+    out = lines(result)
+    assert out[3].startswith("! 明年工作日历：2027 年放假安排尚未公布：暂按《全国年节及纪念日")
+    assert out[4].startswith("✓ 未来 60 天工作日历")
+    assert doctor("--today", "2026-06-01", "--strict").exit_code == 1
+
+
+def test_an_unpublished_year_within_sixty_days_fails(config: Path) -> None:
+    result = doctor("--today", "2026-12-01")
+    assert result.exit_code == 1, result.output
+    out = lines(result)
+    assert out[4].startswith("✗ 未来 60 天工作日历：未来 60 天涉及的2027 年放假安排尚未录入")
+    (config / "holidays.yaml").write_text(
+        "years:\n  - year: 2027\n    complete: true\n    source: test\n"
+        "    holidays: [2027-01-01]\n",
+        encoding="utf-8",
+    )
+    assert lines(doctor("--today", "2026-12-01"))[4].startswith("✓ 未来 60 天工作日历")
+
+
+def test_an_uncovered_year_is_counted_weekends_only(config: Path) -> None:
+    result = doctor("--today", "2198-03-01")
+    assert result.exit_code == 1, result.output
     out = lines(result)
     assert out[2] == (
         "! 今年工作日历：2198 年无法定节假日数据，按周末计算工作日；请在 config/holidays.yaml 补充"
@@ -211,7 +235,7 @@ def test_departments_without_a_bound_commissioner_are_a_warning(config: Path) ->
         db.dispose()
     result = doctor("--today", "2025-06-01")
     assert result.exit_code == 0, result.output  # a warning does not fail by default
-    assert lines(result)[8] == (
+    assert lines(result)[9] == (
         "! 专员：警告：以下部门尚无绑定渠道的在岗专员，新诉求将发给部门负责人或政务办："
         "工信局、商务局、财政局"
     )

@@ -26,5 +26,5 @@ def adapters_from_env(
         adapters.append(wechat.wechat_adapter_from_env(app, environ))
     if environ.get("YXBY_WECOM_CORPID"):  # 企业微信: notices to staff, no inbound messages
         wecom = importlib.import_module("bot.channels.wecom")
-        adapters.append(wecom.wecom_adapter_from_env(environ))
+        adapters.append(wecom.wecom_adapter_from_env(environ, app.shared))
     return adapters

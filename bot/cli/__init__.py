@@ -23,6 +23,7 @@ from bot.cli import (
     kb_editors,
     notices,
     outbox,
+    prune,
     report,
     route,
     serve,
@@ -75,5 +76,6 @@ for module in (
     report,
     supervise,
     notices,
+    prune,
 ):
     module.register(main)

@@ -114,10 +114,28 @@ def _coverage(offset: int) -> Callable[[DoctorContext], CheckResult]:
     def run(ctx: DoctorContext) -> CheckResult:
         year = ctx.today.year + offset
         calendar = ctx.calendar()
-        status = Status.WARN if calendar.coverage(year) == "fallback" else Status.OK
+        status = Status.OK if calendar.is_published(year) else Status.WARN
         return CheckResult(status, calendar.coverage_note(year))
 
     return run
+
+
+AHEAD_DAYS = 60
+"""How far ahead the published 调休 schedule must reach, or ``yxby doctor`` fails."""
+
+
+def _ahead(ctx: DoctorContext) -> CheckResult:
+    calendar = ctx.calendar()
+    years = calendar.unpublished_years(ctx.today, AHEAD_DAYS)
+    if years:
+        listed = "、".join(f"{y} 年" for y in years)
+        return CheckResult(
+            Status.FAIL,
+            f"未来 {AHEAD_DAYS} 天涉及的{listed}放假安排尚未录入："
+            "期限暂按法定节假日推算（不含调休），"
+            "请按国务院办公厅通知在 config/holidays.yaml 录入该年安排（complete: true）",
+        )
+    return CheckResult(Status.OK, f"未来 {AHEAD_DAYS} 天的放假安排均已公布并录入")
 
 
 def _routing(ctx: DoctorContext) -> CheckResult:
@@ -213,6 +231,7 @@ def default_checks() -> list[Check]:
         Check("节假日配置", _holidays),
         Check("今年工作日历", _coverage(0)),
         Check("明年工作日历", _coverage(1)),
+        Check(f"未来 {AHEAD_DAYS} 天工作日历", _ahead),
         Check("分派规则", _routing),
         Check("回复文本", _replies),
         Check("知识库", _knowledge),

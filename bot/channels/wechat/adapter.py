@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
+import json
 import logging
 import time
 from collections import OrderedDict
@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -61,6 +62,7 @@ from bot.channels.wechat.passive import (
     fit_passive,
 )
 from bot.types import Engine, Incoming, MessageKind, Reply
+from handoff.shared_state import DatabaseState
 
 __all__ = ["WeChatAdapter", "wechat_adapter_from_env"]
 
@@ -79,10 +81,16 @@ RECOVER_EVERY = 30.0
 RECOVER_BATCH = 20
 RECOVER_LEASE = timedelta(minutes=2)
 """How long a claimed owed answer is left to its claimer before another process may take it."""
+ANSWER_TTL = 3600.0
+"""Seconds every process remembers how a MsgId was answered (WeChat retries within 15 s)."""
 
 
 class _NotAccepted(Exception):
     """The message could not be stored in time: WeChat must not hear ``success``."""
+
+
+class _AnsweredElsewhere(Exception):
+    """Another process answered this MsgId passively: it is neither stored nor pushed."""
 
 
 def wechat_adapter_from_env(app: App, env: Mapping[str, str]) -> WeChatAdapter:
@@ -119,10 +127,15 @@ class WeChatAdapter:
         if config.aes_key:
             _check_aes_key(config.aes_key)
             self.crypto = WeChatCrypto(config.token, config.aes_key, config.appid)
+        self.shared = app.shared
         self.client = client or WeChatApiClient(
-            config.appid, config.secret, api_base=config.api_base, timeout=config.http_timeout
+            config.appid,
+            config.secret,
+            api_base=config.api_base,
+            timeout=config.http_timeout,
+            shared=self.shared,
         )
-        self.continuations = _Continuations(config.continuation_ttl, app.clock)
+        self.continuations = _Continuations(config.continuation_ttl, app.clock, shared=self.shared)
         self._sender = WeChatSender.for_config(self.client, app.inbox, self.continuations, config)
         # msg_id → passive text sent, or None when answered by push ("success")
         self._answered: OrderedDict[str, str | None] = OrderedDict()
@@ -312,14 +325,17 @@ class WeChatAdapter:
         received = self.app.clock()
         asked_rest = msg.text.strip().rstrip("。.!！") == FULL_TEXT_COMMAND
         if msg.kind in (MessageKind.TEXT, MessageKind.VOICE) and asked_rest:
-            rest = self.continuations.take(msg.user_key)
+            # a retried "全文" another process answered gets the same part
+            answered = await asyncio.to_thread(self._answered_elsewhere, key)
+            if answered is not None:
+                return answered[0]
+            rest = await asyncio.to_thread(self.continuations.take, msg.user_key)
             if rest is not None:
                 head, more = fit_passive(rest)
-                self.continuations.put(msg.user_key, more)
-                self._remember(key, head)
+                text = await asyncio.to_thread(self._settle, key, head, msg.user_key, more)
                 # the user wrote: that opens the push window like any other message
                 await asyncio.to_thread(self._user_wrote, msg.user_key)
-                return head
+                return text
         task = self._inflight.get(key)
         if task is None:
             task = asyncio.create_task(asyncio.to_thread(self._handle, msg))
@@ -341,12 +357,43 @@ class WeChatAdapter:
         if key in self._answered:
             return self._answered[key]
         if replies is None:
-            self._remember(key, None)
-            return None
+            return await asyncio.to_thread(self._settle, key, None)
         head, rest = fit_passive(_render(replies))
-        self.continuations.put(msg.user_key, rest)
-        self._remember(key, head)
-        return head
+        return await asyncio.to_thread(self._settle, key, head, msg.user_key, rest)
+
+    # -- how a MsgId is answered, once for every process
+
+    @staticmethod
+    def _answer_key(key: str) -> str:
+        return f"wechat:answer:{key}"
+
+    def _settle(
+        self, key: str, text: str | None, user: str | None = None, rest: str = ""
+    ) -> str | None:
+        """Record that *key* is answered with *text* (``None``: ``success``, pushed) unless
+        another process recorded its answer first; the answer that counts.
+
+        Only the winner's rest of a long answer is kept for "全文" (atomically with it).
+        """
+        also: dict[str, tuple[str, float] | None] = {}
+        if user is not None:
+            ttl = self.continuations.ttl.total_seconds()
+            also[self.continuations.key(user)] = (rest, ttl) if rest else None
+        won, first = self.shared.settle(
+            self._answer_key(key), json.dumps({"text": text}), ANSWER_TTL, also=also
+        )
+        answer = text if won or first is None else _decoded(first)
+        self._remember(key, answer)
+        return answer
+
+    def _answered_elsewhere(self, key: str) -> tuple[str | None] | None:
+        """``(answer,)`` when some process recorded how *key* was answered, else ``None``."""
+        found = self.shared.get(self._answer_key(key))
+        if found is None:
+            return None
+        answer = _decoded(found)
+        self._remember(key, answer)
+        return (answer,)
 
     async def _stored(
         self,
@@ -383,23 +430,48 @@ class WeChatAdapter:
         within: float,
     ) -> bool:
         key = msg.msg_id or ""
-        write = functools.partial(
-            self.app.inbox.defer,
-            CHANNEL,
-            key,
-            msg.user_key,
-            record_of(msg),
-            received_at=received,
-            within=within,
-        )
+        answer = self._answer_key(key)
+        pushed = json.dumps({"text": None})
+
+        def settle(session: Session | None = None) -> None:
+            # say "pushed" for every process; a retry another process answered passively
+            # meanwhile keeps its answer, and nothing is stored or pushed
+            if session is not None and isinstance(self.shared, DatabaseState):
+                won, first = self.shared.settle_in(session, answer, pushed, ANSWER_TTL)
+            else:
+                won, first = self.shared.settle(answer, pushed, ANSWER_TTL)
+            if not won and first is not None and _decoded(first) is not None:
+                raise _AnsweredElsewhere
+
+        def write() -> bool:
+            in_db = isinstance(self.shared, DatabaseState)  # one transaction with the row
+            try:
+                if not in_db:
+                    settle()
+                try:
+                    self.app.inbox.defer(
+                        CHANNEL, key, msg.user_key, record_of(msg),
+                        received_at=received, within=within, also=settle if in_db else None,
+                    )  # fmt: skip
+                except _AnsweredElsewhere:
+                    raise
+                except BaseException:
+                    if not in_db:  # not stored: not "pushed" either
+                        self.shared.delete(answer)
+                    raise
+            except _AnsweredElsewhere:
+                return False
+            return True
+
         try:
-            await asyncio.get_running_loop().run_in_executor(self._store_threads, write)
-        except SQLAlchemyError as exc:
+            mine = await asyncio.get_running_loop().run_in_executor(self._store_threads, write)
+        except Exception as exc:
             log.warning("wechat: cannot store %s to answer it later (%s); WeChat will send it "
                         "again", key, type(exc).__name__)  # fmt: skip
             return False
         self._remember(key, None)
-        self._spawn(self._deliver_later(msg, task))
+        if mine:
+            self._spawn(self._deliver_later(msg, task))
         return True
 
     def _user_wrote(self, user: str) -> None:
@@ -453,6 +525,14 @@ class WeChatAdapter:
         task: asyncio.Task[None] = asyncio.create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+
+def _decoded(value: str) -> str | None:
+    try:
+        text = json.loads(value).get("text")
+    except (ValueError, AttributeError):
+        return None
+    return text if isinstance(text, str) else None
 
 
 def _peer(request: Request) -> str:

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -28,6 +30,7 @@ from bot.channels.wechat.passive import _Continuations, fit_passive
 from bot.types import reply_from_payload
 from handoff.inbox import Inbox, PushWindow
 from handoff.outbox import HoldForUser, PermanentFailure, RetryLater, SendTimedOut
+from handoff.shared_state import SharedState, WeChatSessionStorage
 
 __all__ = ["HOLD_REASON", "WeChatApiClient", "WeChatSender"]
 
@@ -36,11 +39,21 @@ log = logging.getLogger("yxby.wechat")
 HOLD_REASON = "未送达，等待企业再次发消息"
 
 
+TOKEN_FETCH_LEASE = 30.0
+"""Seconds one process may take to fetch the access token before another may try."""
+TOKEN_FETCH_WAIT = 10.0
+"""Seconds a process waits for another's fetch before fetching itself."""
+_POLL = 0.05
+
+
 class WeChatApiClient(WeChatClient):
     """wechatpy's client pointed at *api_base* — the access-token URL too — with timeouts.
 
     wechatpy's own retry on an expired token is off (it retries without end); the sender
-    refreshes the token and retries once itself.
+    refreshes the token and retries once itself. With *shared* (``App.shared``) the token
+    lives there, not in this process: every server process uses the one token, one process
+    fetches it (under a lease) while the others wait for it, and it is fetched again five
+    minutes before WeChat would expire it.
     """
 
     def __init__(
@@ -51,27 +64,74 @@ class WeChatApiClient(WeChatClient):
         api_base: str = DEFAULT_API_BASE,
         timeout: float = 20.0,
         connect_timeout: float = 5.0,
+        shared: SharedState | None = None,
     ) -> None:
         # (connect, read): a line that is down fails fast; a slow answer is waited for,
         # since giving up on a send that WeChat then completes means sending it twice
         limits: Any = (min(connect_timeout, timeout), timeout)
-        super().__init__(appid, secret, timeout=limits, auto_retry=False)
+        session = WeChatSessionStorage(shared) if shared is not None else None
+        super().__init__(appid, secret, session=session, timeout=limits, auto_retry=False)
+        self.shared = shared
         self.API_BASE_URL = cgi_bin(api_base)
         self._http = TimeoutSession(limits)
         self._token_lock = threading.Lock()
 
+    @property
+    def access_token(self) -> str:
+        """The current token (shared by every process), fetched when there is none."""
+        if self.shared is None:  # wechatpy's own: in memory, refreshed a minute before expiry
+            return str(WeChatClient.access_token.fget(self))
+        token = self.session.get(self.access_token_key)
+        if token:
+            return str(token)
+        self.refresh_access_token(None)
+        return str(self.session.get(self.access_token_key) or "")
+
     def fetch_access_token(self) -> dict[str, Any]:
         """Fetch a new access token from ``{api_base}/cgi-bin/token`` (stored by wechatpy)."""
         with self._token_lock:
-            result: dict[str, Any] = self._fetch_access_token(
-                url=self.API_BASE_URL + "token",
-                params={
-                    "grant_type": "client_credential",
-                    "appid": self.appid,
-                    "secret": self.secret,
-                },
-            )
-            return result
+            return self._fetch_now()
+
+    def refresh_access_token(self, rejected: str | None) -> None:
+        """Make sure a token other than *rejected* is stored, fetching at most once for all
+        processes: whoever holds the fetch lease fetches; the others wait for its token."""
+        with self._token_lock:
+            if self._has_token_besides(rejected):
+                return
+            if self.shared is None:
+                self._fetch_now()
+                return
+            lease = f"wechat:token-fetch:{self.appid}"
+            deadline = time.monotonic() + TOKEN_FETCH_WAIT
+            while True:
+                if self.shared.add(lease, str(os.getpid()), TOKEN_FETCH_LEASE):
+                    try:
+                        if not self._has_token_besides(rejected):
+                            self._fetch_now()
+                    finally:
+                        self.shared.delete(lease)
+                    return
+                time.sleep(_POLL)
+                if self._has_token_besides(rejected):
+                    return
+                if time.monotonic() > deadline:  # the fetching process is stuck: fetch here
+                    self._fetch_now()
+                    return
+
+    def _has_token_besides(self, rejected: str | None) -> bool:
+        token = self.session.get(self.access_token_key)
+        return bool(token) and token != rejected
+
+    def _fetch_now(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._fetch_access_token(
+            url=self.API_BASE_URL + "token",
+            params={
+                "grant_type": "client_credential",
+                "appid": self.appid,
+                "secret": self.secret,
+            },
+        )
+        return result
 
     def close(self) -> None:
         """Close the HTTP connection pool."""
@@ -214,12 +274,13 @@ class WeChatSender:
         """Make one API call; refresh a rejected token once; map errors to outcomes."""
         try:
             try:
+                used = self.client.access_token
                 call()
             except WeChatClientException as exc:
                 if exc.errcode not in _TOKEN_ERRORS:
                     raise
                 log.info("access token rejected (%s): fetching a new one", exc.errcode)
-                self.client.fetch_access_token()
+                self.client.refresh_access_token(used)
                 call()
         except WeChatClientException as exc:
             raise _problem(exc) from exc

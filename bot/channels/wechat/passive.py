@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from bot.types import Reply
+from handoff.shared_state import SharedState
 
 __all__ = ["FULL_TEXT_COMMAND", "MORE_PROMPT", "PASSIVE_LIMIT_BYTES", "fit_passive"]
 
@@ -51,16 +52,39 @@ def _render(replies: Sequence[Reply]) -> str:
 
 
 class _Continuations:
-    """The unsent rest of long answers, per user, until "全文" or the TTL (this process only)."""
+    """The unsent rest of long answers, per user, until "全文" or the TTL.
 
-    def __init__(self, ttl: timedelta, clock: Callable[[], datetime], limit: int = 10_000) -> None:
+    With *shared* (``App.shared``) the rests live there, so a "全文" reaching any server
+    process gets the rest; without it, in this process's memory.
+    """
+
+    def __init__(
+        self,
+        ttl: timedelta,
+        clock: Callable[[], datetime],
+        limit: int = 10_000,
+        *,
+        shared: SharedState | None = None,
+    ) -> None:
         self.ttl = ttl
         self.clock = clock
         self.limit = limit
+        self.shared = shared
         self._rest: OrderedDict[str, tuple[str, datetime]] = OrderedDict()
         self._lock = threading.Lock()
 
+    @staticmethod
+    def key(user: str) -> str:
+        """The shared-state key of *user*'s rest."""
+        return f"wechat:rest:{user}"
+
     def put(self, user: str, rest: str) -> None:
+        if self.shared is not None:
+            if rest:
+                self.shared.set(self.key(user), rest, self.ttl.total_seconds())
+            else:
+                self.shared.delete(self.key(user))
+            return
         with self._lock:
             self._rest.pop(user, None)
             if rest:
@@ -69,6 +93,8 @@ class _Continuations:
                     self._rest.popitem(last=False)
 
     def take(self, user: str) -> str | None:
+        if self.shared is not None:
+            return self.shared.take(self.key(user))
         with self._lock:
             item = self._rest.pop(user, None)
         if item is None or self.clock() - item[1] > self.ttl:

@@ -14,13 +14,17 @@ from starlette.routing import BaseRoute
 from bot.channels.wecom.client import WeComApiClient
 from bot.channels.wecom.config import CHANNEL, WeComConfig, wecom_config_from_env
 from bot.channels.wecom.sender import WeComSender
+from handoff.shared_state import SharedState
 
 __all__ = ["WeComAdapter", "wecom_adapter_from_env"]
 
 
-def wecom_adapter_from_env(env: Mapping[str, str]) -> WeComAdapter:
-    """The WeCom adapter configured from ``YXBY_WECOM_*`` and ``YXBY_CONSOLE_URL`` in *env*."""
-    return WeComAdapter(wecom_config_from_env(env))
+def wecom_adapter_from_env(
+    env: Mapping[str, str], shared: SharedState | None = None
+) -> WeComAdapter:
+    """The WeCom adapter configured from ``YXBY_WECOM_*`` and ``YXBY_CONSOLE_URL`` in *env*;
+    with *shared* (``App.shared``) its access token is kept there for every process."""
+    return WeComAdapter(wecom_config_from_env(env), shared=shared)
 
 
 class WeComAdapter:
@@ -28,10 +32,20 @@ class WeComAdapter:
 
     name = CHANNEL
 
-    def __init__(self, config: WeComConfig, *, client: WeComApiClient | None = None) -> None:
+    def __init__(
+        self,
+        config: WeComConfig,
+        *,
+        client: WeComApiClient | None = None,
+        shared: SharedState | None = None,
+    ) -> None:
         self.config = config
         self.client = client or WeComApiClient(
-            config.corp_id, config.secret, api_base=config.api_base, timeout=config.http_timeout
+            config.corp_id,
+            config.secret,
+            api_base=config.api_base,
+            timeout=config.http_timeout,
+            shared=shared,
         )
         self._sender = WeComSender(self.client, config)
 

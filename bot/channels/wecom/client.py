@@ -22,6 +22,7 @@ except ImportError:  # pragma: no cover - depends on the installed wechatpy
 
 from bot.channels.http import TimeoutSession, cgi_bin
 from bot.channels.wecom.config import DEFAULT_API_BASE
+from handoff.shared_state import SharedState, WeChatSessionStorage
 
 __all__ = ["TokenFetchError", "WeComApiClient"]
 
@@ -37,7 +38,11 @@ class TokenFetchError(Exception):
 
 
 class WeComApiClient(WeChatClient):
-    """``wechatpy`` WeCom client on *api_base* (``…/cgi-bin/`` added) with an HTTP timeout."""
+    """``wechatpy`` WeCom client on *api_base* (``…/cgi-bin/`` added) with an HTTP timeout.
+
+    With *shared* (``App.shared``) the access token is kept there (wechatpy's session
+    storage), so every server process uses the one token until shortly before it expires.
+    """
 
     def __init__(
         self,
@@ -46,8 +51,10 @@ class WeComApiClient(WeChatClient):
         *,
         api_base: str = DEFAULT_API_BASE,
         timeout: float = 5.0,
+        shared: SharedState | None = None,
     ) -> None:
-        super().__init__(corp_id, secret, timeout=timeout, auto_retry=False)
+        session = WeChatSessionStorage(shared, prefix="wecom:") if shared is not None else None
+        super().__init__(corp_id, secret, session=session, timeout=timeout, auto_retry=False)
         self.API_BASE_URL = cgi_bin(api_base)
         self._http = TimeoutSession(timeout)
         self._token_lock = threading.Lock()

@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -47,11 +48,23 @@ def link_secret(env: Mapping[str, str], data_dir: Callable[[], Path]) -> bytes:
 
 
 def _new_secret(path: Path) -> bytes:
+    """Create the secret file with a new value, or read the one another process made first.
+
+    The value is written to a private temporary file and hard-linked into place, so the file
+    appears complete or not at all: two workers starting at once end up with the same secret.
+    """
     value = secrets.token_urlsafe(32).encode()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(value)
-    return value
+    fd, tmp = tempfile.mkstemp(prefix=".link-secret-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(value)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return path.read_bytes().strip()
+        return value
+    finally:
+        os.unlink(tmp)
 
 
 def _b64(data: bytes) -> str:

@@ -10,8 +10,6 @@ writes nothing.
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -201,63 +199,11 @@ class ImportReport:
 # ---------------------------------------------------------------------------- reading
 
 
-def _cell(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return str(value).strip()
-
-
-def _decode(data: bytes, path: Path) -> str:
-    for encoding in ("utf-8-sig", "gb18030"):
-        try:
-            return data.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-    raise InputError(f"无法读取 {path}：既不是 UTF-8 也不是 GB18030 编码的文本")
-
-
-def _read_csv(path: Path) -> list[list[str]]:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"无法读取 {path}：{exc.strerror or exc}") from None
-    text = _decode(data, path)
-    try:
-        return [[_cell(c) for c in row] for row in csv.reader(io.StringIO(text, newline=""))]
-    except csv.Error as exc:
-        raise InputError(f"{path} 不是有效的 CSV：{exc}") from None
-
-
-def _read_xlsx(path: Path) -> list[list[str]]:
-    from zipfile import BadZipFile
-
-    from openpyxl import load_workbook
-    from openpyxl.utils.exceptions import InvalidFileException
-
-    try:
-        book = load_workbook(path, read_only=True, data_only=True)
-    except (OSError, BadZipFile, InvalidFileException, KeyError, ValueError) as exc:
-        raise InputError(f"无法读取 Excel 文件 {path}：{exc}") from None
-    try:
-        if not book.worksheets:
-            raise InputError(f"Excel 文件 {path} 没有工作表")
-        sheet = book.worksheets[0]
-        return [[_cell(c) for c in row] for row in sheet.iter_rows(values_only=True)]
-    finally:
-        book.close()
-
-
 def _read_rows(path: Path) -> list[list[str]]:
-    if not path.is_file():
-        raise InputError(f"找不到文件：{path}")
-    suffix = path.suffix.lower()
-    if suffix in (".csv", ".txt"):
-        return _read_csv(path)
-    if suffix in (".xlsx", ".xlsm"):
-        return _read_xlsx(path)
-    raise InputError(f"不支持的文件类型「{path.suffix}」：请使用 .csv 或 .xlsx")
+    """Every row of a CSV (UTF-8 or GB18030) or XLSX file: the 名录库 sync's reader."""
+    from handoff.register import _open_rows
+
+    return list(_open_rows(path)[1])
 
 
 def _header_key(text: str) -> str:

@@ -6,10 +6,10 @@ made of it) and :class:`~handoff.models.TranscriptLine` rows (the conversation).
 
 * message ids and delivered owed answers are only needed while a redelivery can come:
   deleted after ``processed_messages_days`` / ``deferred_messages_days``;
-* after ``mask_after_days`` what people wrote is masked — phone, ID and bank card numbers,
-  e-mail addresses, openids (:func:`yxby.redact.redact`) and the display name the channel
-  gave — and a turn's tokens are dropped; the hits, entry, outcome and ticket stay, so the
-  assessment's figures and the editors' per-entry counts do not change;
+* after ``mask_after_days`` what people wrote is masked with the project's one masking rule
+  (:func:`handoff.editors.mask`: names, phones, codes, ID and long numbers, e-mail, company
+  names) and the display name the channel gave, and a turn's tokens are dropped; the
+  hits, entry, outcome and ticket stay, so the assessment's figures and the editors' per-entry counts do not change;
 * dialogue turns are deleted after ``dialogue_turns_days`` (the assessment's horizon);
 * transcript lines of no ticket are deleted after ``transcript_unattached_days``; lines of
   a ticket stay with it.
@@ -20,7 +20,6 @@ backlog does not hold one long transaction, and with ``dry_run`` only counts.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
@@ -35,15 +34,11 @@ from handoff.conversations import DeferredMessage, DialogueTurn, ProcessedMessag
 from handoff.db import Database
 from handoff.models import ChannelIdentity, TranscriptLine
 from yxby.paths import config_dir
-from yxby.redact import redact
 from yxby.yamlconf import StrictModel, load_model
 
 __all__ = ["PruneReport", "RetentionPolicy", "load_retention", "mask_text", "prune"]
 
 BATCH = 1000
-
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-_CARD = re.compile(r"(?<!\d)(\d{4})\d{8,11}(\d{4})(?!\d)")  # bank cards: 16–19 digits
 
 
 class RetentionPolicy(StrictModel):
@@ -62,11 +57,11 @@ def load_retention(path: Path | None = None) -> RetentionPolicy:
 
 
 def mask_text(text: str, names: tuple[str, ...] = ()) -> str:
-    """*text* without the personal data a pattern can find, and without *names*."""
-    masked = _CARD.sub(r"\g<1>********\g<2>", _EMAIL.sub("***@***", redact(text)))
-    for name in sorted({n for n in names if n and len(n) >= 2}, key=len, reverse=True):
-        masked = masked.replace(name, "*" * len(name))
-    return masked
+    """*text* masked by the project's one masking rule (:func:`handoff.editors.mask`), with
+    *names* (the display names the channel gave) known as people's names."""
+    from handoff.editors import mask
+
+    return mask(text, {name: "〔姓名〕" for name in names if name and len(name) >= 2})
 
 
 @dataclass(frozen=True)

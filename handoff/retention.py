@@ -9,7 +9,8 @@ made of it) and :class:`~handoff.models.TranscriptLine` rows (the conversation).
 * after ``mask_after_days`` what people wrote is masked with the project's one masking rule
   (:func:`handoff.editors.mask`: names, phones, codes, ID and long numbers, e-mail, company
   names) and the display name the channel gave, and a turn's tokens are dropped; the
-  hits, entry, outcome and ticket stay, so the assessment's figures and the editors' per-entry counts do not change;
+  hits, entry, outcome and ticket stay, so the assessment's figures and the editors'
+  per-entry counts do not change;
 * dialogue turns are deleted after ``dialogue_turns_days`` (the assessment's horizon);
 * transcript lines of no ticket are deleted after ``transcript_unattached_days``; lines of
   a ticket stay with it.

@@ -16,7 +16,8 @@ Read from the database at each scrape (bounded: a slow database makes the scrape
 * ``yxby_sla_clocks_due`` (active, past due, not yet marked breached) and
   ``yxby_sla_clocks_breached`` (active and breached);
 * ``yxby_knowledge_entries``, ``yxby_knowledge_problems``, ``yxby_knowledge_loaded`` (1 when
-  the knowledge base is loaded and has entries — the reload status until reloads exist).
+  the knowledge base is loaded and has entries), ``yxby_knowledge_reload_ok`` (0 while a
+  broken edit is refused) and ``yxby_knowledge_loaded_timestamp_seconds``.
 """
 
 from __future__ import annotations
@@ -205,6 +206,20 @@ class _DatabaseCollector(Collector):
             "1 when the knowledge base is loaded and has entries",
             value=1.0 if entries else 0.0,
         )
+        reload_status = getattr(kb, "status", None)  # a LiveKnowledge: how the last reload went
+        if reload_status is not None:
+            yield GaugeMetricFamily(
+                "yxby_knowledge_reload_ok",
+                "0 while the last edit of the knowledge files is broken (the old index serves)",
+                value=1.0 if reload_status.ok else 0.0,
+            )
+            built = reload_status.loaded_at
+            loaded = built.timestamp() if built else 0.0
+            yield GaugeMetricFamily(
+                "yxby_knowledge_loaded_timestamp_seconds",
+                "When the index being served was built (Unix time)",
+                value=loaded,
+            )
 
     def _read(self) -> tuple[dict[str, int], float, float, float]:
         now = self.app.clock()

@@ -78,10 +78,11 @@ def test_all_good_in_a_year_chinesecalendar_covers(config: Path) -> None:
     result = doctor("--today", "2025-06-01")
     assert result.exit_code == 0, result.output
     out = lines(result)
-    assert len(out) == len(default_checks()) == 10
+    assert len(out) == len(default_checks()) == 11
     assert all(line.startswith("✓ ") for line in out), out
-    assert out[9].startswith("✓ 专员：")
+    assert out[10].startswith("✓ 专员：")
     assert out[4] == "✓ 未来 60 天工作日历：未来 60 天的放假安排均已公布并录入"
+    assert out[6].startswith("✓ 考核与名录配置：assessment.yaml、supervision.yaml")
     assert out[0].startswith("✓ 部门配置：")
     assert "2025 年按 chinesecalendar" in out[2]
     assert "2026 年按 chinesecalendar" in out[3]
@@ -235,7 +236,7 @@ def test_departments_without_a_bound_commissioner_are_a_warning(config: Path) ->
         db.dispose()
     result = doctor("--today", "2025-06-01")
     assert result.exit_code == 0, result.output  # a warning does not fail by default
-    assert lines(result)[9] == (
+    assert lines(result)[10] == (
         "! 专员：警告：以下部门尚无绑定渠道的在岗专员，新诉求将发给部门负责人或政务办："
         "工信局、商务局、财政局"
     )

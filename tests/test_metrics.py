@@ -91,6 +91,9 @@ def test_metrics_count_requests_outcomes_outbox_clocks_and_knowledge(
     assert value(after, "yxby_sla_clocks_breached") == 0
     assert value(after, "yxby_knowledge_entries") == len(app.kb) > 0
     assert value(after, "yxby_knowledge_loaded") == 1
+    if app.live_kb is not None:  # a reloading knowledge base reports how the last reload went
+        assert value(after, "yxby_knowledge_reload_ok") == 1
+        assert value(after, "yxby_knowledge_loaded_timestamp_seconds") > 0
     assert value(after, "yxby_metrics_database_ok") == 1
 
 

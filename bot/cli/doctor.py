@@ -138,6 +138,25 @@ def _ahead(ctx: DoctorContext) -> CheckResult:
     return CheckResult(Status.OK, f"未来 {AHEAD_DAYS} 天的放假安排均已公布并录入")
 
 
+def _settings(ctx: DoctorContext) -> CheckResult:
+    """The settings files of the assessment, 督办, the register and retention load."""
+    from handoff.assessment import load_assessment_settings
+    from handoff.register import load_register_config
+    from handoff.retention import load_retention
+    from handoff.supervision import load_supervision_settings
+
+    names = []
+    for name, load in (
+        ("assessment.yaml", load_assessment_settings),
+        ("supervision.yaml", load_supervision_settings),
+        ("register.yaml", load_register_config),
+        ("retention.yaml", load_retention),
+    ):
+        load()  # a ConfigError names the file, line and key, and becomes this check's FAIL
+        names.append(name)
+    return CheckResult(Status.OK, "、".join(names) + " 均可加载")
+
+
 def _routing(ctx: DoctorContext) -> CheckResult:
     from routing import load_router
 
@@ -233,6 +252,7 @@ def default_checks() -> list[Check]:
         Check("明年工作日历", _coverage(1)),
         Check(f"未来 {AHEAD_DAYS} 天工作日历", _ahead),
         Check("分派规则", _routing),
+        Check("考核与名录配置", _settings),
         Check("回复文本", _replies),
         Check("知识库", _knowledge),
         Check("数据库", _database),

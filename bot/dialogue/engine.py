@@ -51,6 +51,7 @@ from handoff.sla import SlaSettings
 from handoff.tickets import TicketService
 from knowledge import KnowledgeBase
 from routing import Router
+from yxby.redact import tag
 
 __all__ = ["HANDLERS", "Dialogue"]
 
@@ -113,7 +114,7 @@ class Dialogue:
         try:
             return self._handle(msg)
         except Exception:
-            log.exception("dialogue failed for %s:%s", msg.channel, msg.user_key)
+            log.exception("dialogue failed for %s:%s", msg.channel, tag(msg.user_key))
             return [Reply(self.svc.r("internal_error"))]
 
     def _replayed(self, msg: Incoming) -> list[Reply] | None:

@@ -54,6 +54,7 @@ from bot.types import (
 )
 from handoff.outbox import LEASE_SECONDS, PermanentFailure, RetryLater
 from yxby.errors import InputError
+from yxby.redact import tag
 
 __all__ = ["SECRET_HEADER", "TelegramAdapter", "telegram_adapter_from_env"]
 
@@ -419,16 +420,16 @@ class TelegramAdapter:
             try:
                 await asyncio.wait_for(self.send(chat_key, payload), DIRECT_SEND_TIMEOUT)
             except RetryLater as exc:
-                log.info("reply to %s queued: %s", chat_key, exc.reason)
+                log.info("reply to %s queued: %s", tag(chat_key), exc.reason)
                 await asyncio.to_thread(self._retry, message_id, payload, exc.reason, exc.after)
                 queued = True
             except TimeoutError:
                 reason = f"发送超时（{DIRECT_SEND_TIMEOUT:g} 秒）"
-                log.info("reply to %s queued: %s", chat_key, reason)
+                log.info("reply to %s queued: %s", tag(chat_key), reason)
                 await asyncio.to_thread(self._retry, message_id, payload, reason, None)
                 queued = True
             except PermanentFailure as exc:
-                log.warning("reply to %s dropped: %s", chat_key, exc.reason)
+                log.warning("reply to %s dropped: %s", tag(chat_key), exc.reason)
                 await asyncio.to_thread(self._failed, message_id, exc.reason)
                 return
             else:

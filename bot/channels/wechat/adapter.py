@@ -63,6 +63,7 @@ from bot.channels.wechat.passive import (
 )
 from bot.types import Engine, Incoming, MessageKind, Reply
 from handoff.shared_state import DatabaseState
+from yxby.redact import tag
 
 __all__ = ["WeChatAdapter", "wechat_adapter_from_env"]
 
@@ -478,7 +479,7 @@ class WeChatAdapter:
         try:
             self.app.inbox.user_wrote(CHANNEL, user)
         except SQLAlchemyError:
-            log.exception("wechat: cannot record that %s wrote", user)
+            log.exception("wechat: cannot record that %s wrote", tag(user))
 
     def _handle(self, msg: Incoming) -> list[Reply] | None:
         """Run the dialogue (in a worker thread); ``None`` when it is answered by push."""

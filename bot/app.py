@@ -33,6 +33,7 @@ from handoff.live import LiveHandoffs
 from handoff.outbox import DeliverySettings, load_delivery_settings
 from handoff.sla import SlaSettings, load_sla_settings
 from handoff.tickets import TicketService
+from knowledge.cache import kb_cache_dir
 from routing import Router, load_router
 from yxby import paths
 
@@ -48,19 +49,6 @@ __all__ = ["App", "AppSettings", "build_app", "kb_cache_dir", "system_clock"]
 def system_clock() -> datetime:
     """Now, aware, in UTC."""
     return datetime.now(UTC)
-
-
-def kb_cache_dir() -> Path | None:
-    """Where the tokenized entries are cached (``<data dir>/kb-cache``); ``None`` when the
-    data directory is unusable or ``YXBY_KB_CACHE=0`` (the cache is only a speed-up)."""
-    from yxby.errors import DataDirError
-
-    if os.environ.get("YXBY_KB_CACHE", "1").strip() in {"0", "off", "no"}:
-        return None
-    try:
-        return paths.data_dir() / "kb-cache"
-    except DataDirError:
-        return None
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ __all__ = [
     "TokenCache",
     "entry_key",
     "index_fingerprint",
+    "kb_cache_dir",
     "lexicon_files",
     "prepare_entries",
     "tokenizer_fingerprint",
@@ -253,3 +254,17 @@ def _decode(
             raise ValueError("同一条目的词重复")
         out[str(key)] = Prepared(terms, tuple(counts[dp[i] : dp[i + 1]]), asked)
     return out
+
+
+def kb_cache_dir() -> Path | None:
+    """Where the tokenized entries are cached (``<data dir>/kb-cache``); ``None`` when the
+    data directory is unusable or ``YXBY_KB_CACHE=0`` (the cache is only a speed-up)."""
+    from yxby.errors import DataDirError
+    from yxby.paths import data_dir
+
+    if os.environ.get("YXBY_KB_CACHE", "1").strip() in {"0", "off", "no"}:
+        return None
+    try:
+        return data_dir() / "kb-cache"
+    except DataDirError:
+        return None

@@ -19,8 +19,8 @@ __all__ = ["print_decision", "register"]
 
 def _kb(path: Path | None = None) -> KnowledgeBase:
     """The knowledge base as the server builds it, reusing the on-disk token cache."""
-    from bot.app import kb_cache_dir
     from bot.cli.doctor import current_day
+    from knowledge.cache import kb_cache_dir
     from knowledge.live import LiveKnowledge
     from yxby.paths import entries_dir
 

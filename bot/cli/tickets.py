@@ -141,8 +141,17 @@ def _state_help() -> str:
     return f"按状态筛选，中文名或英文值均可：{pairs}。"
 
 
+class _StateOption(click.Option):
+    """``--state``, whose help lists the states: built when help is shown, so that
+    importing the CLI (every ``yxby ask``) does not load the models."""
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        self.help = _state_help()
+        return super().get_help_record(ctx)
+
+
 @tickets_group.command("list")
-@click.option("--state", help=_state_help())
+@click.option("--state", cls=_StateOption, help="按状态筛选。")
 @click.option("--department", help="按承办（牵头）部门筛选。")
 @click.option("--overdue", is_flag=True, help="只看已超时仍未完成的工单。")
 @click.option("--now", "now_text", help="判断超时所用的时间（默认当前时间；不带时区按北京时间）。")

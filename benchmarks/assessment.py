@@ -272,7 +272,8 @@ def report(result: dict[str, Any]) -> str:
             f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in r["zone"].items()
         )
         lines.append(f"{r['backend']} zone: {zone}, instant {r['instant_resolution_rate']:.3f}")
-    lines.append(f"load average {result['machine'].get('load_average')}")
+    if "machine" in result:  # run alone; benchmarks.run prints the machine itself
+        lines.append(f"load average {result['machine'].get('load_average')}")
     return "\n".join(lines)
 
 

@@ -480,15 +480,24 @@ def _events(
     return _member(EVENTS, kind)
 
 
-def _surveys(ctx: Ctx) -> Select[Any]:
-    """The enterprise's ratings made in the period; hit: 满意 or 基本满意."""
+def _surveys(ctx: Ctx, *, unverified: bool = False) -> Select[Any]:
+    """The enterprise's ratings made in the period; hit: 满意 or 基本满意. Ratings from a
+    chat not verified for the enterprise (未核验) are counted apart (*unverified*)."""
     joined, dept = _dept_as_of(ctx.cut)
     return (
         select(*_rows(Ticket.id, dept, Survey.at, Survey.result, Survey.result.in_(SATISFIED)))
         .select_from(joined)
         .join(Survey, Survey.ticket_id == Ticket.id)
-        .where(Survey.at >= ctx.start, Survey.at < ctx.cut)
+        .where(
+            Survey.at >= ctx.start,
+            Survey.at < ctx.cut,
+            Survey.unverified.is_(unverified),
+        )
     )
+
+
+def _unverified_surveys(ctx: Ctx) -> Select[Any]:
+    return _surveys(ctx, unverified=True)
 
 
 def _urge_level() -> Any:
@@ -637,7 +646,20 @@ FIGURES: dict[str, Figure] = {
             HIT,
             "期间内企业的评价",
             "其中满意与基本满意的",
-            "企业在期间内作出的评价（每轮一次）中，满意与基本满意所占比例。",
+            "企业在期间内作出的评价（每轮一次）中，满意与基本满意所占比例；"
+            "未核验身份的对话账号所作评价不计入，另列。",
+            by_note=_RESULT_LABELS,
+        ),
+        Figure(
+            "unverified_satisfaction_rate",
+            "未核验评价满意率",
+            True,
+            _unverified_surveys,
+            HIT,
+            "期间内未核验身份的对话账号所作评价",
+            "其中满意与基本满意的",
+            "绑定尚未核验（未凭核验码或专员确认）的对话账号在期间内作出的评价，"
+            "单独统计，不计入满意率与综合得分。",
             by_note=_RESULT_LABELS,
         ),
         Figure(
@@ -725,6 +747,7 @@ _COLUMNS = {
     "resolved_rate": ("受理时间", ""),
     "resolved_after_period": ("受理时间", ""),
     "satisfaction_rate": ("评价时间", "评价"),
+    "unverified_satisfaction_rate": ("评价时间", "评价"),
     "reopen_rate": ("时间", ""),
     "urged": ("催办时间", "督办级别"),
     "callback_rate": ("办结时间", ""),

@@ -25,7 +25,7 @@ from handoff.assessment import (
 from handoff.calendar import SHANGHAI
 from handoff.conversations import DialogueTurn, TurnOutcome
 from handoff.db import Database
-from handoff.models import CallbackSurvey, ChannelIdentity, Ticket
+from handoff.models import CallbackSurvey, ChannelIdentity, Survey, Ticket
 from handoff.tickets import TicketService
 from tests.conftest import MovableClock
 from yxby.errors import ConfigError
@@ -368,3 +368,22 @@ def test_settings_load_and_validate(tmp_path: Path) -> None:
     bad.write_text("weights:\n  speed: 1\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="speed"):
         load_assessment_settings(bad)
+
+
+def test_ratings_from_an_unverified_chat_are_counted_apart(
+    history: History, assessment: Assessment, db: Database
+) -> None:
+    """A rating from a chat not verified for the enterprise (issue 14) leaves 满意率 and the
+    score, and shows in its own figure."""
+    before = dept(assessment.report(SEPTEMBER), A)
+    assert before["satisfaction_rate_counts"] == {"numerator": 1, "denominator": 1}
+    assert before["unverified_satisfaction_rate"] is None
+    with db.begin() as session:
+        survey = session.scalars(
+            select(Survey).where(Survey.at < at("10-01", "00:00")).order_by(Survey.at)
+        ).first()
+        assert survey is not None
+        survey.unverified = True
+    after = dept(assessment.report(SEPTEMBER), A)
+    assert after["satisfaction_rate"] is None and after["rated"] == 0
+    assert after["unverified_satisfaction_rate_counts"] == {"numerator": 1, "denominator": 1}

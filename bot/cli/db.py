@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +24,9 @@ if TYPE_CHECKING:
 __all__ = [
     "commissioners_group",
     "deactivate_command",
+    "echo_json",
     "invite_command",
+    "local_time",
     "opened_app",
     "read_password",
     "register",
@@ -35,8 +38,18 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def _echo_json(data: Any) -> None:
+def echo_json(data: Any) -> None:
+    """Print *data* as the commands' ``--json`` output (UTF-8 Chinese, indented)."""
     click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+
+
+def local_time(moment: datetime | None, empty: str = "—") -> str:
+    """*moment* as ``YYYY-MM-DD HH:MM`` in Shanghai time; *empty* when there is none."""
+    if moment is None:
+        return empty
+    from handoff.calendar import SHANGHAI
+
+    return moment.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
 
 
 @contextmanager
@@ -141,7 +154,7 @@ def sync_command(
     with opened_app() as app:
         report = register_for(app).sync(file, dry_run=dry_run, by=by, full=not partial)
     if as_json:
-        _echo_json(report.to_dict())
+        echo_json(report.to_dict())
         return
     click.echo(report.summary())
     click.echo(f"同步记录 #{report.sync_id}，文件 SHA-256 {report.sha256}")
@@ -169,7 +182,7 @@ def syncs_command(sync_id: int | None, limit: int, as_json: bool) -> None:
         if sync_id is None:
             listed = [_sync_dict(s) for s in register.syncs(limit)]
             if as_json:
-                _echo_json(listed)
+                echo_json(listed)
                 return
             if not listed:
                 click.echo("尚无同步记录。")
@@ -190,7 +203,7 @@ def syncs_command(sync_id: int | None, limit: int, as_json: bool) -> None:
             {"row": r.row, "uscc": r.uscc, "reason": r.reason, "raw": r.raw} for r in rejections
         ]
     if as_json:
-        _echo_json(data)
+        echo_json(data)
         return
     click.echo(
         f"#{data['id']} {data['at']} {data['by']} {data['file']}（SHA-256 {data['sha256']}）"
@@ -250,7 +263,7 @@ def coverage_command(by: str, key: str | None, as_json: bool) -> None:
                 for e in gaps
             ]
             if as_json:
-                _echo_json(gap_rows)
+                echo_json(gap_rows)
                 return
             click.echo(
                 f"{key}：未包保企业 {len(gap_rows)} 家"
@@ -272,7 +285,7 @@ def coverage_command(by: str, key: str | None, as_json: bool) -> None:
         ],
     }
     if as_json:
-        _echo_json(data)
+        echo_json(data)
         return
     title = {"department": "部门", "building": "楼宇/园区", "grid": "网格"}[by]
     click.echo(
@@ -309,7 +322,7 @@ def assign_command(
             name, flt, department=department, by="命令行", dry_run=dry_run
         )
     if as_json:
-        _echo_json(
+        echo_json(
             {
                 "count": result.count,
                 "unchanged": result.unchanged,
@@ -343,7 +356,7 @@ def import_command(file: Path, as_json: bool) -> None:
             app.db.sessions, file, departments=app.router.departments, now=app.clock()
         )
     if as_json:
-        _echo_json(report.to_dict())
+        echo_json(report.to_dict())
         return
     click.echo(report.summary())
     for rejected in report.rejected:
@@ -390,7 +403,7 @@ def show_enterprise_command(uscc: str, as_json: bool) -> None:
             "annual_report_year": found.annual_report_year,
         }
     if as_json:
-        _echo_json(data)
+        echo_json(data)
         return
     click.echo(f"{data['name']}（{data['uscc']}）")
     code = f"（{data['industry_code']}）" if data["industry_code"] else ""
@@ -488,7 +501,7 @@ def list_commissioners_command(department: str | None, as_json: bool) -> None:
             for p in list_commissioners(read_only(session), dept)
         ]
     if as_json:
-        _echo_json(rows)
+        echo_json(rows)
         return
     if not rows:
         click.echo("（无）")

@@ -143,10 +143,10 @@ def kb_log(
         return
     click.echo(f"共 {found.total} 条，第 {found.page}/{found.pages} 页")
     for line in found.lines:
-        from bot.console.pages import _local
+        from bot.cli.db import local_time
 
         click.echo(
-            f"[{line.id}] {_local(line.at)} {line.channel}  {line.outcome_label}"
+            f"[{line.id}] {local_time(line.at)} {line.channel}  {line.outcome_label}"
             f"{'  工单 ' + line.ticket_number if line.ticket_number else ''}"
         )
         click.echo(f"    问：{line.question}")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
 __all__ = ["register"]
@@ -23,14 +21,14 @@ _LABELS = {
 @click.option("--json", "as_json", is_flag=True, help="输出 JSON。")
 def prune_command(dry_run: bool, as_json: bool) -> None:
     """按 config/retention.yaml 删除不再需要的记录、对过期的个人信息脱敏（建议每日运行）。"""
-    from bot.cli.db import opened_app
+    from bot.cli.db import echo_json, opened_app
     from handoff.retention import load_retention, prune
 
     policy = load_retention()
     with opened_app() as app:
         report = prune(app.db, policy, app.clock(), dry_run=dry_run)
     if as_json:
-        click.echo(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
+        echo_json(report.as_dict())
         return
     head = "（试运行，未修改数据库）" if dry_run else ""
     click.echo(f"保留策略：{head}")

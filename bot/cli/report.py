@@ -18,6 +18,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import click
 
+from bot.cli.db import local_time
 from bot.cli.sla import ChineseUsageError, parse_moment
 
 if TYPE_CHECKING:
@@ -232,7 +233,7 @@ def write_xlsx(
         ):
             for item in items:
                 if item.department in behind:
-                    at = _local(item.at)
+                    at = local_time(item.at, "")
                     behind[item.department].append(
                         (figure.label, role, label, item.number, item.title, at, item.note or "")
                     )
@@ -272,12 +273,6 @@ def write_xlsx(
 
     book.save(target)
     return report
-
-
-def _local(moment: datetime | None) -> str:
-    from handoff.calendar import SHANGHAI
-
-    return moment.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M") if moment else ""
 
 
 def _sheet_name(name: str, taken: Sequence[str]) -> str:

@@ -10,34 +10,21 @@ Thin callers of :class:`handoff.supervision.Supervision` and the ticket service.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
-from bot.cli.db import opened_app
+from bot.cli.db import echo_json, local_time, opened_app
 from bot.cli.sla import ChineseUsageError
 
 if TYPE_CHECKING:
     from handoff.supervision import MeetingView, Supervision
 
 __all__ = ["register", "supervise_group"]
-
-
-def _echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, ensure_ascii=False, indent=2))
-
-
-def _local(moment: datetime | None) -> str:
-    if moment is None:
-        return "—"
-    from handoff.calendar import SHANGHAI
-
-    return moment.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
 
 
 def _day(value: str | None, what: str) -> date | None:
@@ -80,7 +67,7 @@ def urges_group(ctx: click.Context, as_json: bool) -> None:
     with _supervision() as sup:
         found = sup.suggestions()
     if as_json:
-        _echo_json([s.to_dict() for s in found])
+        echo_json([s.to_dict() for s in found])
         return
     if not found:
         click.echo("没有待确认的督办建议。")
@@ -88,7 +75,7 @@ def urges_group(ctx: click.Context, as_json: bool) -> None:
     for s in found:
         click.echo(
             f"[{s.id}] {s.level.label}  {s.number}  {s.department}  "
-            f"{s.clock_kind.label}时限 {_local(s.due_at)} 到期，超期 {s.days_late} 个工作日  "
+            f"{s.clock_kind.label}时限 {local_time(s.due_at)} 到期，超期 {s.days_late} 个工作日  "
             f"{s.title}"
         )
 
@@ -147,7 +134,7 @@ def callbacks_command(
     with _supervision() as sup:
         found = sup.callback_list(since, until, percent=percent, seed=seed)
     if as_json:
-        _echo_json([c.to_dict() for c in found])
+        echo_json([c.to_dict() for c in found])
         return
     if not found:
         click.echo("该期间没有需要回访的工单。")
@@ -204,7 +191,7 @@ def _print_meeting(meeting: MeetingView) -> None:
     for n, item in enumerate(meeting.items, start=1):
         click.echo(f"  {n}. {item.number}  {item.title}  承办：{item.department}")
         click.echo(
-            f"     提请理由：{item.reason}（{item.proposed_by}，{_local(item.proposed_at)}）"
+            f"     提请理由：{item.reason}（{item.proposed_by}，{local_time(item.proposed_at)}）"
         )
         for dept in item.involved:
             said = item.opinions.get(dept)
@@ -213,7 +200,7 @@ def _print_meeting(meeting: MeetingView) -> None:
             helpers = "、".join(item.decided_helpers) or "无"
             click.echo(
                 f"     决定：牵头 {item.lead_department}；协办 {helpers}；"
-                f"时限 {_local(item.deadline)}"
+                f"时限 {local_time(item.deadline)}"
             )
         else:
             click.echo("     决定：（未决定）")
@@ -244,7 +231,7 @@ def agenda_command(meeting_id: int | None, as_json: bool) -> None:
         meeting = sup.meeting(meeting_id)
         waiting = sup.waiting()
     if as_json:
-        _echo_json(
+        echo_json(
             {
                 "meeting": meeting.to_dict() if meeting else None,
                 "waiting": [i.to_dict() for i in waiting],
@@ -315,7 +302,7 @@ def decide_command(
         )
     click.echo(
         f"已记录联席会议决定：{view.number} 由{view.escalation_lead_department}牵头，"
-        f"时限 {_local(view.escalation_deadline)}"
+        f"时限 {local_time(view.escalation_deadline)}"
     )
 
 

@@ -7,7 +7,6 @@ itself. The state changes are declared once each in :data:`ACTIONS`.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from bot.cli.db import opened_app
+from bot.cli.db import echo_json, local_time, opened_app
 from bot.cli.sla import ChineseUsageError, parse_moment, sla_group
 
 if TYPE_CHECKING:
@@ -26,24 +25,12 @@ if TYPE_CHECKING:
 __all__ = ["ACTIONS", "ActionCommand", "ActionOption", "register", "tickets_group"]
 
 
-def _echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, ensure_ascii=False, indent=2))
-
-
-def _local(moment: datetime | None) -> str:
-    if moment is None:
-        return "—"
-    from handoff.calendar import SHANGHAI
-
-    return moment.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
-
-
 def _clock_status(clock: Any, now: datetime) -> str:
     if clock.met_at is not None:
         late = "（超时）" if clock.late else ""
-        return f"已完成 {_local(clock.met_at)}{late}"
+        return f"已完成 {local_time(clock.met_at)}{late}"
     if not clock.active:
-        return f"已作废 {_local(clock.superseded_at)}"
+        return f"已作废 {local_time(clock.superseded_at)}"
     if clock.breached_at is not None or clock.due_at < now:
         return "已超时"
     return "进行中"
@@ -60,7 +47,7 @@ def _print_ticket(view: TicketView, now: datetime, *, full: bool) -> None:
     click.echo(f"专员：{view.commissioner or '未指定'}")
     if view.helpers:
         parts = [
-            f"{h.department}（已确认 {_local(h.acknowledged_at)}）"
+            f"{h.department}（已确认 {local_time(h.acknowledged_at)}）"
             if h.acknowledged_at
             else f"{h.department}（待确认）"
             for h in view.helpers
@@ -69,7 +56,7 @@ def _print_ticket(view: TicketView, now: datetime, *, full: bool) -> None:
     if view.escalation_lead_department:
         click.echo(
             f"联席会议：牵头 {view.escalation_lead_department}，"
-            f"时限 {_local(view.escalation_deadline)}"
+            f"时限 {local_time(view.escalation_deadline)}"
         )
     if view.reopen_count:
         click.echo(f"重办：{view.reopen_count} 次")
@@ -77,13 +64,13 @@ def _print_ticket(view: TicketView, now: datetime, *, full: bool) -> None:
         click.echo(f"结果：{view.result}")
     for survey in view.surveys:
         remark = f"（{survey.comment}）" if survey.comment else ""
-        click.echo(f"回访：{survey.result.value}{remark}  {_local(survey.at)}")
+        click.echo(f"回访：{survey.result.value}{remark}  {local_time(survey.at)}")
     if not full:
         return
     click.echo("时限：")
     for clock in view.clocks:
         click.echo(
-            f"  {clock.kind.label}（{clock.department}）  截止 {_local(clock.due_at)}  "
+            f"  {clock.kind.label}（{clock.department}）  截止 {local_time(clock.due_at)}  "
             f"{_clock_status(clock, now)}"
         )
     click.echo("记录：")
@@ -92,7 +79,7 @@ def _print_ticket(view: TicketView, now: datetime, *, full: bool) -> None:
     for event in view.events:
         row = describe_event(event)  # worded as the console words it
         extra = "".join(f"  {part}" for part in (row.change, row.detail) if part)
-        click.echo(f"  {_local(event.at)}  {event.actor}  {row.title}{extra}")
+        click.echo(f"  {local_time(event.at)}  {event.actor}  {row.title}{extra}")
 
 
 def _moment(text: str, ctx: click.Context) -> datetime:
@@ -106,7 +93,7 @@ def _moment(text: str, ctx: click.Context) -> datetime:
 
 def _done(view: TicketView, as_json: bool, what: str) -> None:
     if as_json:
-        _echo_json(view.to_dict())
+        echo_json(view.to_dict())
     else:
         click.echo(f"工单 {view.number} {what}（当前：{view.state.label}）")
 
@@ -174,14 +161,14 @@ def list_command(
             state=state, department=department, overdue=overdue, now=now, limit=limit
         )
     if as_json:
-        _echo_json([v.to_dict() for v in views])
+        echo_json([v.to_dict() for v in views])
         return
     if not views:
         click.echo("（没有符合条件的工单）")
         return
     for view in views:
         nxt = view.next_due()
-        due = f"{nxt.kind.label}截止 {_local(nxt.due_at)}" if nxt else "—"
+        due = f"{nxt.kind.label}截止 {local_time(nxt.due_at)}" if nxt else "—"
         click.echo(
             f"{view.number}  {view.state.label:<6}  {view.department:<8}  {due}  {view.title}"
         )
@@ -196,7 +183,7 @@ def show_command(number: str, as_json: bool) -> None:
         view = app.tickets.get(number)
         now = app.clock()
     if as_json:
-        _echo_json(view.to_dict())
+        echo_json(view.to_dict())
     else:
         _print_ticket(view, now, full=True)
 
@@ -237,11 +224,11 @@ def create_command(
             enterprise_uscc=uscc,
         )
     if as_json:
-        _echo_json(view.to_dict())
+        echo_json(view.to_dict())
         return
     click.echo(f"已创建工单 {view.number}，承办：{view.department}（{view.route_reason}）")
     for clock in view.running_clocks():
-        click.echo(f"  {clock.kind.label}截止：{_local(clock.due_at)}")
+        click.echo(f"  {clock.kind.label}截止：{local_time(clock.due_at)}")
 
 
 def _route(app: App, text: str, uscc: str | None) -> tuple[str, str, str]:
@@ -474,7 +461,7 @@ def tick_command(ctx: click.Context, now_text: str | None, as_json: bool) -> Non
         now = at or app.clock()
         report = app.tickets.tick(now)
     if as_json:
-        _echo_json({"now": now.isoformat(), **report.to_dict()})
+        echo_json({"now": now.isoformat(), **report.to_dict()})
         return
     click.echo(
         f"提醒 {report.reminders} 条；新超时 {report.breaches} 个；超时通报 {report.notices} 条"

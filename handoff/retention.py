@@ -86,8 +86,9 @@ def _count(session: Session, query: Select[Any]) -> int:
     return int(session.scalar(select(func.count()).select_from(query.subquery())) or 0)
 
 
-def _delete_batches(db: Database, query: Select[Any], model: Any, dry_run: bool) -> int:
-    """Delete the rows whose ids *query* selects, a batch per transaction."""
+def _delete_batches(db: Database, model: Any, *where: Any, dry_run: bool) -> int:
+    """Delete the rows of *model* matching *where*, a batch per transaction."""
+    query = select(model.id).where(*where)
     if dry_run:
         with db.sessions() as session:
             return _count(session, query)
@@ -142,35 +143,29 @@ def prune(
 
     processed = _delete_batches(
         db,
-        select(ProcessedMessage.id).where(
-            ProcessedMessage.at < before(policy.processed_messages_days)
-        ),
         ProcessedMessage,
-        dry_run,
+        ProcessedMessage.at < before(policy.processed_messages_days),
+        dry_run=dry_run,
     )
     deferred = _delete_batches(
         db,
-        select(DeferredMessage.id).where(
-            DeferredMessage.done_at.is_not(None),
-            DeferredMessage.done_at < before(policy.deferred_messages_days),
-        ),
         DeferredMessage,
-        dry_run,
+        DeferredMessage.done_at.is_not(None),
+        DeferredMessage.done_at < before(policy.deferred_messages_days),
+        dry_run=dry_run,
     )
     turns_deleted = _delete_batches(
         db,
-        select(DialogueTurn.id).where(DialogueTurn.at < before(policy.dialogue_turns_days)),
         DialogueTurn,
-        dry_run,
+        DialogueTurn.at < before(policy.dialogue_turns_days),
+        dry_run=dry_run,
     )
     lines_deleted = _delete_batches(
         db,
-        select(TranscriptLine.id).where(
-            TranscriptLine.ticket_id.is_(None),
-            TranscriptLine.at < before(policy.transcript_unattached_days),
-        ),
         TranscriptLine,
-        dry_run,
+        TranscriptLine.ticket_id.is_(None),
+        TranscriptLine.at < before(policy.transcript_unattached_days),
+        dry_run=dry_run,
     )
     mask_before = before(policy.mask_after_days)
     turns_masked = _mask_batches(

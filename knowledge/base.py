@@ -143,8 +143,14 @@ def prepare_entry(entry: Entry, tokenizer: Tokenizer, settings: KnowledgeSetting
     ):
         for _ in range(times):
             bag.update(part)
-    asked = tuple(tokenizer.analyze(q).words for q in (entry.title, *entry.questions))
-    return Prepared(tuple(bag), tuple(bag.values()), asked)
+    # one string object per distinct term across entries: millions of equal token strings
+    # would cost memory, and freeing them all at once stalls every thread (a reload)
+    same = tokenizer.entry_terms.setdefault
+    asked = tuple(
+        tuple(same(w, w) for w in tokenizer.analyze(q).words)
+        for q in (entry.title, *entry.questions)
+    )
+    return Prepared(tuple(same(t, t) for t in bag), tuple(bag.values()), asked)
 
 
 @dataclass

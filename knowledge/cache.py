@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import tempfile
+from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -176,12 +177,10 @@ class TokenCache:
         """Replace the file with *prepared* (atomically); False (logged) when it cannot."""
         keys = sorted(prepared)
         vocab: dict[str, int] = {}
-        doc: list[int] = []
-        cnt: list[int] = []
-        doc_ptr = [0]
-        ask: list[int] = []
-        ask_ptr = [0]
-        q_ptr = [0]
+        # typed arrays filled entry by entry: converting million-item lists to numpy at the
+        # end is one long call that holds the GIL (requests stall while a reload saves)
+        doc, cnt, ask = array("i"), array("i"), array("i")
+        doc_ptr, ask_ptr, q_ptr = array("q", [0]), array("q", [0]), array("q", [0])
         for key in keys:
             p = prepared[key]
             doc.extend(vocab.setdefault(t, len(vocab)) for t in p.terms)
@@ -201,12 +200,12 @@ class TokenCache:
                         fh,
                         meta=np.array(json.dumps(meta)),
                         vocab=np.array(list(vocab), dtype=str),
-                        doc=np.array(doc, dtype=np.int32),
-                        cnt=np.array(cnt, dtype=np.int32),
-                        doc_ptr=np.array(doc_ptr, dtype=np.int64),
-                        ask=np.array(ask, dtype=np.int32),
-                        ask_ptr=np.array(ask_ptr, dtype=np.int64),
-                        q_ptr=np.array(q_ptr, dtype=np.int64),
+                        doc=np.frombuffer(doc, dtype=np.int32),
+                        cnt=np.frombuffer(cnt, dtype=np.int32),
+                        doc_ptr=np.frombuffer(doc_ptr, dtype=np.int64),
+                        ask=np.frombuffer(ask, dtype=np.int32),
+                        ask_ptr=np.frombuffer(ask_ptr, dtype=np.int64),
+                        q_ptr=np.frombuffer(q_ptr, dtype=np.int64),
                     )
                 os.replace(tmp, self.path)
             except BaseException:

@@ -183,6 +183,8 @@ class Tokenizer:
                     tk.add_word(word, freq=None)
         self._tk = tk
         self._cache: dict[str, Analysis] = {}
+        self.entry_terms: dict[str, str] = {}
+        """The entries' terms, each once (see :func:`knowledge.base.prepare_entry`)."""
 
     def _keep(self, token: str) -> str | None:
         token = token.strip()

@@ -102,6 +102,17 @@ def test_the_cache_round_trips_prepared_entries(tmp_path: Path) -> None:
     assert TokenCache(tmp_path, "e" * 64).read() == {}  # another tokenizer's file name
 
 
+def test_entries_share_one_string_per_term_whether_tokenized_or_cached(tmp_path: Path) -> None:
+    """Millions of equal token strings would be freed in one stall when a reload drops the
+    old index; every entry's terms point at one string object per distinct term."""
+    for kb in (build(tmp_path), build(tmp_path)):  # tokenized, then read from the cache
+        assert kb.prepared is not None
+        seen: dict[str, int] = {}
+        for p in kb.prepared:
+            for term in (*p.terms, *(w for words in p.asked for w in words)):
+                assert seen.setdefault(term, id(term)) == id(term), term
+
+
 def test_editing_one_entry_retokenizes_only_that_entry(tmp_path: Path, copied: Path) -> None:
     build(tmp_path / "cache", copied)
     path = copied / "sample-ip.yaml"

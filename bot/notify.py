@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.replies import Replies, format_due
+from bot.replies import Replies, clock_due, format_due
 from bot.types import Button, Reply, reply_payload
 from handoff.calendar import SHANGHAI
 from handoff.conversations import LiveHandoff
@@ -64,7 +64,9 @@ def staff_label(person: Commissioner) -> str:
 
 def _due(ticket: Ticket, kind: ClockKind) -> str:
     clocks: list[SlaClock] = [c for c in ticket.clocks if c.kind is kind and c.active]
-    return format_due(clocks[-1].due_at) if clocks else "—"
+    if not clocks:
+        return "—"
+    return clock_due(clocks[-1])
 
 
 def _accepted_key(ticket: Ticket) -> str:
@@ -379,7 +381,7 @@ class Notifier:
                 "notice_overdue",
                 number=ticket.number,
                 department=ticket.department,
-                due=format_due(clock.due_at),
+                due=clock_due(clock),
                 expect=expect,
             ),
             ref=f"ticket:{ticket.number}",
@@ -680,7 +682,7 @@ class Notifier:
             self.r(
                 "handoff_timeout",
                 number=ticket.number,
-                contact_due=format_due(contact.due_at) if contact else "—",
+                contact_due=clock_due(contact) if contact else "—",
             )
         )
         row = session.scalars(select(Ticket).where(Ticket.number == ticket.number)).one()

@@ -11,7 +11,7 @@ import string
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Protocol
 
 from pydantic import Field, StringConstraints, model_validator
 
@@ -22,10 +22,12 @@ from yxby.yamlconf import StrictModel, load_documents, load_model
 
 __all__ = [
     "PLACEHOLDERS",
+    "PROVISIONAL_NOTE",
     "CannedReplies",
     "CannedReply",
     "CannedUse",
     "Replies",
+    "clock_due",
     "format_due",
     "load_canned_replies",
     "load_replies",
@@ -34,10 +36,28 @@ __all__ = [
 WEEKDAYS = "一二三四五六日"
 
 
-def format_due(at: datetime) -> str:
-    """``11月30日（周一）`` in Shanghai time: a deadline as users read it."""
+PROVISIONAL_NOTE = "暂定：该年放假安排尚未公布，按法定节假日推算，公布后以正式安排为准"
+"""Why a deadline is marked 暂定 (a year without a published schedule, handoff.calendar)."""
+
+
+def format_due(at: datetime, *, provisional: bool = False) -> str:
+    """``2026年11月30日（周一）`` in Shanghai time: a deadline as users read it;
+    ``（周二，暂定）`` when it was counted over a year without a published schedule."""
     local = at.astimezone(SHANGHAI)
-    return f"{local.year}年{local.month}月{local.day}日（周{WEEKDAYS[local.weekday()]}）"
+    day = f"周{WEEKDAYS[local.weekday()]}" + ("，暂定" if provisional else "")
+    return f"{local.year}年{local.month}月{local.day}日（{day}）"
+
+
+class _Deadline(Protocol):
+    @property
+    def due_at(self) -> datetime: ...
+    @property
+    def calendar_fallback(self) -> bool: ...
+
+
+def clock_due(clock: _Deadline) -> str:
+    """A clock's deadline as users read it (:func:`format_due`, 暂定 when it is)."""
+    return format_due(clock.due_at, provisional=clock.calendar_fallback)
 
 
 # key → the placeholders the engine provides for it

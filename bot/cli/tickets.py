@@ -25,6 +25,11 @@ if TYPE_CHECKING:
 __all__ = ["ACTIONS", "ActionCommand", "ActionOption", "register", "tickets_group"]
 
 
+def _due(clock: Any) -> str:
+    """The deadline as the CLI shows it, marked when counted without a published schedule."""
+    return local_time(clock.due_at) + ("（暂定）" if clock.calendar_fallback else "")
+
+
 def _clock_status(clock: Any, now: datetime) -> str:
     if clock.met_at is not None:
         late = "（超时）" if clock.late else ""
@@ -70,7 +75,7 @@ def _print_ticket(view: TicketView, now: datetime, *, full: bool) -> None:
     click.echo("时限：")
     for clock in view.clocks:
         click.echo(
-            f"  {clock.kind.label}（{clock.department}）  截止 {local_time(clock.due_at)}  "
+            f"  {clock.kind.label}（{clock.department}）  截止 {_due(clock)}  "
             f"{_clock_status(clock, now)}"
         )
     click.echo("记录：")
@@ -168,7 +173,7 @@ def list_command(
         return
     for view in views:
         nxt = view.next_due()
-        due = f"{nxt.kind.label}截止 {local_time(nxt.due_at)}" if nxt else "—"
+        due = f"{nxt.kind.label}截止 {_due(nxt)}" if nxt else "—"
         click.echo(
             f"{view.number}  {view.state.label:<6}  {view.department:<8}  {due}  {view.title}"
         )
@@ -228,7 +233,7 @@ def create_command(
         return
     click.echo(f"已创建工单 {view.number}，承办：{view.department}（{view.route_reason}）")
     for clock in view.running_clocks():
-        click.echo(f"  {clock.kind.label}截止：{local_time(clock.due_at)}")
+        click.echo(f"  {clock.kind.label}截止：{_due(clock)}")
 
 
 def _route(app: App, text: str, uscc: str | None) -> tuple[str, str, str]:

@@ -83,15 +83,19 @@ class ClockLine:
     tone: str  # ok / warn / late (the CSS class)
     due_at: datetime
     met_at: datetime | None
+    provisional: bool = False
+    """Counted over a year without a published holiday schedule (shown 暂定)."""
 
 
 def _clock_line(label: str, clock: ClockView, now: datetime) -> ClockLine:
+    def line(status: str, tone: str, met_at: datetime | None = None) -> ClockLine:
+        return ClockLine(label, status, tone, clock.due_at, met_at, clock.calendar_fallback)
+
     if clock.met_at is not None:
-        late = clock.met_at > clock.due_at
-        return ClockLine(label, "已完成", "late" if late else "ok", clock.due_at, clock.met_at)
+        return line("已完成", "late" if clock.met_at > clock.due_at else "ok", clock.met_at)
     if clock.breached_at is not None or clock.due_at < now:
-        return ClockLine(label, "已超时", "late", clock.due_at, None)
-    return ClockLine(label, "进行中", "warn", clock.due_at, None)
+        return line("已超时", "late")
+    return line("进行中", "warn")
 
 
 def clock_lines(view: TicketView, now: datetime) -> list[ClockLine]:

@@ -240,6 +240,8 @@ class ClockRow:
     countdown: str
     met_at: datetime | None
     superseded_at: datetime | None
+    provisional: bool = False
+    """Counted over a year without a published holiday schedule (shown 暂定)."""
 
 
 def _clock_row(app: App, clock: ClockView, now: datetime) -> ClockRow:
@@ -254,6 +256,7 @@ def _clock_row(app: App, clock: ClockView, now: datetime) -> ClockRow:
             countdown,
             clock.met_at,
             clock.superseded_at,
+            clock.calendar_fallback,
         )
 
     if clock.met_at is not None:

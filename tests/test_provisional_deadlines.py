@@ -1,0 +1,79 @@
+"""Deadlines counted over a year without a published holiday schedule are marked 暂定
+wherever a person reads them: the enterprise's notices and ticket page, the console's
+ticket page and the CLI (issue 15: "flag every deadline computed that way")."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import datetime
+
+import httpx
+import pytest
+
+from bot.app import App
+from bot.cli.tickets import _print_ticket
+from bot.console.public import clock_lines
+from bot.console.ticket import _clock_row
+from bot.replies import PROVISIONAL_NOTE, format_due
+from bot.server import ServerOptions, create_asgi
+from handoff.calendar import SHANGHAI
+from handoff.models import ClockKind
+from tests.chatting import Chat, file_ticket
+from tests.conftest import MovableClock
+from tests.servers import LiveServer
+
+YEAR_END = datetime(2026, 12, 28, 9, 0, tzinfo=SHANGHAI)  # 7 working days reach 2027
+AUTUMN = datetime(2026, 11, 2, 9, 0, tzinfo=SHANGHAI)  # inside the published 2026
+
+
+def test_format_due_marks_a_provisional_day() -> None:
+    day = datetime(2027, 1, 5, 23, 59, tzinfo=SHANGHAI)
+    assert format_due(day) == "2027年1月5日（周二）"
+    assert format_due(day, provisional=True) == "2027年1月5日（周二，暂定）"
+
+
+def test_a_year_end_ticket_reads_provisional_everywhere(
+    app: App,
+    chat: Chat,
+    staff: Callable[..., Chat],
+    clock: MovableClock,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    clock.set(YEAR_END)
+    number = file_ticket(chat)
+    view = app.tickets.get(number)
+    done = view.clock(ClockKind.DONE)
+    assert done is not None and done.calendar_fallback
+    assert done.due_at.astimezone(SHANGHAI).year == 2027
+
+    # the enterprise hears the deadline as provisional when its ticket is accepted
+    staff("王芳", view.department).send(f"签收 {number}")
+    accepted = " ".join(r.text for r in chat.pushes())
+    assert "暂定" in accepted, accepted
+
+    # its own ticket page and the console's clock rows say so
+    lines = {line.label: line.provisional for line in clock_lines(view, clock.now)}
+    assert lines["办结时限"]
+    assert _clock_row(app, done, clock.now).provisional
+    assert view.channel_identity_id is not None
+    with LiveServer(create_asgi(app, [], ServerOptions(run_worker=False, run_tick=False))) as live:
+        app.links.public_url = live.url
+        page = httpx.get(app.links.url(number, view.channel_identity_id), timeout=10).text
+    assert re.search(r'<abbr class="provisional" title="[^"]+">暂定</abbr>', page), page
+    assert PROVISIONAL_NOTE in page
+
+    # the CLI too
+    _print_ticket(app.tickets.get(number), clock.now, full=True)
+    assert "（暂定）" in capsys.readouterr().out
+
+
+def test_a_deadline_inside_a_published_year_is_not_marked(
+    app: App, chat: Chat, staff: Callable[..., Chat], clock: MovableClock
+) -> None:
+    clock.set(AUTUMN)
+    number = file_ticket(chat)
+    view = app.tickets.get(number)
+    staff("王芳", view.department).send(f"签收 {number}")
+    assert "暂定" not in " ".join(r.text for r in chat.pushes())
+    assert not any(line.provisional for line in clock_lines(view, clock.now))

@@ -150,6 +150,9 @@ def test_browser_log_to_draft_to_written_yaml(
     line = page.locator("li.log-line", has_text="保税仓库的货物")
     assert "张伟" not in line.inner_text() and "13812345678" not in line.inner_text()
     line.scroll_into_view_if_needed()
+    wording = line.get_by_label("补充问法的条目编号")
+    assert wording.input_value()  # the top hit's id, offered with the others as a list
+    assert line.get_by_role("button", name="补充为该条目的问法").is_visible()
     save_screenshot(page, tmp_path, "editors-log.png")
     line.get_by_role("button", name="起草新条目").click()
     page.wait_for_url(f"{live.url}/console/editors/drafts/*")

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
@@ -33,7 +33,7 @@ from sqlalchemy import (
     or_,
     select,
 )
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from handoff import live
 from handoff.calendar import END_OF_DAY, SHANGHAI, WorkCalendar
@@ -51,6 +51,8 @@ from handoff.models import (
     TicketState,
 )
 from handoff.scope import Person, visible_filter
+
+T = TypeVar("T")
 
 __all__ = [
     "DONE_STATES",
@@ -170,6 +172,8 @@ class Countdown:
     seconds: float
     """Working seconds left; negative once overdue."""
     urgency: Urgency
+    provisional: bool = False
+    """Counted over a year without a published holiday schedule (shown 暂定)."""
 
     @property
     def text(self) -> str:
@@ -180,17 +184,25 @@ class Countdown:
         return f"剩 {_span(self.seconds) or '不足 1 分钟'}"
 
 
-def countdown(calendar: WorkCalendar, now: datetime, kind: ClockKind, due: datetime) -> Countdown:
+def countdown(
+    calendar: WorkCalendar,
+    now: datetime,
+    kind: ClockKind,
+    due: datetime,
+    *,
+    provisional: bool = False,
+) -> Countdown:
     """The countdown of a clock of *kind* due at *due*, seen at *now*.
 
     Red once *now* is past *due* (as :meth:`ClockView.overdue` decides); amber with one
     working day (:data:`SOON`) or less left; green otherwise.
     """
     if now > due:
-        return Countdown(kind, due, -working_seconds(calendar, due, now), Urgency.LATE)
+        late = -working_seconds(calendar, due, now)
+        return Countdown(kind, due, late, Urgency.LATE, provisional)
     left = working_seconds(calendar, now, _as_deadline(due))
     urgency = Urgency.SOON if left <= SOON.total_seconds() else Urgency.OK
-    return Countdown(kind, due, left, urgency)
+    return Countdown(kind, due, left, urgency, provisional)
 
 
 # ------------------------------------------------------------------------------- values
@@ -330,11 +342,11 @@ class QueueService:
         )
 
     @staticmethod
-    def _next_kind() -> ScalarSelect[ClockKind]:
-        """The kind of the ticket's running clock due first (a correlated subquery that
+    def _next(column: InstrumentedAttribute[T]) -> ScalarSelect[T]:
+        """*column* of the ticket's running clock due first (a correlated subquery that
         PostgreSQL evaluates for the page's rows only, after the sort)."""
         return (
-            select(SlaClock.kind)
+            select(column)
             .where(
                 SlaClock.ticket_id == Ticket.id,
                 # IS NOT false rather than IS true: the same rows (the column is NOT NULL),
@@ -382,7 +394,8 @@ class QueueService:
         now = self.clock()
         size = max(1, wanted.page_size)
         number = max(1, wanted.page)
-        kind = self._next_kind()
+        kind = self._next(SlaClock.kind)
+        provisional = self._next(SlaClock.calendar_fallback)
         running = self._running()
         due_at = running.c.due_at
         due = due_at.label("due")  # selected once; ORDER BY names the label
@@ -414,6 +427,7 @@ class QueueService:
                 due,
                 helping,
                 func.count().over(),
+                provisional,
             )
             .outerjoin(running, running.c.ticket_id == Ticket.id)
             .outerjoin(Enterprise, Enterprise.id == Ticket.enterprise_id)
@@ -445,7 +459,9 @@ class QueueService:
                     enterprise_uscc=r[10],
                     commissioner=r[11],
                     helping=bool(r[14]) and r[5] != person.department and r[6] != person.id,
-                    countdown=countdown(self.calendar, now, kind, due) if due else None,
+                    countdown=countdown(self.calendar, now, kind, due, provisional=bool(r[16]))
+                    if due
+                    else None,
                 )
             )
         return QueuePage(tuple(rows), total, number, size, now)

@@ -7,9 +7,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from bot.app import App
 from bot.cli.tickets import _print_ticket
@@ -18,10 +21,12 @@ from bot.console.ticket import _clock_row
 from bot.replies import PROVISIONAL_NOTE, format_due
 from bot.server import ServerOptions, create_asgi
 from handoff.calendar import SHANGHAI
-from handoff.models import ClockKind
+from handoff.models import ClockKind, Commissioner
+from handoff.queue import QueueService
 from tests.chatting import Chat, file_ticket
 from tests.conftest import MovableClock
 from tests.servers import LiveServer
+from tests.test_console_intake import SESSION_COOKIE, person, save_screenshot
 
 YEAR_END = datetime(2026, 12, 28, 9, 0, tzinfo=SHANGHAI)  # 7 working days reach 2027
 AUTUMN = datetime(2026, 11, 2, 9, 0, tzinfo=SHANGHAI)  # inside the published 2026
@@ -63,6 +68,12 @@ def test_a_year_end_ticket_reads_provisional_everywhere(
     assert re.search(r'<abbr class="provisional" title="[^"]+">暂定</abbr>', page), page
     assert PROVISIONAL_NOTE in page
 
+    # the commissioner's queue row
+    with app.db.sessions() as session:
+        officer = session.scalars(select(Commissioner).where(Commissioner.name == "王芳")).one()
+    [row] = QueueService(app.db.sessions, app.calendar, app.clock).page(officer).rows
+    assert row.countdown is not None and row.countdown.provisional
+
     # the CLI too
     _print_ticket(app.tickets.get(number), clock.now, full=True)
     assert "（暂定）" in capsys.readouterr().out
@@ -77,3 +88,38 @@ def test_a_deadline_inside_a_published_year_is_not_marked(
     staff("王芳", view.department).send(f"签收 {number}")
     assert "暂定" not in " ".join(r.text for r in chat.pushes())
     assert not any(line.provisional for line in clock_lines(view, clock.now))
+    with app.db.sessions() as session:
+        officer = session.scalars(select(Commissioner).where(Commissioner.name == "王芳")).one()
+    [row] = QueueService(app.db.sessions, app.calendar, app.clock).page(officer).rows
+    assert row.countdown is not None and not row.countdown.provisional
+
+
+def test_the_console_shows_the_mark_with_its_reason(
+    app: App,
+    chat: Chat,
+    staff: Callable[..., Chat],
+    clock: MovableClock,
+    browser: Any,
+    tmp_path: Path,
+) -> None:
+    clock.set(YEAR_END)
+    number = file_ticket(chat)
+    department = app.tickets.get(number).department
+    staff("王芳", department).send(f"签收 {number}")  # the next deadline is now 办结 (2027)
+    me = person(app, "李强", department)
+    with LiveServer(create_asgi(app, [], ServerOptions(run_worker=False, run_tick=False))) as live:
+        context = browser.new_context(viewport={"width": 1366, "height": 768}, locale="zh-CN")
+        context.add_cookies(
+            [{"name": SESSION_COOKIE, "value": me.token, "url": f"{live.url}/console"}]
+        )
+        try:
+            page = context.new_page()
+            page.goto(f"{live.url}/console/")
+            mark = page.locator("tr", has_text=number).locator("abbr.provisional")
+            assert mark.inner_text() == "暂定"
+            assert mark.get_attribute("title") == PROVISIONAL_NOTE
+            save_screenshot(page, tmp_path, "queue-provisional.png")
+            page.goto(f"{live.url}/console/tickets/{number}")
+            assert page.locator("table.clocks-table abbr.provisional").count() >= 1
+        finally:
+            context.close()

@@ -109,6 +109,23 @@ def test_who_may_see_the_register(live: LiveServer, console: App, tmp_path: Path
         assert upload(http, head.staff.csrf, path).status_code == 403
 
 
+def test_the_lead_office_nav_holds_one_link_per_section(live: LiveServer, console: App) -> None:
+    """政务办 reaches every page, but the bar keeps one link per section (their own tabs
+    lead on), so it fits at 1366 px."""
+    wang = person(console, "王政", "政务办", CommissionerRole.OVERSIGHT)
+    with http_for(live, wang) as http:
+        home = http.get("/console/").text
+        nav = re.search(r'<nav class="console-nav"[^>]*>(.*?)</nav>', home, re.S)
+        assert nav is not None
+        links = re.findall(r">([^<>]+)</a>", nav.group(1))
+        assert links == ["工作台", "登记诉求", "知识库", "考核统计", "督办回访", "名录库", "通知推送"]
+        register = http.get("/console/register").text
+        assert 'href="/console/register/coverage"' in register and "包保覆盖" in register
+        urges = http.get("/console/supervision").text
+        assert 'href="/console/supervision/callbacks"' in urges
+        assert 'href="/console/supervision/meeting"' in urges
+
+
 def test_coverage_and_bulk_assignment(live: LiveServer, console: App, tmp_path: Path) -> None:
     from handoff.register import register_for
 

@@ -118,7 +118,8 @@ def test_the_lead_office_nav_holds_one_link_per_section(live: LiveServer, consol
         nav = re.search(r'<nav class="console-nav"[^>]*>(.*?)</nav>', home, re.S)
         assert nav is not None
         links = re.findall(r">([^<>]+)</a>", nav.group(1))
-        assert links == ["工作台", "登记诉求", "知识库", "考核统计", "督办回访", "名录库", "通知推送"]
+        sections = ["工作台", "登记诉求", "知识库", "考核统计", "督办回访", "名录库", "通知推送"]
+        assert links == sections
         register = http.get("/console/register").text
         assert 'href="/console/register/coverage"' in register and "包保覆盖" in register
         urges = http.get("/console/supervision").text

@@ -47,6 +47,10 @@ def test_a_year_end_ticket_reads_provisional_everywhere(
 ) -> None:
     clock.set(YEAR_END)
     number = file_ticket(chat)
+    # the chat's confirmation: the contact deadline is in 2026, the result's in 2027
+    filed = "\n".join(r.render_plain() for r in chat.last)
+    assert re.search(r"2026年12月\d+日（周.） 前与您联系", filed), filed
+    assert re.search(r"2027年1月\d+日（周.，暂定） 前反馈", filed), filed
     view = app.tickets.get(number)
     done = view.clock(ClockKind.DONE)
     assert done is not None and done.calendar_fallback
@@ -73,6 +77,10 @@ def test_a_year_end_ticket_reads_provisional_everywhere(
         officer = session.scalars(select(Commissioner).where(Commissioner.name == "王芳")).one()
     [row] = QueueService(app.db.sessions, app.calendar, app.clock).page(officer).rows
     assert row.countdown is not None and row.countdown.provisional
+
+    # the chat's 查询
+    status = chat.send(f"查询 {number}")
+    assert "暂定" in status, status
 
     # the CLI too
     _print_ticket(app.tickets.get(number), clock.now, full=True)

@@ -9,7 +9,7 @@ from bot.dialogue import filing, outreach, person
 from bot.dialogue.common import my_tickets
 from bot.dialogue.states import Outcome, Services, State, Turn, goto, stay
 from bot.parsing import Command
-from bot.replies import format_due
+from bot.replies import clock_due, format_due
 from bot.types import Button
 from handoff.binding import BindingError
 from handoff.conversations import TurnOutcome
@@ -104,7 +104,7 @@ def _status(svc: Services, t: Turn, number: str | None) -> Outcome:
         ]
         nxt = view.next_due()
         if nxt is not None:
-            lines.append(svc.r("status_due", clock=nxt.kind.label, due=format_due(nxt.due_at)))
+            lines.append(svc.r("status_due", clock=nxt.kind.label, due=clock_due(nxt)))
         if view.result:
             lines.append(svc.r("status_result", result=view.result))
         return stay("\n".join(lines))
@@ -166,6 +166,6 @@ def _chase(svc: Services, t: Turn, number: str | None) -> Outcome | None:
             "urge_sent",
             number=view.number,
             department=view.department,
-            due=f"{nxt.kind.label} {format_due(nxt.due_at)}" if nxt else "—",
+            due=f"{nxt.kind.label} {clock_due(nxt)}" if nxt else "—",
         )
     )

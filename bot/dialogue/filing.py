@@ -16,7 +16,7 @@ from bot import parsing
 from bot.dialogue import questions
 from bot.dialogue.common import route, set_turn_outcome, turn_id
 from bot.dialogue.states import Outcome, Services, State, Turn, goto
-from bot.replies import format_due
+from bot.replies import clock_due
 from bot.types import Button
 from handoff.conversations import TurnOutcome
 from handoff.models import ClockKind, Ticket
@@ -269,6 +269,6 @@ def created_text(svc: Services, view: TicketView) -> str:
         "ticket_created",
         number=view.number,
         department=view.department,
-        contact_due=format_due(contact.due_at) if contact else "—",
-        done_due=format_due(done.due_at) if done else "—",
+        contact_due=clock_due(contact) if contact else "—",
+        done_due=clock_due(done) if done else "—",
     )

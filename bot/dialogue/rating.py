@@ -11,7 +11,7 @@ from bot import parsing
 from bot.dialogue import questions
 from bot.dialogue.common import my_tickets
 from bot.dialogue.states import INTERRUPTIBLE, Outcome, Services, State, Turn, goto, stay
-from bot.replies import format_due
+from bot.replies import clock_due
 from handoff.conversations import TurnOutcome
 from handoff.models import ClockKind, Ticket, TicketState
 
@@ -58,7 +58,7 @@ def rate(svc: Services, t: Turn, number: str, result: str) -> Outcome:
             text = svc.r("rate_closed_after_reopen", number=number)
         else:
             contact = view.clock(ClockKind.CONTACT)
-            due = format_due(contact.due_at) if contact else "—"
+            due = clock_due(contact) if contact else "—"
             text = svc.r("rate_reopened", number=number, contact_due=due)
         if not interruptible:
             return stay(text)

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from bot import parsing
 from bot.dialogue.states import Services
 from bot.notify import who_is
-from bot.replies import format_due
+from bot.replies import clock_due
 from bot.types import Incoming, Reply
 from handoff.calendar import SHANGHAI
 from handoff.conversations import LiveHandoff
@@ -126,7 +126,7 @@ def _queue(svc: Services, s: Session, staff: Commissioner) -> Reply:
     lines = [svc.r("staff_queue_header", department=staff.department)]
     for v in views[:10]:
         nxt = v.next_due()
-        due = f"{nxt.kind.label} {format_due(nxt.due_at)}" if nxt else ""
+        due = f"{nxt.kind.label} {clock_due(nxt)}" if nxt else ""
         holder = v.commissioner or "未指定"
         lines.append(f"{v.number}｜{v.state.label}｜{v.title[:20]}｜{holder}｜{due}")
     return Reply("\n".join(lines))

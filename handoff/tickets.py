@@ -109,6 +109,7 @@ class Action(StrEnum):
     OPINION = "opinion"
     DECIDE = "decide"
     CALLBACK = "callback"
+    RECALCULATE = "recalculate"
 
     @property
     def label(self) -> str:
@@ -138,6 +139,7 @@ _ACTION_LABELS = {
     Action.OPINION: "联席会议部门意见",
     Action.DECIDE: "联席会议决定",
     Action.CALLBACK: "政务办电话回访",
+    Action.RECALCULATE: "按公布的放假安排重算时限",
 }
 
 S = TicketState
@@ -747,6 +749,10 @@ class _Step:
 
 _Body = Callable[[_Step], tuple[str | None, dict[str, Any]]]
 """What one action does beyond load → move → event → view: returns (reason, event data)."""
+
+
+class _NothingToDo(Exception):
+    """Raised by an action's body to write nothing (the transaction is rolled back)."""
 
 
 def _nothing(step: _Step) -> tuple[str | None, dict[str, Any]]:
@@ -1979,6 +1985,58 @@ class TicketService:
 
     # -- clocks
 
+    def settle_provisional(self, actor: str = "系统") -> list[str]:
+        """Recount the running deadlines that were provisional (counted over a year without
+        a published holiday schedule) once the calendar has that year's schedule: each
+        ticket so settled gets one event naming the old and new deadlines. Returns the
+        ticket numbers. Idempotent; cheap when nothing is provisional (run by the tick)."""
+        with self._sessions() as session:
+            read_only(session)
+            candidates = session.execute(
+                select(SlaClock.ticket_id, SlaClock.started_at, SlaClock.workdays).where(
+                    SlaClock.calendar_fallback.is_(True),
+                    SlaClock.active.is_(True),
+                    SlaClock.met_at.is_(None),
+                    SlaClock.workdays.is_not(None),
+                )
+            ).all()
+            ids = sorted(
+                {
+                    ticket_id
+                    for ticket_id, start, n in candidates
+                    if n is not None and not self._calendar.due(start, n).provisional
+                }
+            )
+            numbers = session.scalars(select(Ticket.number).where(Ticket.id.in_(ids))).all()
+        settled = []
+        for number in sorted(numbers):
+            try:
+                self._act(number, Action.RECALCULATE, actor, None, self._recount)
+            except _NothingToDo:  # another worker settled it first: nothing is written
+                continue
+            settled.append(number)
+        return settled
+
+    def _recount(self, step: _Step) -> tuple[str | None, dict[str, Any]]:
+        changed = []
+        lead = self._settings.reminder.lead_workdays
+        for clock in step.ticket.clocks:
+            if not (clock.calendar_fallback and clock.active and clock.met_at is None):
+                continue
+            if clock.workdays is None:
+                continue
+            result = self._calendar.due(clock.started_at, clock.workdays)
+            if result.provisional:
+                continue
+            before = clock.due_at
+            clock.due_at = result.at
+            clock.remind_at = self._calendar.sub_workdays(result.at, lead) if lead else None
+            clock.calendar_fallback = False
+            changed.append({"kind": clock.kind.value, "from": _iso(before), "to": _iso(result.at)})
+        if not changed:
+            raise _NothingToDo
+        return "国务院放假安排已公布，时限按正式安排重新计算", {"clocks": changed}
+
     def tick(self, now: datetime | None = None) -> TickReport:
         """One :func:`handoff.sla.tick` pass at *now* (default: the clock), with this
         service's settings, calendar and notifier (the enterprise's overdue apology), then
@@ -1990,6 +2048,7 @@ class TicketService:
         from handoff.supervision import Supervision, load_supervision_settings
 
         at = now or self._now()
+        self.settle_provisional()
         report = tick(
             self._sessions,
             at,

@@ -5,8 +5,9 @@ ticket page and the CLI (issue 15: "flag every deadline computed that way")."""
 from __future__ import annotations
 
 import re
+import textwrap
 from collections.abc import Callable
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +17,14 @@ from sqlalchemy import select
 
 from bot.app import App
 from bot.cli.tickets import _print_ticket
-from bot.console.public import clock_lines
+from bot.console.public import clock_lines, timeline
 from bot.console.ticket import _clock_row
 from bot.replies import PROVISIONAL_NOTE, format_due
 from bot.server import ServerOptions, create_asgi
-from handoff.calendar import SHANGHAI
+from handoff.calendar import SHANGHAI, load_calendar
 from handoff.models import ClockKind, Commissioner
 from handoff.queue import QueueService
+from handoff.tickets import TicketService
 from tests.chatting import Chat, file_ticket
 from tests.conftest import MovableClock
 from tests.servers import LiveServer
@@ -131,3 +133,46 @@ def test_the_console_shows_the_mark_with_its_reason(
             assert page.locator("table.clocks-table abbr.provisional").count() >= 1
         finally:
             context.close()
+
+
+PUBLISHED_2027 = """
+    # test data only, not the real 2027 arrangement
+    years:
+      - year: 2027
+        complete: true
+        holidays: [{from: 2027-01-01, to: 2027-01-03}, {from: 2027-01-06, to: 2027-01-06}]
+"""
+
+
+def test_publishing_the_year_settles_the_deadline_once(
+    app: App, chat: Chat, clock: MovableClock, tmp_path: Path
+) -> None:
+    clock.set(YEAR_END)
+    number = file_ticket(chat)
+    before = app.tickets.get(number).clock(ClockKind.DONE)
+    assert before is not None and before.calendar_fallback
+    assert app.tickets.settle_provisional() == []  # 2027 still unpublished: nothing to do
+
+    # the operator adds the published schedule (here: a made-up extra holiday on 1月6日)
+    holidays = tmp_path / "holidays.yaml"
+    holidays.write_text(textwrap.dedent(PUBLISHED_2027), "utf-8")
+    after_restart = TicketService(
+        app.db.sessions,
+        load_calendar(holidays),
+        app.clock,
+        settings=app.sla,
+        departments=app.router.departments,
+    )
+    assert after_restart.settle_provisional() == [number]
+    assert after_restart.settle_provisional() == []  # idempotent
+    view = after_restart.get(number)
+    done = view.clock(ClockKind.DONE)
+    assert done is not None and not done.calendar_fallback
+    assert done.due_at > before.due_at  # one more holiday: a working day later
+    assert done.due_at.astimezone(SHANGHAI).date() == date(2027, 1, 8)
+    [event] = [e for e in view.events if e.kind == "recalculate"]
+    assert event.data["clocks"][0]["kind"] == "done"
+    # the enterprise reads it on its page, and the mark is gone
+    [entry] = [e for e in timeline(view) if e.title.startswith("时限已")]
+    assert entry.text == "办结时限确定为 2027年1月8日"
+    assert not any(line.provisional for line in clock_lines(view, clock.now))

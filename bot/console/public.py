@@ -151,6 +151,16 @@ def _entry(event: EventView, department: str) -> TimelineEntry | None:
         lead = data.get("lead_department", "")
         said = f"牵头部门：{lead}" if lead else "列入优化营商环境工作联席会议专题研究"
         return TimelineEntry(event.at, "已提请联席会议", said)
+    if kind == "recalculate":  # a provisional deadline settled by the published schedule
+        labels = {ClockKind.CONTACT.value: "联系时限", ClockKind.DONE.value: "办结时限"}
+        said = [
+            f"{labels[c['kind']]}确定为 {_cn_day(c.get('to'))}"
+            for c in data.get("clocks", [])
+            if c.get("kind") in labels
+        ]
+        if not said:
+            return None
+        return TimelineEntry(event.at, "时限已按正式放假安排确定", "，".join(said))
     if kind == "decide":
         lead = data.get("lead_department", "")
         due = _cn_day(data.get("deadline"))

@@ -1,0 +1,132 @@
+"""``KnowledgeBase.search`` gives exactly what the definitions in :class:`Hit` say.
+
+The reference below is written plainly from those definitions (BM25 scores of every entry,
+a full sort, then matched terms and the two coverages term by term); the fast search must
+return the same entries in the same order with the same floats, compared with ``==``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import numpy as np
+import pytest
+
+import knowledge
+from knowledge import KnowledgeBase
+from knowledge.base import Hit, Prepared
+from knowledge.index import BM25Index
+
+ODD = ["", " ", "的", "的的的", "企业", "办理", "营业执照", "a", "A B C", "123", "😀", "？？？",
+       "企业 企业 企业 企业", "社保社保社保", "转人工", "营业执照营业执照补办补办补办"]  # fmt: skip
+
+
+Row = tuple[str, float, tuple[str, ...], float, float]
+
+
+def reference_search(kb: KnowledgeBase, text: str, limit: int) -> list[Row]:
+    query = kb.tokenizer.analyze(text)
+    index = kb.index
+    # BM25 of every document: each query term (counted as often as it occurs) adds its
+    # weight, in the order the terms first occur in the query
+    scores = np.zeros(index.n_docs)
+    for term, count in Counter(query.tokens).items():
+        i = index.vocab.get(term)
+        if i is None:
+            continue
+        s, e = index.indptr[i], index.indptr[i + 1]
+        for doc, weight in zip(index.indices[s:e], index.weights[s:e], strict=True):
+            scores[doc] += weight if count == 1 else count * weight
+    ranked = sorted((d for d in range(index.n_docs) if scores[d] > 0), key=lambda d: -scores[d])
+    terms = list(dict.fromkeys(query.words))
+    unseen = index.max_idf or 1.0
+    weights = {}
+    for t in terms:
+        idf = index.term_idf(t)
+        weights[t] = unseen if idf is None else max(idf, 0.0)
+    total = sum(weights.values()) or 1.0
+    assert kb.prepared is not None
+    out: list[Row] = []
+    for d in ranked[:limit]:
+        prepared: Prepared = kb.prepared[d]
+        bag = set(prepared.terms)
+        matched = tuple(t for t in terms if t in bag)
+        coverage = sum(weights[t] for t in matched) / total
+        best = 0.0
+        for words in prepared.asked:
+            weighted = [(t, max(index.term_idf(t) or 0.0, 0.0)) for t in dict.fromkeys(words)]
+            if sum(w for _, w in weighted) <= 0:
+                continue
+            got = all_ = 0.0
+            for t, w in weighted:
+                all_ += w
+                if t in weights:
+                    got += w
+            best = max(best, got / all_)
+        out.append((kb.entries[d].id, float(scores[d]), matched, coverage, best))
+    return out
+
+
+def fast(hits: list[Hit]) -> list[Row]:
+    return [(h.entry.id, h.score, h.matched_terms, h.coverage, h.question_coverage) for h in hits]
+
+
+@pytest.fixture(scope="module")
+def real() -> KnowledgeBase:
+    return knowledge.load()
+
+
+@pytest.fixture(scope="module")
+def copies(real: KnowledgeBase) -> KnowledgeBase:
+    """The real entries ten times over (a title word changed per copy): many documents
+    share every term, so the search takes its candidate path rather than adding postings."""
+    from knowledge.schema import Entry
+
+    rng = random.Random(5)
+    words = sorted({w for e in real.entries for w in e.keywords if len(w) >= 2})
+    entries = list(real.entries)
+    for k in range(1, 10):
+        for e in real.entries:
+            data = {**e.model_dump(), "id": f"{e.id}-c{k}"}
+            data["title"] = f"{e.title}{rng.choice(words)}"[:80]
+            entries.append(Entry.model_validate(data))
+    return KnowledgeBase(tuple(entries), real.settings, real.tokenizer)
+
+
+def questions(kb: KnowledgeBase) -> list[str]:
+    return [*dict.fromkeys(q for e in kb.entries for q in (e.title, *e.questions)), *ODD]
+
+
+@pytest.mark.parametrize("limit", [10, 3, 1])
+def test_search_equals_the_reference_on_the_real_base(real: KnowledgeBase, limit: int) -> None:
+    for text in questions(real):
+        assert fast(real.search(text, limit)) == reference_search(real, text, limit), text
+
+
+def test_search_equals_the_reference_on_many_copies(copies: KnowledgeBase) -> None:
+    texts = questions(copies)
+    sample = random.Random(1).sample(texts[: -len(ODD)], 400) + ODD
+    for text in sample:
+        assert fast(copies.search(text, 10)) == reference_search(copies, text, 10), text
+
+
+def test_top_equals_a_full_sort_on_random_corpora() -> None:
+    rng = random.Random(9)
+    vocab = [f"t{i}" for i in range(300)]
+    weights = [1 / (i + 1) ** 1.1 for i in range(len(vocab))]
+    docs = [rng.choices(vocab, weights, k=rng.randint(1, 40)) for _ in range(3000)]
+    index = BM25Index(docs)
+    for _ in range(300):
+        query = rng.choices(vocab, weights, k=rng.randint(1, 12))
+        scores = index.get_scores(query)
+        want = [int(d) for d in np.argsort(-scores, kind="stable") if scores[d] > 0]
+        for limit in (1, 10, 50):
+            top = index.top(query, limit)
+            got = [d for d, _ in top]
+            assert got == want[:limit]
+            assert [score for _, score in top] == [float(scores[d]) for d in got]
+            terms = list(dict.fromkeys(query[:3]))
+            rows = index.contains_each(got, terms)
+            for k, d in enumerate(got):
+                assert [row[k] for row in rows] == [t in docs[d] for t in terms]

@@ -11,10 +11,22 @@ is queued (:class:`DeferredMessage`), so a crash in between loses nothing.
 from __future__ import annotations
 
 import enum
+import weakref
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, select
+from sqlalchemy import (
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
@@ -37,9 +49,13 @@ __all__ = [
     "ProcessedMessage",
     "TurnOutcome",
     "get_or_create_identity",
+    "identity_of",
     "load_conversation",
+    "new_conversation",
     "record_transcript",
+    "record_transcript_lines",
     "transcript_lines",
+    "write_turn",
 ]
 
 
@@ -170,19 +186,47 @@ class LiveHandoff(Base):
 
 def get_or_create_identity(session: Session, channel: str, user_key: str) -> ChannelIdentity:
     """The identity for (*channel*, *user_key*), created on first contact."""
+    return identity_of(session, channel, user_key)[0]
+
+
+def identity_of(
+    session: Session, channel: str, user_key: str, **first: Any
+) -> tuple[ChannelIdentity, bool]:
+    """The identity for (*channel*, *user_key*) and whether this transaction created it,
+    with the column values *first* when it did.
+
+    A new identity is one ``INSERT … ON CONFLICT DO NOTHING RETURNING`` (no savepoint): a
+    first message of the same user handled concurrently makes it return nothing, and the
+    row the other one wrote is read instead.
+    """
     stmt = select(ChannelIdentity).where(
         ChannelIdentity.channel == channel, ChannelIdentity.user_key == user_key
     )
     identity = session.scalars(stmt).one_or_none()
+    if identity is not None:
+        return identity, False
+    values = {"channel": channel, "user_key": user_key} | first
+    create = (
+        _insert_new(session, ChannelIdentity)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["channel", "user_key"])
+        .returning(ChannelIdentity)
+    )
+    identity = session.scalars(create).one_or_none()
     if identity is None:
-        try:
-            with session.begin_nested():
-                identity = ChannelIdentity(channel=channel, user_key=user_key)
-                session.add(identity)
-        except IntegrityError:
-            # a first message of the same user is being handled concurrently: use its row
-            identity = session.scalars(stmt).one()
-    return identity
+        return session.scalars(stmt).one(), False
+    return identity, True
+
+
+def _insert_new(session: Session, model: type[Base]) -> Any:
+    """The dialect's ``INSERT`` of *model* that can skip a conflicting row."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(model)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(model)
 
 
 def load_conversation(
@@ -203,6 +247,52 @@ def load_conversation(
         except IntegrityError:
             conv = session.scalars(stmt).one()
     return conv
+
+
+_TURN_COLUMNS = (
+    "channel_identity_id", "at", "state", "text", "tokens", "hits", "action", "entry_id",
+    "outcome", "ticket_id",
+)  # fmt: skip
+_written: weakref.WeakKeyDictionary[DialogueTurn, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def write_turn(session: Session, log: DialogueTurn) -> int:
+    """Write the turn log *log* (a transient object the handlers fill in): inserted the
+    first time, then only what changed since; its id. Core statements, no unit of work."""
+    values = {c: getattr(log, c) for c in _TURN_COLUMNS}
+    table = cast(Table, DialogueTurn.__table__)
+    before = _written.get(log)
+    if before is None:
+        log.id = session.execute(insert(table).returning(table.c.id), values).scalar_one()
+    else:
+        changed = {c: v for c, v in values.items() if before[c] != v}
+        if changed:
+            session.execute(update(table).where(table.c.id == log.id).values(**changed))
+    _written[log] = {c: list(v) if isinstance(v, list) else v for c, v in values.items()}
+    return log.id
+
+
+def new_conversation(session: Session, identity: ChannelIdentity, now: datetime) -> Conversation:
+    """The idle conversation of an identity created in this transaction (no other
+    transaction can see the identity yet, so none can have made its conversation): added
+    to the session, written by the commit with the turn's state."""
+    conv = Conversation(channel_identity_id=identity.id, state="idle", data={}, updated_at=now)
+    session.add(conv)
+    return conv
+
+
+def record_transcript_lines(
+    session: Session, identity_id: int, lines: list[tuple[Direction, str]], at: datetime
+) -> None:
+    """Lines of a user's conversation as shown, in order: one ``INSERT`` (no ORM objects)."""
+    if lines:
+        session.execute(
+            insert(cast(Table, TranscriptLine.__table__)),
+            [
+                {"channel_identity_id": identity_id, "at": at, "direction": d, "text": t[:4000]}
+                for d, t in lines
+            ],
+        )
 
 
 def record_transcript(

@@ -25,9 +25,9 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, exists, func, or_, select, text, update
+from sqlalchemy import Connection, Engine, Table, exists, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -114,28 +114,45 @@ class Inbox:
         return self._engine.connect().execution_options(**self._read_options)
 
     @staticmethod
-    def claim(session: Session, channel: str, msg_id: str, now: datetime) -> ProcessedMessage:
-        """Record *msg_id* as being handled in *session*'s transaction.
+    def record(
+        session: Session,
+        channel: str,
+        msg_id: str,
+        now: datetime,
+        replies: list[dict[str, Any]],
+    ) -> None:
+        """Record *msg_id* as handled, with its *replies*, in *session*'s transaction (one
+        ``INSERT``, no ORM object).
 
-        A concurrent handler of the same id makes the flush (or the commit) fail with
+        A concurrent handler of the same id makes it (or the commit) fail with
         ``IntegrityError``: the caller then answers with :meth:`replayed`.
         """
-        row = ProcessedMessage(channel=channel, msg_id=msg_id, at=now, replies=[])
-        session.add(row)
-        session.flush()
-        return row
+        table = cast(Table, ProcessedMessage.__table__)
+        session.execute(
+            insert(table).values(channel=channel, msg_id=msg_id, at=now, replies=replies)
+        )
 
     # -- the push window
 
     def user_wrote(
-        self, channel: str, user_key: str, *, session: Session | None = None
+        self,
+        channel: str,
+        user_key: str,
+        *,
+        session: Session | None = None,
+        identity: ChannelIdentity | None = None,
+        at: datetime | None = None,
     ) -> ChannelIdentity:
-        """The user wrote now: their push window opens and pushes held for it are released."""
+        """The user wrote now (or *at*): their push window opens and pushes held for it are
+        released. *identity* is theirs when the caller has it already."""
         if session is None:
             with self.sessions.begin() as own:
-                return self.user_wrote(channel, user_key, session=own)
-        identity = get_or_create_identity(session, channel, user_key)
-        identity.last_inbound_at = self.clock()
+                return self.user_wrote(channel, user_key, session=own, identity=identity, at=at)
+        if identity is None:
+            identity = get_or_create_identity(session, channel, user_key)
+        when = self.clock() if at is None else at
+        if identity.last_inbound_at != when:
+            identity.last_inbound_at = when
         release_held(session, channel, user_key)
         return identity
 

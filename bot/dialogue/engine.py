@@ -43,6 +43,7 @@ from handoff.conversations import (
     load_conversation,
     new_conversation,
     record_transcript_lines,
+    save_conversation,
     write_turn,
 )
 from handoff.inbox import Inbox
@@ -158,10 +159,10 @@ class Dialogue:
     def _enterprise_turn(self, s: Session, msg: Incoming, now: datetime) -> list[Reply]:
         subscribed = msg.kind is not MessageKind.UNSUBSCRIBE
         name = msg.display_name[:100] if msg.display_name else None
-        first: dict[str, object] = {"subscribed": subscribed, "last_inbound_at": now}
-        if name:
-            first["display_name"] = name
-        identity, created = identity_of(s, msg.channel, msg.user_key, **first)
+        identity, created = identity_of(
+            s, msg.channel, msg.user_key,
+            subscribed=subscribed, last_inbound_at=now, display_name=name or None,
+        )  # fmt: skip
         if identity.subscribed is not subscribed:
             identity.subscribed = subscribed
         if not subscribed:
@@ -171,10 +172,7 @@ class Dialogue:
             self.inbox.user_wrote(msg.channel, msg.user_key, session=s, identity=identity, at=now)
         if name and identity.display_name != name:
             identity.display_name = name
-        if created:
-            conv = new_conversation(s, identity, now)
-        else:
-            conv = load_conversation(s, identity, now)
+        conv = new_conversation(identity, now) if created else load_conversation(s, identity, now)
         shown = _shown(msg)
         turn_log = DialogueTurn(
             channel_identity_id=identity.id,
@@ -188,8 +186,8 @@ class Dialogue:
         t = Turn(s, msg, identity, State(conv.state), dict(conv.data), now,
                  _text_of(msg).strip(), turn_log)  # fmt: skip
         replies = self._run(conv, t)
-        if conv.updated_at != now:
-            conv.updated_at = now
+        conv.updated_at = now
+        save_conversation(s, conv)
         write_turn(s, turn_log)
         lines = [(Direction.IN, shown or f"[{msg.kind.value}]")]
         lines += [(Direction.OUT, reply.render_plain()) for reply in replies]

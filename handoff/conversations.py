@@ -322,6 +322,7 @@ _TURN_COLUMNS = (
 )  # fmt: skip
 _written: weakref.WeakKeyDictionary[DialogueTurn, dict[str, Any]] = weakref.WeakKeyDictionary()
 _TURNS = cast(Table, DialogueTurn.__table__)
+_NEW_TURNS = "yxby_new_turns"  # the session.info key of bot.metrics' turn counter
 _INSERT_TURN = insert(_TURNS).returning(_TURNS.c.id)
 
 
@@ -333,6 +334,9 @@ def write_turn(session: Session, log: DialogueTurn) -> int:
     before = _written.get(log)
     if before is None:
         log.id = session.connection().execute(_INSERT_TURN, values).scalar_one()
+        # counted by outcome when the transaction commits (bot.metrics, which sees the
+        # ORM's new turns in before_flush — this one never goes through a flush)
+        session.info.setdefault(_NEW_TURNS, []).append(log)
     else:
         changed = {c: v for c, v in values.items() if before[c] != v}
         if changed:

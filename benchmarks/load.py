@@ -293,11 +293,13 @@ def _yxby(root: Path) -> list[str]:
 class _Server:
     """``yxby serve --workers N`` of the code in *root*, on a free port."""
 
-    def __init__(self, root: Path, env: dict[str, str], workers: int, log: Path) -> None:
+    def __init__(
+        self, root: Path, env: dict[str, str], workers: int, log: Path, level: str = "warning"
+    ) -> None:
         self.port = _free_port()
         self.workers = workers
         self.log = log
-        args = [*_yxby(root), "serve", "--port", str(self.port), "--log-level", "warning"]
+        args = [*_yxby(root), "serve", "--port", str(self.port), "--log-level", level]
         if workers > 1:
             args += ["--workers", str(workers)]
         with log.open("wb") as out:
@@ -370,12 +372,18 @@ def _backlog(url: str) -> int:
         engine.dispose()
 
 
-def _pushes_settle(api: Any, url: str, expected: int, timeout: float) -> None:
-    """Wait until every expected push arrived, or nothing is left to push (then a missing
-    push is lost, not late), and a second more for duplicates; at most *timeout*."""
+def _pushes_settle(api: Any, url: str, owed: set[str], timeout: float) -> None:
+    """Wait until every user in *owed* got a push, or nothing is left to push (then a
+    missing push is lost, not late), and a second more for duplicates; at most *timeout*.
+
+    Counted per user, not in total: messages that got a ``503`` (not stored in time) may
+    still be stored a moment later and pushed, so the total of pushes can reach the number
+    expected while acknowledged answers are still queued.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if len(api.sent) >= expected or _backlog(url) == 0:
+        pushed = {m["touser"] for m in list(api.sent)}
+        if owed <= pushed or _backlog(url) == 0:
             break
         time.sleep(0.5)
     time.sleep(1.0)
@@ -388,7 +396,8 @@ def _per(cpu: float, tally: _Tally) -> float:
 
 
 def _outcome(tally: _Tally, pushed: Counter[str]) -> dict[str, Any]:
-    lost = sum(1 for user in tally.acked if pushed[user] == 0)
+    lost_users = sorted(user for user in tally.acked if pushed[user] == 0)
+    lost = len(lost_users)
     duplicated = sum(max(0, pushed[user] - 1) for user in tally.acked)
     duplicated += sum(pushed[user] for user in tally.passive)
     span = max(tally.ended - tally.started, 1e-9)
@@ -405,6 +414,7 @@ def _outcome(tally: _Tally, pushed: Counter[str]) -> dict[str, Any]:
         "errors": sum(tally.errors.values()),
         "error_kinds": dict(tally.errors),
         "lost": lost,
+        "lost_users": lost_users[:20],
         "duplicated": duplicated,
     }
 
@@ -418,6 +428,8 @@ def _run_config(
     rate: float,
     max_inflight: int,
     warmup: int,
+    keep: Path | None = None,
+    log_level: str = "warning",
 ) -> dict[str, Any]:
     sys.path.insert(0, str(PROJECT_ROOT))
     from tests.fakes.wechat_api import FakeWeChatApi
@@ -443,7 +455,7 @@ def _run_config(
         subprocess.run(
             [*_yxby(root), "db", "upgrade"], cwd=root, env=env, check=True, capture_output=True
         )
-        server = _Server(root, env, workers, Path(tmp) / "serve.log")
+        server = _Server(root, env, workers, Path(tmp) / "serve.log", log_level)
         try:
             server.wait_ready()
             run_id = uuid.uuid4().hex[:6]
@@ -464,7 +476,7 @@ def _run_config(
                 return closed, opened
 
             closed, opened = asyncio.run(phases())
-            _pushes_settle(api, url, len(closed.acked) + len(opened.acked), timeout=300.0)
+            _pushes_settle(api, url, closed.acked | opened.acked, timeout=300.0)
             result["backlog_left"] = _backlog(url)
             pushed: Counter[str] = Counter(m["touser"] for m in list(api.sent))
             result["closed"] = _outcome(closed, pushed) | {
@@ -480,6 +492,10 @@ def _run_config(
             server.stop()
             log = server.log.read_text("utf-8", errors="replace")
             result["server_errors_logged"] = log.count("ERROR") + log.count("Traceback")
+            if keep is not None:
+                import shutil
+
+                shutil.copytree(tmp, keep / name, dirs_exist_ok=True)
     return result
 
 
@@ -492,8 +508,13 @@ def run(
     max_inflight: int = 1000,
     warmup: int = 200,
     root: Path = PROJECT_ROOT,
+    keep: Path | None = None,
+    log_level: str = "warning",
 ) -> dict[str, Any]:
-    """Run the chosen configurations; a dict of their figures."""
+    """Run the chosen configurations; a dict of their figures.
+
+    With *keep*, each configuration's folder (server log; the SQLite file) is copied there.
+    """
     out: dict[str, Any] = {
         "duration_s": duration,
         "concurrency": concurrency,
@@ -515,6 +536,8 @@ def run(
                 rate=rate,
                 max_inflight=max_inflight,
                 warmup=warmup,
+                keep=keep,
+                log_level=log_level,
             )
         except Exception as exc:  # keep the other configurations' figures
             out["configs"][name] = {"failed": repr(exc)[:2000]}
@@ -561,6 +584,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=150.0, help="open loop, messages/s")
     parser.add_argument("--root", type=Path, default=PROJECT_ROOT, help="code to serve")
     parser.add_argument("--output", type=Path, help="write the figures as JSON here")
+    parser.add_argument("--keep", type=Path, help="copy each server's log (and SQLite file) here")
+    parser.add_argument("--log-level", default="warning", help="the server's; %(default)s")
     args = parser.parse_args(argv)
     chosen = [c.strip() for c in args.configs.split(",") if c.strip()]
     unknown = [c for c in chosen if c not in CONFIGS]
@@ -572,6 +597,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         concurrency=args.concurrency,
         rate=args.rate,
         root=args.root.resolve(),
+        keep=args.keep.resolve() if args.keep else None,
+        log_level=args.log_level,
     )
     print(report(result))
     if args.output:

@@ -10,12 +10,25 @@ is queued (:class:`DeferredMessage`), so a crash in between loses nothing.
 
 from __future__ import annotations
 
+import copy
 import enum
+import weakref
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import (
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    bindparam,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from handoff.models import (
@@ -37,9 +50,14 @@ __all__ = [
     "ProcessedMessage",
     "TurnOutcome",
     "get_or_create_identity",
+    "identity_of",
     "load_conversation",
+    "new_conversation",
     "record_transcript",
+    "record_transcript_lines",
+    "save_conversation",
     "transcript_lines",
+    "write_turn",
 ]
 
 
@@ -170,39 +188,180 @@ class LiveHandoff(Base):
 
 def get_or_create_identity(session: Session, channel: str, user_key: str) -> ChannelIdentity:
     """The identity for (*channel*, *user_key*), created on first contact."""
-    stmt = select(ChannelIdentity).where(
-        ChannelIdentity.channel == channel, ChannelIdentity.user_key == user_key
-    )
-    identity = session.scalars(stmt).one_or_none()
+    return identity_of(session, channel, user_key)[0]
+
+
+_IDENTITY = select(ChannelIdentity).where(
+    ChannelIdentity.channel == bindparam("channel"), ChannelIdentity.user_key == bindparam("user")
+)
+_CREATE_IDENTITY: dict[str, Any] = {}  # dialect name → its INSERT … ON CONFLICT DO NOTHING
+
+
+def identity_of(
+    session: Session,
+    channel: str,
+    user_key: str,
+    *,
+    subscribed: bool = True,
+    last_inbound_at: datetime | None = None,
+    display_name: str | None = None,
+) -> tuple[ChannelIdentity, bool]:
+    """The identity for (*channel*, *user_key*) and whether this transaction created it
+    (then with *subscribed*, *last_inbound_at* and *display_name*).
+
+    A new identity is one ``INSERT … ON CONFLICT DO NOTHING RETURNING`` (no savepoint): a
+    first message of the same user handled concurrently makes it return nothing, and the
+    row the other one wrote is read instead. Both statements are built once.
+    """
+    key = {"channel": channel, "user": user_key}
+    identity = session.scalars(_IDENTITY, key).one_or_none()
+    if identity is not None:
+        return identity, False
+    dialect = session.get_bind().dialect.name
+    create = _CREATE_IDENTITY.get(dialect)
+    if create is None:
+        create = _CREATE_IDENTITY[dialect] = (
+            _insert_new(session, ChannelIdentity)
+            .values(
+                channel=bindparam("channel"),
+                user_key=bindparam("user"),
+                subscribed=bindparam("subscribed"),
+                last_inbound_at=bindparam("last_inbound_at"),
+                display_name=bindparam("display_name"),
+            )
+            .on_conflict_do_nothing(index_elements=["channel", "user_key"])
+            .returning(ChannelIdentity)
+        )
+    first = {
+        "subscribed": subscribed,
+        "last_inbound_at": last_inbound_at,
+        "display_name": display_name,
+    }
+    identity = session.scalars(create, key | first).one_or_none()
     if identity is None:
-        try:
-            with session.begin_nested():
-                identity = ChannelIdentity(channel=channel, user_key=user_key)
-                session.add(identity)
-        except IntegrityError:
-            # a first message of the same user is being handled concurrently: use its row
-            identity = session.scalars(stmt).one()
-    return identity
+        return session.scalars(_IDENTITY, key).one(), False
+    return identity, True
+
+
+def _insert_new(session: Session, model: type[Base] | Table) -> Any:
+    """The dialect's ``INSERT`` of *model* that can skip a conflicting row."""
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(model)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(model)
+
+
+_CONVERSATION_COLUMNS = ("state", "data", "updated_at")
+_loaded: weakref.WeakKeyDictionary[Conversation, dict[str, Any]] = weakref.WeakKeyDictionary()
 
 
 def load_conversation(
     session: Session, identity: ChannelIdentity, now: datetime, *, lock: bool = True
 ) -> Conversation:
-    """The identity's conversation row (created idle), locked for this transaction."""
-    stmt = select(Conversation).where(Conversation.channel_identity_id == identity.id)
+    """The identity's conversation row (created idle), locked for this transaction.
+
+    A transient copy (not in the session, no unit of work): the caller changes it and
+    writes it back with :func:`save_conversation`.
+    """
+    table = cast(Table, Conversation.__table__)
+    stmt = select(table).where(table.c.channel_identity_id == identity.id)
     if lock:
         stmt = stmt.with_for_update()
-    conv = session.scalars(stmt).one_or_none()
-    if conv is None:
-        try:
-            with session.begin_nested():
-                conv = Conversation(
-                    channel_identity_id=identity.id, state="idle", data={}, updated_at=now
-                )
-                session.add(conv)
-        except IntegrityError:
-            conv = session.scalars(stmt).one()
+    conn = session.connection()
+    row = conn.execute(stmt).first()
+    if row is None:
+        # a first turn of the same identity in another transaction may be creating it too
+        create = (
+            _insert_new(session, table)
+            .values(channel_identity_id=identity.id, state="idle", data={}, updated_at=now)
+            .on_conflict_do_nothing(index_elements=["channel_identity_id"])
+        )
+        conn.execute(create)
+        row = conn.execute(stmt).one()
+    conv = Conversation(
+        id=row.id,
+        channel_identity_id=row.channel_identity_id,
+        state=row.state,
+        data=row.data,
+        updated_at=row.updated_at,
+    )
+    _loaded[conv] = {c: copy.deepcopy(getattr(conv, c)) for c in _CONVERSATION_COLUMNS}
     return conv
+
+
+def new_conversation(identity: ChannelIdentity, now: datetime) -> Conversation:
+    """The idle conversation of an identity created in this transaction (no other
+    transaction can see the identity yet, so none can have made its conversation), not
+    written yet: :func:`save_conversation` inserts it with the turn's state."""
+    return Conversation(channel_identity_id=identity.id, state="idle", data={}, updated_at=now)
+
+
+def save_conversation(session: Session, conv: Conversation) -> None:
+    """Write *conv* (from :func:`load_conversation` or :func:`new_conversation`) back: an
+    ``INSERT`` when new, else an ``UPDATE`` of what changed (nothing when nothing did)."""
+    table = cast(Table, Conversation.__table__)
+    values = {c: getattr(conv, c) for c in _CONVERSATION_COLUMNS}
+    before = _loaded.get(conv)
+    conn = session.connection()
+    if conv.id is None:
+        values["channel_identity_id"] = conv.channel_identity_id
+        conv.id = conn.execute(insert(table).returning(table.c.id), values).scalar_one()
+    else:
+        changed = {c: v for c, v in values.items() if before is None or before[c] != v}
+        if changed:
+            conn.execute(update(table).where(table.c.id == conv.id).values(**changed))
+    _loaded[conv] = {c: copy.deepcopy(getattr(conv, c)) for c in _CONVERSATION_COLUMNS}
+
+
+_TURN_COLUMNS = (
+    "channel_identity_id", "at", "state", "text", "tokens", "hits", "action", "entry_id",
+    "outcome", "ticket_id",
+)  # fmt: skip
+_written: weakref.WeakKeyDictionary[DialogueTurn, dict[str, Any]] = weakref.WeakKeyDictionary()
+_TURNS = cast(Table, DialogueTurn.__table__)
+_NEW_TURNS = "yxby_new_turns"  # the session.info key of bot.metrics' turn counter
+_INSERT_TURN = insert(_TURNS).returning(_TURNS.c.id)
+
+
+def write_turn(session: Session, log: DialogueTurn) -> int:
+    """Write the turn log *log* (a transient object the handlers fill in): inserted the
+    first time, then only what changed since; its id. Core statements, no unit of work."""
+    values = {c: getattr(log, c) for c in _TURN_COLUMNS}
+    table = _TURNS
+    before = _written.get(log)
+    if before is None:
+        log.id = session.connection().execute(_INSERT_TURN, values).scalar_one()
+        # counted by outcome when the transaction commits (bot.metrics, which sees the
+        # ORM's new turns in before_flush — this one never goes through a flush)
+        session.info.setdefault(_NEW_TURNS, []).append(log)
+    else:
+        changed = {c: v for c, v in values.items() if before[c] != v}
+        if changed:
+            session.connection().execute(
+                update(table).where(table.c.id == log.id).values(**changed)
+            )
+    _written[log] = {c: list(v) if isinstance(v, list) else v for c, v in values.items()}
+    return log.id
+
+
+_INSERT_LINE = insert(cast(Table, TranscriptLine.__table__))
+
+
+def record_transcript_lines(
+    session: Session, identity_id: int, lines: list[tuple[Direction, str]], at: datetime
+) -> None:
+    """Lines of a user's conversation as shown, in order: one ``INSERT`` (no ORM objects)."""
+    if lines:
+        session.connection().execute(
+            _INSERT_LINE,
+            [
+                {"channel_identity_id": identity_id, "at": at, "direction": d, "text": t[:4000]}
+                for d, t in lines
+            ],
+        )
 
 
 def record_transcript(

@@ -25,9 +25,21 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, exists, func, or_, select, text, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Table,
+    bindparam,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -42,6 +54,27 @@ __all__ = ["DeferredWork", "Inbox", "LinkedStaff", "PushWindow"]
 
 _LOCK_POLL = 0.005
 """Seconds between attempts of a bounded write on a locked SQLite file."""
+
+
+# the statements of every message's path, built once
+_REPLIES = select(ProcessedMessage.replies).where(
+    ProcessedMessage.channel == bindparam("channel"),
+    ProcessedMessage.msg_id == bindparam("msg_id"),
+)
+_ANSWERED_LATER = select(
+    or_(
+        exists().where(
+            DeferredMessage.channel == bindparam("channel"),
+            DeferredMessage.msg_id == bindparam("msg_id"),
+        ),
+        exists().where(OutboxMessage.dedupe_key == bindparam("key")),
+    ),
+    exists().where(
+        ProcessedMessage.channel == bindparam("channel"),
+        ProcessedMessage.msg_id == bindparam("msg_id"),
+    ),
+)
+_RECORD = insert(cast(Table, ProcessedMessage.__table__))
 
 
 class PushWindow(enum.Enum):
@@ -102,11 +135,7 @@ class Inbox:
             self._fresh.key = None
             return None
         with self._reader() as conn:
-            row = conn.execute(
-                select(ProcessedMessage.replies).where(
-                    ProcessedMessage.channel == channel, ProcessedMessage.msg_id == msg_id
-                )
-            ).first()
+            row = conn.execute(_REPLIES, {"channel": channel, "msg_id": msg_id}).first()
             return None if row is None else list(row.replies)
 
     def _reader(self) -> Connection:
@@ -114,28 +143,44 @@ class Inbox:
         return self._engine.connect().execution_options(**self._read_options)
 
     @staticmethod
-    def claim(session: Session, channel: str, msg_id: str, now: datetime) -> ProcessedMessage:
-        """Record *msg_id* as being handled in *session*'s transaction.
+    def record(
+        session: Session,
+        channel: str,
+        msg_id: str,
+        now: datetime,
+        replies: list[dict[str, Any]],
+    ) -> None:
+        """Record *msg_id* as handled, with its *replies*, in *session*'s transaction (one
+        ``INSERT``, no ORM object).
 
-        A concurrent handler of the same id makes the flush (or the commit) fail with
+        A concurrent handler of the same id makes it (or the commit) fail with
         ``IntegrityError``: the caller then answers with :meth:`replayed`.
         """
-        row = ProcessedMessage(channel=channel, msg_id=msg_id, at=now, replies=[])
-        session.add(row)
-        session.flush()
-        return row
+        session.connection().execute(
+            _RECORD, {"channel": channel, "msg_id": msg_id, "at": now, "replies": replies}
+        )
 
     # -- the push window
 
     def user_wrote(
-        self, channel: str, user_key: str, *, session: Session | None = None
+        self,
+        channel: str,
+        user_key: str,
+        *,
+        session: Session | None = None,
+        identity: ChannelIdentity | None = None,
+        at: datetime | None = None,
     ) -> ChannelIdentity:
-        """The user wrote now: their push window opens and pushes held for it are released."""
+        """The user wrote now (or *at*): their push window opens and pushes held for it are
+        released. *identity* is theirs when the caller has it already."""
         if session is None:
             with self.sessions.begin() as own:
-                return self.user_wrote(channel, user_key, session=own)
-        identity = get_or_create_identity(session, channel, user_key)
-        identity.last_inbound_at = self.clock()
+                return self.user_wrote(channel, user_key, session=own, identity=identity, at=at)
+        if identity is None:
+            identity = get_or_create_identity(session, channel, user_key)
+        when = self.clock() if at is None else at
+        if identity.last_inbound_at != when:
+            identity.last_inbound_at = when
         release_held(session, channel, user_key)
         return identity
 
@@ -369,13 +414,10 @@ class Inbox:
         """True when *msg_id*'s answer is owed or was queued under *key*: it goes out as a
         push, never as a second direct answer. One read, which also tells the next
         :meth:`replayed` in this thread whether the message is new."""
-        owed = exists().where(DeferredMessage.channel == channel, DeferredMessage.msg_id == msg_id)
-        queued = exists().where(OutboxMessage.dedupe_key == key)
-        seen = exists().where(
-            ProcessedMessage.channel == channel, ProcessedMessage.msg_id == msg_id
-        )
         with self._reader() as conn:
-            row = conn.execute(select(or_(owed, queued), seen)).one()
+            row = conn.execute(
+                _ANSWERED_LATER, {"channel": channel, "msg_id": msg_id, "key": key}
+            ).one()
         later, before = bool(row[0]), bool(row[1])
         self._fresh.key = None if before or later else (channel, msg_id)
         return later

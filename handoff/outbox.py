@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import Field
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.orm import Session, aliased, selectinload
 
 from handoff.models import (
@@ -366,15 +366,16 @@ def mark_held(session: Session, message_id: int, reason: str) -> None:
         row.next_attempt_at = None
 
 
+_HELD = select(OutboxMessage).where(
+    OutboxMessage.status == OutboxStatus.HELD,
+    OutboxMessage.channel == bindparam("channel"),
+    OutboxMessage.recipient == bindparam("recipient"),
+)  # built once: it runs for every message a user writes
+
+
 def release_held(session: Session, channel: str, recipient: str) -> int:
     """The recipient wrote again: their held messages go back to pending. Returns how many."""
-    rows = session.scalars(
-        select(OutboxMessage).where(
-            OutboxMessage.status == OutboxStatus.HELD,
-            OutboxMessage.channel == channel,
-            OutboxMessage.recipient == recipient,
-        )
-    ).all()
+    rows = session.scalars(_HELD, {"channel": channel, "recipient": recipient}).all()
     for row in rows:
         row.status = OutboxStatus.PENDING
         row.next_attempt_at = None

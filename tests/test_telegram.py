@@ -291,6 +291,9 @@ def test_enterprise_and_commissioner_end_to_end(
     assert f"已签收 {number}" in staff.tap("签收")
     firm.receive(f"您的诉求 {number} 已由企业服务专员张敏（市场监管局）签收")
     assert api.buttons(staff.inbox()[-2]), "the notice keeps 转派/协同/办结 after 签收"
+    # that push is marked sent only after the API took it: a reply before then queues
+    # behind it and arrives after say() returned
+    wait_for(lambda: not app.inbox.pending_for("telegram", str(ENTERPRISE)), what="push sent")
 
     # live handoff: offered, taken, relayed both ways, ended
     firm.say("营业执照丢了怎么补办")

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import select
 
 from bot.dialogue.states import Services, Turn
-from handoff.conversations import DialogueTurn, TurnOutcome
+from handoff.conversations import DialogueTurn, TurnOutcome, write_turn
 from handoff.models import Ticket
 from handoff.registry import kind_from_uscc, route_facts
 from knowledge import Action, Decision
@@ -19,9 +19,7 @@ __all__ = ["decide", "log_decision", "my_tickets", "route", "set_turn_outcome", 
 
 def turn_id(t: Turn) -> int:
     """The id of this turn's log row (written now, so later turns can refer to it)."""
-    t.s.add(t.log)
-    t.s.flush()
-    return t.log.id
+    return write_turn(t.s, t.log)
 
 
 def set_turn_outcome(

@@ -39,9 +39,12 @@ from handoff.conversations import (
     Conversation,
     DialogueTurn,
     TurnOutcome,
-    get_or_create_identity,
+    identity_of,
     load_conversation,
-    record_transcript,
+    new_conversation,
+    record_transcript_lines,
+    save_conversation,
+    write_turn,
 )
 from handoff.inbox import Inbox
 from handoff.live import LiveHandoffs
@@ -128,7 +131,6 @@ class Dialogue:
         now = self.clock()
         try:
             with self.sessions.begin() as s:
-                claimed = self.inbox.claim(s, msg.channel, msg.msg_id, now) if msg.msg_id else None
                 self.svc.live.expire(s)  # requests nobody took in time become tickets
                 staff = commissioner_of(s, msg.channel, msg.user_key)
                 if staff is not None:
@@ -138,8 +140,12 @@ class Dialogue:
                     replies = staff_turn(self.svc, s, staff, msg, now, text)
                 else:
                     replies = self._enterprise_turn(s, msg, now)
-                if claimed is not None:
-                    claimed.replies = [reply_payload(r) for r in replies]
+                if msg.msg_id:
+                    # last, with its replies: a concurrent handler of the same id fails here
+                    # (or waits here for the first to commit) and answers as it was answered
+                    self.inbox.record(
+                        s, msg.channel, msg.msg_id, now, [reply_payload(r) for r in replies]
+                    )
                 return replies
         except IntegrityError:
             # the same message id was handled concurrently: answer as it was answered
@@ -151,17 +157,22 @@ class Dialogue:
     # ------------------------------------------------------------------ enterprise side
 
     def _enterprise_turn(self, s: Session, msg: Incoming, now: datetime) -> list[Reply]:
-        identity = get_or_create_identity(s, msg.channel, msg.user_key)
-        if msg.kind is MessageKind.UNSUBSCRIBE:
-            identity.subscribed = False
+        subscribed = msg.kind is not MessageKind.UNSUBSCRIBE
+        name = msg.display_name[:100] if msg.display_name else None
+        identity, created = identity_of(
+            s, msg.channel, msg.user_key,
+            subscribed=subscribed, last_inbound_at=now, display_name=name or None,
+        )  # fmt: skip
+        if identity.subscribed is not subscribed:
+            identity.subscribed = subscribed
+        if not subscribed:
             identity.last_inbound_at = now
         else:
-            identity.subscribed = True
             # the user wrote: the push window opens and pushes held for it go now
-            self.inbox.user_wrote(msg.channel, msg.user_key, session=s)
-        if msg.display_name:
-            identity.display_name = msg.display_name[:100]
-        conv = load_conversation(s, identity, now)
+            self.inbox.user_wrote(msg.channel, msg.user_key, session=s, identity=identity, at=now)
+        if name and identity.display_name != name:
+            identity.display_name = name
+        conv = new_conversation(identity, now) if created else load_conversation(s, identity, now)
         shown = _shown(msg)
         turn_log = DialogueTurn(
             channel_identity_id=identity.id,
@@ -176,10 +187,11 @@ class Dialogue:
                  _text_of(msg).strip(), turn_log)  # fmt: skip
         replies = self._run(conv, t)
         conv.updated_at = now
-        s.add(turn_log)
-        record_transcript(s, identity.id, Direction.IN, shown or f"[{msg.kind.value}]", now)
-        for reply in replies:
-            record_transcript(s, identity.id, Direction.OUT, reply.render_plain(), now)
+        save_conversation(s, conv)
+        write_turn(s, turn_log)
+        lines = [(Direction.IN, shown or f"[{msg.kind.value}]")]
+        lines += [(Direction.OUT, reply.render_plain()) for reply in replies]
+        record_transcript_lines(s, identity.id, lines, now)
         return replies
 
     def _run(self, conv: Conversation, t: Turn) -> list[Reply]:

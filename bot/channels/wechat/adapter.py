@@ -143,6 +143,10 @@ class WeChatAdapter:
         self._inflight: dict[str, asyncio.Task[list[Reply] | None]] = {}
         self._storing: dict[str, asyncio.Task[bool]] = {}  # msg_id → storing it as owed
         self._owed: set[str] = set()  # msg_ids this process is answering by push now
+        # msg_ids this process is storing or stored as owed: their owed row is its own, so a
+        # dialogue run that starts after the row was written (its worker thread was busy
+        # for the whole reply budget) must still compute the answer, not leave it to others
+        self._mine: set[str] = set()
         self._background: set[asyncio.Task[None]] = set()
         self._stop = asyncio.Event()
         self._recovery: asyncio.Task[None] | None = None
@@ -413,6 +417,7 @@ class WeChatAdapter:
             return True
         storing = self._storing.get(key)
         if storing is None:
+            self._mine.add(key)  # before the row can exist: see _handle
             within = max(0.05, arrived + self.accept_within - time.monotonic())
             storing = asyncio.create_task(self._store(msg, task, received, within))
             self._storing[key] = storing
@@ -467,12 +472,15 @@ class WeChatAdapter:
         try:
             mine = await asyncio.get_running_loop().run_in_executor(self._store_threads, write)
         except Exception as exc:
+            self._mine.discard(key)
             log.warning("wechat: cannot store %s to answer it later (%s); WeChat will send it "
                         "again", key, type(exc).__name__)  # fmt: skip
             return False
         self._remember(key, None)
         if mine:
             self._spawn(self._deliver_later(msg, task))
+        else:
+            self._mine.discard(key)
         return True
 
     def _user_wrote(self, user: str) -> None:
@@ -482,9 +490,13 @@ class WeChatAdapter:
             log.exception("wechat: cannot record that %s wrote", tag(user))
 
     def _handle(self, msg: Incoming) -> list[Reply] | None:
-        """Run the dialogue (in a worker thread); ``None`` when it is answered by push."""
+        """Run the dialogue (in a worker thread); ``None`` when it is answered by push
+        by someone else (an owed row this process wrote itself is this run's to answer)."""
+        key = msg.msg_id or ""
         try:
-            if self.app.inbox.answered_later(CHANNEL, msg.msg_id or "", self._push_key(msg)):
+            later = self.app.inbox.answered_later(CHANNEL, key, self._push_key(msg))
+            # looked at only after the read: the key is in _mine before its row can exist
+            if later and key not in self._mine:
                 return None
         except SQLAlchemyError:
             log.exception("wechat: cannot check earlier pushes of %s", msg.msg_id)
@@ -505,6 +517,7 @@ class WeChatAdapter:
             log.exception("wechat: the owed answer to %s is left for recovery", key)
         finally:
             self._owed.discard(key)
+            self._mine.discard(key)
 
     def _complete(self, msg: Incoming, replies: Sequence[Reply]) -> None:
         """Queue the owed answer (if there is anything to say) and close its row."""

@@ -153,14 +153,14 @@ def _entry(event: EventView, department: str) -> TimelineEntry | None:
         return TimelineEntry(event.at, "已提请联席会议", said)
     if kind == "recalculate":  # a provisional deadline settled by the published schedule
         labels = {ClockKind.CONTACT.value: "联系时限", ClockKind.DONE.value: "办结时限"}
-        said = [
+        settled = [
             f"{labels[c['kind']]}确定为 {_cn_day(c.get('to'))}"
             for c in data.get("clocks", [])
             if c.get("kind") in labels
         ]
-        if not said:
+        if not settled:
             return None
-        return TimelineEntry(event.at, "时限已按正式放假安排确定", "，".join(said))
+        return TimelineEntry(event.at, "时限已按正式放假安排确定", "，".join(settled))
     if kind == "decide":
         lead = data.get("lead_department", "")
         due = _cn_day(data.get("deadline"))

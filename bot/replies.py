@@ -22,6 +22,7 @@ from yxby.yamlconf import StrictModel, load_documents, load_model
 
 __all__ = [
     "PLACEHOLDERS",
+    "PROVISIONAL",
     "PROVISIONAL_NOTE",
     "CannedReplies",
     "CannedReply",
@@ -36,7 +37,9 @@ __all__ = [
 WEEKDAYS = "一二三四五六日"
 
 
-PROVISIONAL_NOTE = "暂定：该年放假安排尚未公布，按法定节假日推算，公布后以正式安排为准"
+PROVISIONAL = "暂定"
+"""The mark of a deadline counted over a year without a published holiday schedule."""
+PROVISIONAL_NOTE = f"{PROVISIONAL}：该年放假安排尚未公布，按法定节假日推算，公布后以正式安排为准"
 """Why a deadline is marked 暂定 (a year without a published schedule, handoff.calendar)."""
 
 
@@ -44,7 +47,7 @@ def format_due(at: datetime, *, provisional: bool = False) -> str:
     """``2026年11月30日（周一）`` in Shanghai time: a deadline as users read it;
     ``（周二，暂定）`` when it was counted over a year without a published schedule."""
     local = at.astimezone(SHANGHAI)
-    day = f"周{WEEKDAYS[local.weekday()]}" + ("，暂定" if provisional else "")
+    day = f"周{WEEKDAYS[local.weekday()]}" + (f"，{PROVISIONAL}" if provisional else "")
     return f"{local.year}年{local.month}月{local.day}日（{day}）"
 
 

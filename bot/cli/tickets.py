@@ -27,7 +27,9 @@ __all__ = ["ACTIONS", "ActionCommand", "ActionOption", "register", "tickets_grou
 
 def _due(clock: Any) -> str:
     """The deadline as the CLI shows it, marked when counted without a published schedule."""
-    return local_time(clock.due_at) + ("（暂定）" if clock.calendar_fallback else "")
+    from bot.replies import PROVISIONAL
+
+    return local_time(clock.due_at) + (f"（{PROVISIONAL}）" if clock.calendar_fallback else "")
 
 
 def _clock_status(clock: Any, now: datetime) -> str:

@@ -11,7 +11,7 @@ from starlette.responses import HTMLResponse
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
-from bot.replies import PROVISIONAL_NOTE
+from bot.replies import PROVISIONAL, PROVISIONAL_NOTE
 from handoff.calendar import SHANGHAI
 
 __all__ = ["STATIC_DIR", "TEMPLATE_DIR", "Pages", "static_route"]
@@ -46,6 +46,7 @@ class Pages:
         )
         self.env.filters["local"] = _local
         self.env.filters["day"] = _day
+        self.env.globals["provisional"] = PROVISIONAL
         self.env.globals["provisional_note"] = PROVISIONAL_NOTE
 
     def render(self, name: str, *, status: int = 200, **context: Any) -> HTMLResponse:

@@ -98,15 +98,23 @@ def _clock_line(label: str, clock: ClockView, now: datetime) -> ClockLine:
     return line("进行中", "warn")
 
 
+PROMISED = {
+    ClockKind.CONTACT: "联系时限",
+    ClockKind.DONE: "办结时限",
+    ClockKind.ESCALATION: "联席会议限期",
+}
+"""The deadlines an enterprise was promised, by the names it reads them under."""
+
+
 def clock_lines(view: TicketView, now: datetime) -> list[ClockLine]:
     """联系时限 and 办结时限 (the meeting's deadline once escalated) — what was promised."""
     lines = []
     contact = view.clock(ClockKind.CONTACT)
     if contact is not None:
-        lines.append(_clock_line("联系时限", contact, now))
+        lines.append(_clock_line(PROMISED[ClockKind.CONTACT], contact, now))
     done = view.clock(ClockKind.ESCALATION) or view.clock(ClockKind.DONE)
     if done is not None:
-        label = "联席会议限期" if done.kind is ClockKind.ESCALATION else "办结时限"
+        label = PROMISED[done.kind]
         lines.append(_clock_line(label, done, now))
     return lines
 
@@ -152,7 +160,7 @@ def _entry(event: EventView, department: str) -> TimelineEntry | None:
         said = f"牵头部门：{lead}" if lead else "列入优化营商环境工作联席会议专题研究"
         return TimelineEntry(event.at, "已提请联席会议", said)
     if kind == "recalculate":  # a provisional deadline settled by the published schedule
-        labels = {ClockKind.CONTACT.value: "联系时限", ClockKind.DONE.value: "办结时限"}
+        labels = {kind.value: label for kind, label in PROMISED.items()}
         settled = [
             f"{labels[c['kind']]}确定为 {_cn_day(c.get('to'))}"
             for c in data.get("clocks", [])

@@ -306,7 +306,8 @@ class Inbox:
 
         *message* is what the channel needs to replay it. With *within*, the write waits at
         most that many seconds for a busy database (a locked SQLite file, a locked row on
-        PostgreSQL) and raises ``OperationalError`` rather than block: the caller must then
+        PostgreSQL) and raises ``OperationalError`` rather than block, or ``TimeoutError``
+        when the write is ready only after that (it is rolled back): the caller must then
         not acknowledge the message. *also* runs in the same transaction (an exception
         from it undoes the store).
         """
@@ -443,20 +444,26 @@ class Inbox:
             return
         engine: Engine = self.sessions.kw["bind"]
         deadline = time.monotonic() + within
+
+        def in_time(s: Session) -> None:
+            work(s)
+            if time.monotonic() > deadline:  # raised inside the transaction: rolled back
+                raise TimeoutError(f"the write was ready after its {within:.3f} s")
+
         if engine.dialect.name != "sqlite":
             with self.sessions.begin() as s:
                 ms = f"{max(1, int(within * 1000))}ms"
                 # both bounded: waiting for a row lock, and any statement on a stalled server
                 s.execute(text("SELECT set_config('lock_timeout', :v, true)"), {"v": ms})
                 s.execute(text("SELECT set_config('statement_timeout', :v, true)"), {"v": ms})
-                work(s)
+                in_time(s)
             return
         # SQLite's own busy handler backs off to 100 ms sleeps; short attempts in a loop take
         # a moment's gap in a busy writer's work, and stop at the deadline.
         while True:
             try:
                 with self._sqlite_session(engine, 20) as s:
-                    work(s)
+                    in_time(s)
                 return
             except OperationalError as exc:
                 if "locked" not in str(exc.orig) or time.monotonic() + _LOCK_POLL >= deadline:

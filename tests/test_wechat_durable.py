@@ -271,6 +271,21 @@ def test_storing_gives_up_at_its_deadline_while_the_database_is_locked(
     assert app.inbox.owed("wechat") == 1
 
 
+def test_a_store_ready_only_after_its_deadline_is_rolled_back(
+    app: App, clock: MovableClock
+) -> None:
+    # the lock came free just too late (or the thread started late): a store committed
+    # then would be pushed to a user whose message was answered "not stored"
+    def slow(_: object) -> None:
+        time.sleep(0.35)
+
+    with pytest.raises(TimeoutError):
+        app.inbox.defer("wechat", "m1", "u1", {}, received_at=clock(), within=0.3, also=slow)
+    assert app.inbox.owed("wechat") == 0
+    app.inbox.defer("wechat", "m1", "u1", {}, received_at=clock(), within=0.3)
+    assert app.inbox.owed("wechat") == 1
+
+
 def test_stored_messages_replay_as_they_came() -> None:
     from datetime import UTC, datetime
 

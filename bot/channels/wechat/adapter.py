@@ -77,6 +77,9 @@ WECHAT_WAIT = 5.0
 """Seconds WeChat waits for an answer before it drops the request and sends it again."""
 ACCEPT_WITHIN = 4.5
 """Seconds after arrival by which a deferred message must be stored to be answered ``success``."""
+COMMIT_MARGIN = 0.05
+"""Seconds before ``accept_within`` by which the store must be ready to commit: a store that
+commits after its waiter gave up would be pushed to a user who was told nothing was stored."""
 RECOVER_EVERY = 30.0
 """Seconds between passes over owed answers a stopped process left open."""
 RECOVER_BATCH = 20
@@ -418,8 +421,8 @@ class WeChatAdapter:
         storing = self._storing.get(key)
         if storing is None:
             self._mine.add(key)  # before the row can exist: see _handle
-            within = max(0.05, arrived + self.accept_within - time.monotonic())
-            storing = asyncio.create_task(self._store(msg, task, received, within))
+            deadline = arrived + self.accept_within - COMMIT_MARGIN
+            storing = asyncio.create_task(self._store(msg, task, received, deadline))
             self._storing[key] = storing
             storing.add_done_callback(lambda _: self._storing.pop(key, None))
         left = arrived + self.accept_within - time.monotonic()
@@ -433,8 +436,10 @@ class WeChatAdapter:
         msg: Incoming,
         task: asyncio.Task[list[Reply] | None],
         received: datetime,
-        within: float,
+        deadline: float,
     ) -> bool:
+        """Store *msg* unless that cannot be committed by *deadline* (monotonic seconds,
+        counted when the write starts: a write waiting for a thread spends its own time)."""
         key = msg.msg_id or ""
         answer = self._answer_key(key)
         pushed = json.dumps({"text": None})
@@ -451,6 +456,9 @@ class WeChatAdapter:
 
         def write() -> bool:
             in_db = isinstance(self.shared, DatabaseState)  # one transaction with the row
+            within = deadline - time.monotonic()
+            if within <= 0:
+                raise TimeoutError("no time left to store")
             try:
                 if not in_db:
                     settle()

@@ -316,11 +316,8 @@ def create_asgi(
 
     from bot.console import routes as console_routes
 
-    routes: list[BaseRoute] = [
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/metrics", metrics_endpoint(app), methods=["GET"]),
-        *console_routes(app),
-    ]
+    # the channels' webhooks first: every message is matched against the routes before it
+    routes: list[BaseRoute] = []
     channel_paths: dict[str, str] = {}
     for adapter in adapters:
         for route in adapter.routes():
@@ -328,6 +325,15 @@ def create_asgi(
             path = getattr(route, "path", None)
             if isinstance(path, str):
                 channel_paths[path] = adapter.name
+    taken = set(channel_paths)
+    for route in [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/metrics", metrics_endpoint(app), methods=["GET"]),
+        *console_routes(app),
+    ]:
+        if getattr(route, "path", None) in taken:
+            raise ValueError(f"route {getattr(route, 'path', '')} is taken by a channel")
+        routes.append(route)
     asgi = Starlette(
         routes=routes,
         lifespan=lifespan,

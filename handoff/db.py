@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, Connection, make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DisconnectionError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from yxby.errors import DatabaseError
@@ -47,6 +48,8 @@ SQLITE_FILENAME = "yxby.sqlite3"
 MIGRATIONS_DIR = PROJECT_ROOT / "migrations"
 BUSY_TIMEOUT_MS = 30_000
 PG_POOL_SIZE = 24
+PING_IDLE_AFTER = 5.0
+"""Seconds a pooled PostgreSQL connection may sit unused before it is pinged on checkout."""
 
 _READ_ONLY = "yxby_read_only"
 READ_ONLY_OPTION = _READ_ONLY
@@ -121,9 +124,37 @@ def make_engine(url: str | URL | None = None, *, echo: bool = False) -> Engine:
         _sqlite_events(engine, memory=memory)
         return engine
     # as many connections as the server has threads for blocking work (bot.server.THREADS)
-    return create_engine(
-        parsed, echo=echo, pool_pre_ping=True, pool_size=PG_POOL_SIZE, max_overflow=8
-    )
+    engine = create_engine(parsed, echo=echo, pool_size=PG_POOL_SIZE, max_overflow=8)
+    _ping_when_idle(engine, PING_IDLE_AFTER)
+    return engine
+
+
+def _ping_when_idle(engine: Engine, after: float) -> None:
+    """Ping a pooled connection on checkout only when it sat unused for *after* seconds.
+
+    ``pool_pre_ping`` pings at every checkout: a round trip before each transaction, three
+    per WeChat message. A connection that was in use a moment ago is known to be alive;
+    one that idled may have been dropped (a restarted server, a proxy's idle timeout) and is
+    replaced before anyone uses it. A connection that dies while busy fails its statement;
+    SQLAlchemy then invalidates the pool, so the next checkout connects afresh.
+    """
+    dialect = engine.dialect
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_conn: Any, record: Any) -> None:
+        record.info["yxby_idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("yxby_idle_since")
+        if since is None or time.monotonic() - since < after:
+            return  # new, or in use a moment ago
+        try:
+            dialect.do_ping(dbapi_conn)
+        except dialect.loaded_dbapi.Error as exc:
+            if dialect.is_disconnect(exc, dbapi_conn, None):
+                raise DisconnectionError("a pooled connection was dropped while idle") from exc
+            raise
 
 
 def sqlite_write_lock_free(engine: Engine) -> bool | None:

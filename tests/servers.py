@@ -10,6 +10,8 @@ from collections.abc import Callable
 import uvicorn
 from starlette.applications import Starlette
 
+from bot.transport import HTTP_PROTOCOL
+
 __all__ = ["LiveServer", "eventually"]
 
 
@@ -17,7 +19,8 @@ class LiveServer:
     """Uvicorn serving *asgi* on a free port of 127.0.0.1, in a thread, lifespan on."""
 
     def __init__(self, asgi: Starlette) -> None:
-        self.server = uvicorn.Server(uvicorn.Config(asgi, lifespan="on", log_level="warning"))
+        config = uvicorn.Config(asgi, lifespan="on", log_level="warning", http=HTTP_PROTOCOL)
+        self.server = uvicorn.Server(config)
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"

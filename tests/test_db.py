@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect, select, text
+from sqlalchemy import Engine, inspect, select, text
+from sqlalchemy.exc import OperationalError
 
 from handoff import outbox
 from handoff.calendar import SHANGHAI
@@ -199,3 +202,67 @@ def test_readers_do_not_wait_for_a_writer(db: Database) -> None:
     with db.sessions() as reader:
         read_only(reader)
         assert len(reader.scalars(select(OutboxMessage)).all()) == 1
+
+
+def _pooled_backend_pid(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+
+
+def _terminate(db_url: str, pid: int) -> None:
+    killer = make_engine(db_url)
+    try:
+        with killer.connect() as conn:
+            conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    finally:
+        killer.dispose()
+
+
+def _count_pings(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    pings: list[int] = []
+    ping = engine.dialect.do_ping
+
+    def counted(dbapi_conn: Any) -> bool:
+        pings.append(1)
+        return ping(dbapi_conn)
+
+    monkeypatch.setattr(engine.dialect, "do_ping", counted)
+    return pings
+
+
+def test_a_connection_dropped_while_idle_is_replaced_before_use(
+    db_url: str, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if backend != "postgresql":
+        pytest.skip("SQLite has no server to drop connections")
+    monkeypatch.setattr("handoff.db.PING_IDLE_AFTER", 0.05)
+    engine = make_engine(db_url)
+    try:
+        pings = _count_pings(engine, monkeypatch)
+        first = _pooled_backend_pid(engine)
+        assert pings == []  # a new connection is not pinged
+        _terminate(db_url, first)  # a restarted server, a proxy's idle timeout
+        time.sleep(0.1)
+        second = _pooled_backend_pid(engine)  # no error: pinged, found dead, replaced
+        assert second != first and pings == [1]
+    finally:
+        engine.dispose()
+
+
+def test_a_connection_in_use_a_moment_ago_is_not_pinged(
+    db_url: str, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if backend != "postgresql":
+        pytest.skip("only PostgreSQL connections are pinged")
+    engine = make_engine(db_url)  # idle for 5 s before a ping
+    try:
+        pings = _count_pings(engine, monkeypatch)
+        pids = {_pooled_backend_pid(engine) for _ in range(20)}
+        assert len(pids) == 1 and pings == []  # the same connection, no round trip added
+        # dropped while busy: its statement fails once, then the pool connects afresh
+        _terminate(db_url, pids.pop())
+        with pytest.raises(OperationalError):
+            _pooled_backend_pid(engine)
+        assert _pooled_backend_pid(engine) > 0
+    finally:
+        engine.dispose()

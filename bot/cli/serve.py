@@ -80,6 +80,7 @@ def serve(
     from bot.channels.registry import adapters_from_env
     from bot.logs import configure_logging
     from bot.server import ServerOptions, create_asgi
+    from bot.transport import HTTP_PROTOCOL
     from yxby.redact import uvicorn_log_config
 
     # secrets and personal data are masked in every line, at every level (yxby.redact)
@@ -98,7 +99,13 @@ def serve(
         app.kb  # noqa: B018 - load (or fail on) the knowledge base before serving
         asgi = create_asgi(app, adapters, ServerOptions(watch_knowledge=watch))
         uvicorn.run(
-            asgi, host=host, port=port, log_level=log_level, lifespan="on", log_config=log_config
+            asgi,
+            host=host,
+            port=port,
+            log_level=log_level,
+            lifespan="on",
+            log_config=log_config,
+            http=HTTP_PROTOCOL,
         )
     finally:
         app.close()
@@ -127,6 +134,7 @@ def _serve_workers(
     from bot.logs import configure_logging
     from bot.metrics import MULTIPROC_ENV
     from bot.server import SERVE_OPTIONS_ENV
+    from bot.transport import HTTP_PROTOCOL
 
     configure_logging(log_level, log_format)
     app = build_app()
@@ -160,6 +168,7 @@ def _serve_workers(
             log_level=log_level,
             log_config=None,
             lifespan="on",
+            http=HTTP_PROTOCOL,
         )
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)

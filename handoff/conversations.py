@@ -23,10 +23,12 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    TextClause,
     UniqueConstraint,
     bindparam,
     insert,
     select,
+    text,
     update,
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
@@ -347,7 +349,28 @@ def write_turn(session: Session, log: DialogueTurn) -> int:
     return log.id
 
 
-_INSERT_LINE = insert(cast(Table, TranscriptLine.__table__))
+_INSERT_LINES: dict[int, TextClause] = {}
+
+
+def _insert_lines(n: int) -> TextClause:
+    """``INSERT`` of *n* transcript lines in one statement, with the columns' types.
+
+    Text, because SQLAlchemy compiles a multi-row ``insert().values([...])`` anew at every
+    execution (it has no cache key); a text statement with typed parameters is cached.
+    """
+    t = cast(Table, TranscriptLine.__table__)
+    rows = ", ".join(f"(:who, :at, :d{i}, :t{i})" for i in range(n))
+    names = ", ".join(c.name for c in (t.c.channel_identity_id, t.c.at, t.c.direction, t.c.text))
+    binds = [
+        bindparam("who", type_=t.c.channel_identity_id.type),
+        bindparam("at", type_=t.c.at.type),
+    ]
+    for i in range(n):
+        binds += [
+            bindparam(f"d{i}", type_=t.c.direction.type),
+            bindparam(f"t{i}", type_=t.c.text.type),
+        ]
+    return text(f"INSERT INTO {t.name} ({names}) VALUES {rows}").bindparams(*binds)
 
 
 def record_transcript_lines(
@@ -358,12 +381,18 @@ def record_transcript_lines(
     One statement with a row per line, not an executemany: psycopg runs that in pipeline
     mode, which for the two or three lines of a turn cost more than the rest of the turn's
     statements together."""
-    if lines:
-        rows = [
-            {"channel_identity_id": identity_id, "at": at, "direction": d, "text": t[:4000]}
-            for d, t in lines
-        ]
-        session.connection().execute(_INSERT_LINE.values(rows))
+    if not lines:
+        return
+    n = len(lines)
+    statement = _INSERT_LINES.get(n)
+    if statement is None:
+        statement = _insert_lines(n)
+        if n <= 16:
+            _INSERT_LINES[n] = statement
+    params: dict[str, Any] = {"who": identity_id, "at": at}
+    for i, (direction, line) in enumerate(lines):
+        params[f"d{i}"], params[f"t{i}"] = direction, line[:4000]
+    session.connection().execute(statement, params)
 
 
 def record_transcript(

@@ -380,8 +380,11 @@ def test_the_same_update_handled_twice_at_once_is_answered_once(
     both = threading.Barrier(2, timeout=10)
 
     def in_step(incoming: Incoming) -> list[Reply]:
+        # both handlings are past the "done?" check (else the later one, started after the
+        # first had committed, finds it done and never gets here: the barrier broke) …
+        both.wait()
         replies = handle(incoming)
-        both.wait()  # both handlings are past the "done?" check before either answers
+        both.wait()  # … and both have their replies before either answers
         return replies
 
     monkeypatch.setattr(app.dialogue, "handle", in_step)

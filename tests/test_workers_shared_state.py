@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from sqlalchemy import event
 
 from bot.channels.wechat.client import WeChatApiClient
 from handoff.db import Database
@@ -80,6 +81,44 @@ def test_settle_keeps_the_first_answer_and_writes_the_rest_only_for_the_winner(
     assert state.get("rest") == "new rest"
     assert state.settle("other", "C", 60, also={"rest": None}) == (True, "C")
     assert state.get("rest") is None
+
+
+def test_racing_settles_have_one_winner_whose_rest_is_kept(state: SharedState) -> None:
+    results: list[tuple[bool, str | None]] = []
+    start = threading.Barrier(6)
+
+    def race() -> None:
+        me = threading.current_thread().name
+        start.wait()
+        results.append(state.settle("answer", me, 60, also={"rest": (f"rest of {me}", 60)}))
+
+    threads = [threading.Thread(target=race, name=f"p{n}") for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    (winner,) = [value for won, value in results if won]
+    assert all(value == winner for _, value in results)  # every loser learns the answer
+    assert state.get("answer") == winner and state.get("rest") == f"rest of {winner}"
+
+
+def test_a_settle_on_postgresql_is_one_statement_committed_at_once(
+    db: Database, clock: MovableClock, backend: str
+) -> None:
+    if backend != "postgresql":
+        pytest.skip("on SQLite one process serves: the state is in its memory")
+    state = DatabaseState(db.sessions, clock)
+    state.set("rest", "old", 60)
+    seen: list[str] = []
+    listen = lambda *a: seen.append(a[2])  # noqa: E731 - (conn, cursor, statement, …)
+    event.listen(db.engine, "before_cursor_execute", listen)
+    try:
+        assert state.settle("answer", "A", 60, also={"rest": None}) == (True, "A")
+    finally:
+        event.remove(db.engine, "before_cursor_execute", listen)
+    assert len(seen) == 1  # no BEGIN/SET/COMMIT of its own either: autocommit
+    other = DatabaseState(db.sessions, clock)
+    assert other.get("answer") == "A" and other.get("rest") is None
 
 
 def test_values_expire_by_the_clock(db: Database, clock: MovableClock) -> None:

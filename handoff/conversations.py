@@ -301,6 +301,11 @@ def new_conversation(identity: ChannelIdentity, now: datetime) -> Conversation:
     return Conversation(channel_identity_id=identity.id, state="idle", data={}, updated_at=now)
 
 
+_INSERT_CONVERSATION = insert(cast(Table, Conversation.__table__)).returning(
+    cast(Table, Conversation.__table__).c.id
+)  # built once: its cache key is computed once
+
+
 def save_conversation(session: Session, conv: Conversation) -> None:
     """Write *conv* (from :func:`load_conversation` or :func:`new_conversation`) back: an
     ``INSERT`` when new, else an ``UPDATE`` of what changed (nothing when nothing did)."""
@@ -310,7 +315,7 @@ def save_conversation(session: Session, conv: Conversation) -> None:
     conn = session.connection()
     if conv.id is None:
         values["channel_identity_id"] = conv.channel_identity_id
-        conv.id = conn.execute(insert(table).returning(table.c.id), values).scalar_one()
+        conv.id = conn.execute(_INSERT_CONVERSATION, values).scalar_one()
     else:
         changed = {c: v for c, v in values.items() if before is None or before[c] != v}
         if changed:

@@ -7,6 +7,7 @@ Nagle on: the body of each response then waited for the client's delayed ACK (40
 
 from __future__ import annotations
 
+import os
 import socket
 from typing import Any
 
@@ -61,8 +62,14 @@ def test_serve_runs_uvicorn_with_the_protocol(monkeypatch: Any, db_url: str, bac
     seen: list[Any] = []
     monkeypatch.setattr(uvicorn, "run", lambda *a, **k: seen.append((k.get("workers"), k["http"])))
     monkeypatch.setenv("YXBY_DATABASE_URL", db_url)
+    from bot.metrics import MULTIPROC_ENV
+    from bot.server import SERVE_OPTIONS_ENV
+
+    for name in (MULTIPROC_ENV, SERVE_OPTIONS_ENV):  # what the workers' parent sets
+        monkeypatch.setenv(name, "")
     # one process on SQLite; on PostgreSQL the worker processes (each loads the class)
     args = ["serve", "--port", "1"] + (["--workers", "2"] if backend == "postgresql" else [])
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert seen == [(2 if backend == "postgresql" else None, HTTP_PROTOCOL)]
+    assert not os.environ.get(MULTIPROC_ENV)  # not left naming a removed directory

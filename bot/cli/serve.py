@@ -172,6 +172,8 @@ def _serve_workers(
         )
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)
+        os.environ.pop(MULTIPROC_ENV, None)  # it named the directory just removed
+        os.environ.pop(SERVE_OPTIONS_ENV, None)
 
 
 def register(group: click.Group) -> None:

@@ -132,6 +132,7 @@ class BM25Index:
         self._dense_tf = np.zeros((0, n_docs), dtype=np.uint8)
         self._max_weight: list[float] = []
         self._ptr: list[int] = []
+        self._zero_idf: frozenset[int] = frozenset()
         if n_docs < self.prune_min_docs or not len(self.weights):
             return
         # bounds need weights of at least 0 (an idf can be 0), and a weight is recomputed
@@ -154,6 +155,7 @@ class BM25Index:
         self._dense_slot = {int(t): row for row, t in enumerate(dense)}
         self._max_weight = np.maximum.reduceat(self.weights, ptr[:-1]).tolist()
         self._ptr = ptr.tolist()
+        self._zero_idf = frozenset(np.flatnonzero(self.idf == 0).tolist())
 
     def term_idf(self, term: str) -> float | None:
         """The term's idf, or ``None`` when no document contains it."""
@@ -251,76 +253,85 @@ class BM25Index:
         slot, max_weight, ptr = self._dense_slot, self._max_weight, self._ptr
         sparse: list[int] = []  # positions in the query of the rare terms
         dense: list[int] = []  # ... and of the common ones
-        bound = 0.0  # what the common terms can add to any document, at most
-        for pos, (i, c) in enumerate(zip(cols, counts, strict=True)):
-            if i in slot:
-                dense.append(pos)
-                bound += c * max_weight[i]
-            else:
-                sparse.append(pos)
-        if not sparse:
-            return None
-        idx, w = self.indices, self.weights
-        spans = [(ptr[cols[p]], ptr[cols[p] + 1]) for p in sparse]
-        ids = np.concatenate([idx[s:e] for s, e in spans])
-        wts = np.concatenate(
-            [
-                w[s:e] if counts[p] == 1 else counts[p] * w[s:e]
-                for p, (s, e) in zip(sparse, spans, strict=True)
-            ]
-        )
-        # the rare terms' sums: at most a rounding below each document's score
-        part = np.bincount(ids, weights=wts, minlength=self.n_docs)
-        # the documents a rare term adds to (any other one scores at most `bound`)
-        docs = np.flatnonzero(part > 0)
-        if docs.shape[0] < limit:
-            return None
-        part = part[docs]
-        theta = float(np.partition(part, part.shape[0] - limit)[part.shape[0] - limit])
-        theta *= 1 - _SLACK  # at most the limit-th best score
-        if bound * (1 + _SLACK) >= theta:
-            return None  # a document without rare terms could still make the top
+        for pos, i in enumerate(cols):
+            (dense if i in slot else sparse).append(pos)
+        idx, w, n_docs = self.indices, self.weights, self.n_docs
+        for attempt in (0, 1):
+            # what the common terms can add to any document, at most
+            bound = 0.0
+            for p in dense:
+                bound += counts[p] * max_weight[cols[p]]
+            if not sparse:
+                return None
+            spans = [(ptr[cols[p]], ptr[cols[p] + 1]) for p in sparse]
+            ids = np.concatenate([idx[s:e] for s, e in spans])
+            wts = np.concatenate(
+                [
+                    w[s:e] if counts[p] == 1 else counts[p] * w[s:e]
+                    for p, (s, e) in zip(sparse, spans, strict=True)
+                ]
+            )
+            # the rare terms' sums: at most a rounding below each document's score
+            part = np.bincount(ids, weights=wts, minlength=n_docs)
+            # the documents a rare term adds to (any other one scores at most `bound`)
+            docs = np.flatnonzero(part > 0)
+            if docs.shape[0] < limit:
+                return None
+            part = part[docs]
+            theta = float(np.partition(part, part.shape[0] - limit)[part.shape[0] - limit])
+            theta *= 1 - _SLACK  # at most the limit-th best score
+            if bound * (1 + _SLACK) < theta:
+                break
+            if attempt:
+                return None  # a document without rare terms could still make the top
+            # add up the postings of the common terms that weigh most too, until the
+            # others cannot lift a document that has no rare term to the top
+            for p in sorted(dense, key=lambda p: -counts[p] * max_weight[cols[p]]):
+                if bound * (1 + _SLACK) < theta:
+                    break
+                bound -= counts[p] * max_weight[cols[p]]  # an estimate: recounted above
+                dense.remove(p)
+                sparse.append(p)
+            sparse.sort()
         cand = docs[(part + bound) * (1 + _SLACK) >= theta]
         n = cand.shape[0]
-        # every term's contribution to every candidate, rows in query order (0: absent)
-        contrib = np.zeros((len(cols), n), dtype=np.float64)
-        column = np.full(self.n_docs, -1, dtype=np.intp)
+        # every term's contribution to every candidate, rows in query order (0: absent),
+        # and a last row of zeros for the terms of no document
+        contrib = np.zeros((len(cols) + 1, n), dtype=np.float64)
+        column = np.full(n_docs, -1, dtype=np.intp)
         column[cand] = np.arange(n)
         where = column[ids]
         # (row, column) of each rare posting in the flat table; negative: not a candidate
         flat = np.repeat(np.asarray(sparse) * n, [e - s for s, e in spans])
         flat += where
         hit = where >= 0
-        at = flat[hit]
-        contrib.ravel()[at] = wts[hit]
+        contrib.ravel()[flat[hit]] = wts[hit]
         if dense:
             dcols = np.asarray([cols[p] for p in dense])
-            rows = np.asarray([slot[cols[p]] for p in dense]) * self.n_docs
-            dense_tf = self._dense_tf.ravel()[rows[:, None] + cand]
-            tfs = dense_tf.astype(np.float64)
+            rows = np.asarray([slot[cols[p]] for p in dense]) * n_docs
+            tfs = self._dense_tf.ravel()[rows[:, None] + cand].astype(np.float64)
             # the build's formula, operation for operation: the same floats as the postings
             weights = self.idf[dcols][:, None] * (tfs * self._k1p1 / (tfs + self._norm[cand]))
             dcounts = [counts[p] for p in dense]
             if any(c != 1 for c in dcounts):
                 weights *= np.asarray(dcounts, dtype=np.float64)[:, None]
             contrib[dense] = weights
-        else:
-            dense_tf = None
         # each candidate's terms added one by one in query order, as _scores_for adds them
         scores = np.add.accumulate(contrib, axis=0)[-1]
         order = np.lexsort((cand, -scores))[:limit]
-        ranked = [(int(d), float(x)) for d, x in zip(cand[order], scores[order], strict=True)]
+        top = cand[order].tolist()
+        ranked = list(zip(top, scores[order].tolist(), strict=True))
         if not terms:
             return ranked, [[] for _ in ranked]
         row_of = {c: r for r, c in enumerate(cols)}
         vocab = self.vocab
         which = [row_of.get(vocab.get(t, -1), -1) for t in terms]
-        # presence, not weight (a term's idf can be 0); a last row for unknown terms
-        present = np.zeros((len(cols) + 1, n), dtype=bool)
-        present.ravel()[at] = True
-        if dense_tf is not None:
-            present[dense] = dense_tf > 0
-        return ranked, present[which][:, order].T.tolist()
+        present = contrib[which][:, order] > 0
+        for r, term in enumerate(terms):
+            if which[r] >= 0 and cols[which[r]] in self._zero_idf:
+                # a term of weight 0 everywhere: look its postings up
+                present[r] = [self.contains(d, term) for d in top]
+        return ranked, present.T.tolist()
 
     def _scores_for(self, cols: list[int], counts: list[int]) -> npt.NDArray[np.float64]:
         # One C pass: concatenate the query terms' postings and let bincount add them up.

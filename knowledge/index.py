@@ -274,10 +274,11 @@ class BM25Index:
             # the rare terms' sums: at most a rounding below each document's score
             part = np.bincount(ids, weights=wts, minlength=n_docs)
             # the documents a rare term adds to (any other one scores at most `bound`)
-            docs = np.flatnonzero(part > 0)
+            full = part
+            docs = (full > 0).nonzero()[0]
             if docs.shape[0] < limit:
                 return None
-            part = part[docs]
+            part = full[docs]
             theta = float(np.partition(part, part.shape[0] - limit)[part.shape[0] - limit])
             theta *= 1 - _SLACK  # at most the limit-th best score
             if bound * (1 + _SLACK) < theta:
@@ -295,29 +296,30 @@ class BM25Index:
             sparse.sort()
         cand = docs[(part + bound) * (1 + _SLACK) >= theta]
         n = cand.shape[0]
-        # every term's contribution to every candidate, rows in query order (0: absent),
-        # and a last row of zeros for the terms of no document
-        contrib = np.zeros((len(cols) + 1, n), dtype=np.float64)
-        column = np.full(n_docs, -1, dtype=np.intp)
-        column[cand] = np.arange(n)
-        where = column[ids]
-        # (row, column) of each rare posting in the flat table; negative: not a candidate
-        flat = np.repeat(np.asarray(sparse) * n, [e - s for s, e in spans])
-        flat += where
-        hit = where >= 0
-        contrib.ravel()[flat[hit]] = wts[hit]
+        # every term's contribution to every candidate, rows in query order (0: absent);
+        # a last row of zeros (for the terms of no document) and a last column where the
+        # postings of the documents that are not candidates go
+        contrib = np.zeros((len(cols) + 1, n + 1), dtype=np.float64)
+        # each rare posting's column, using the rare terms' sums (no longer needed) as the
+        # map from documents to columns
+        full[ids] = n
+        full[cand] = np.arange(n)
+        rows = np.repeat(np.asarray(sparse) * (n + 1), [e - s for s, e in spans])
+        rows += full[ids].astype(np.intp)
+        contrib.ravel()[rows] = wts
         if dense:
-            dcols = np.asarray([cols[p] for p in dense])
-            rows = np.asarray([slot[cols[p]] for p in dense]) * n_docs
-            tfs = self._dense_tf.ravel()[rows[:, None] + cand].astype(np.float64)
+            dcols = [cols[p] for p in dense]
+            at = np.asarray([slot[i] for i in dcols]) * n_docs
+            tfs = self._dense_tf.ravel()[at[:, None] + cand].astype(np.float64)
             # the build's formula, operation for operation: the same floats as the postings
             weights = self.idf[dcols][:, None] * (tfs * self._k1p1 / (tfs + self._norm[cand]))
             dcounts = [counts[p] for p in dense]
             if any(c != 1 for c in dcounts):
                 weights *= np.asarray(dcounts, dtype=np.float64)[:, None]
-            contrib[dense] = weights
+            contrib[dense, :n] = weights
         # each candidate's terms added one by one in query order, as _scores_for adds them
-        scores = np.add.accumulate(contrib, axis=0)[-1]
+        scores = np.bincount(np.tile(np.arange(n + 1), len(cols) + 1), weights=contrib.ravel())
+        scores = scores[:n]
         order = np.lexsort((cand, -scores))[:limit]
         top = cand[order].tolist()
         ranked = list(zip(top, scores[order].tolist(), strict=True))

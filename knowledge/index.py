@@ -145,6 +145,10 @@ class BM25Index:
         too_many = np.zeros(len(df), dtype=bool)
         too_many[terms[tf > 255]] = True
         dense = np.flatnonzero(common & ~too_many)
+        # at most a quarter of the postings' own memory (12 bytes each): the most common terms
+        most = 3 * len(self.weights) // n_docs
+        if len(dense) > most:
+            dense = np.sort(dense[np.argsort(-df[dense], kind="stable")[:most]])
         if not len(dense):
             return
         table = np.zeros((len(dense), n_docs), dtype=np.uint8)

@@ -129,7 +129,7 @@ class BM25Index:
         self._norm = norm
         self._k1p1 = self.params.k1 + 1
         self._dense_slot: dict[int, int] = {}
-        self._dense_tf = np.zeros((0, n_docs), dtype=np.uint8)
+        self._dense_tf = np.zeros((n_docs, 0), dtype=np.uint8)
         self._max_weight: list[float] = []
         self._ptr: list[int] = []
         self._zero_idf: frozenset[int] = frozenset()
@@ -147,16 +147,17 @@ class BM25Index:
         dense = np.flatnonzero(common & ~too_many)
         # at most a quarter of the postings' own memory (12 bytes each): the most common terms
         most = 3 * len(self.weights) // n_docs
-        if len(dense) > most:
-            dense = np.sort(dense[np.argsort(-df[dense], kind="stable")[:most]])
+        dense = dense[np.argsort(-df[dense], kind="stable")[:most]]
         if not len(dense):
             return
-        table = np.zeros((len(dense), n_docs), dtype=np.uint8)
-        for row, t in enumerate(dense):
+        # one row per document, the most common terms first: a candidate's frequencies of
+        # the common terms most queries have share a few cache lines
+        table = np.zeros((n_docs, len(dense)), dtype=np.uint8)
+        for col, t in enumerate(dense):
             s, e = ptr[t], ptr[t + 1]
-            table[row, self.indices[s:e]] = tf[s:e]
+            table[self.indices[s:e], col] = tf[s:e]
         self._dense_tf = table
-        self._dense_slot = {int(t): row for row, t in enumerate(dense)}
+        self._dense_slot = {int(t): col for col, t in enumerate(dense)}
         self._max_weight = np.maximum.reduceat(self.weights, ptr[:-1]).tolist()
         self._ptr = ptr.tolist()
         self._zero_idf = frozenset(np.flatnonzero(self.idf == 0).tolist())
@@ -313,8 +314,9 @@ class BM25Index:
         contrib.ravel()[rows] = wts
         if dense:
             dcols = [cols[p] for p in dense]
-            at = np.asarray([slot[i] for i in dcols]) * n_docs
-            tfs = self._dense_tf.ravel()[at[:, None] + cand].astype(np.float64)
+            at = np.asarray([slot[i] for i in dcols])
+            table = self._dense_tf
+            tfs = table.ravel()[at[:, None] + cand * table.shape[1]].astype(np.float64)
             # the build's formula, operation for operation: the same floats as the postings
             weights = self.idf[dcols][:, None] * (tfs * self._k1p1 / (tfs + self._norm[cand]))
             dcounts = [counts[p] for p in dense]

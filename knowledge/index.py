@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import chain
+from typing import ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -33,8 +34,25 @@ class BM25Params:
     epsilon: float = 0.25
 
 
+# Relative slack on score bounds: far above the rounding error of any float sum of positive
+# terms here (a few ulps per term), far below any gap that decides a ranking.
+_SLACK = 1e-9
+
+
 class BM25Index:
-    """Okapi BM25 (rank-bm25 variant) with precomputed weights in CSC arrays."""
+    """Okapi BM25 (rank-bm25 variant) with precomputed weights in CSC arrays.
+
+    On a large index (``prune_min_docs`` documents or more) the terms in at least one
+    ``dense_share``-th of the documents are also kept as a dense term-frequency table, and
+    :meth:`top` adds up only the postings of the query's other (rarer) terms: their sum is a
+    lower bound of each document's score and the common terms' largest weights bound what
+    they can add, so only the few documents that can still reach the top are scored in full,
+    reading the common terms' frequencies from the table. Those full scores are summed in
+    the same order as :meth:`get_scores` sums them, so results are bit-for-bit the same.
+    """
+
+    prune_min_docs: ClassVar[int] = 4096
+    dense_share: ClassVar[int] = 16
 
     def __init__(self, corpus: Sequence[Sequence[str]], params: BM25Params | None = None) -> None:
         bags = []
@@ -100,6 +118,49 @@ class BM25Index:
         self.vocab = vocab
         self.doc_len = doc_len
         self.avgdl = avgdl
+        self._max_idf = float(idf.max()) if len(idf) else 0.0
+        self._build_dense(terms, tf, norm)
+
+    def _build_dense(
+        self, terms: npt.NDArray[np.int64], tf: npt.NDArray[np.int64], norm: npt.NDArray[np.float64]
+    ) -> None:
+        """The common terms' frequencies as a dense table, when pruning pays (see the class)."""
+        n_docs, ptr = self.n_docs, self.indptr
+        self._norm = norm
+        self._k1p1 = self.params.k1 + 1
+        self._dense_slot: dict[int, int] = {}
+        self._dense_tf = np.zeros((n_docs, 0), dtype=np.uint8)
+        self._max_weight: list[float] = []
+        self._ptr: list[int] = []
+        self._zero_idf: frozenset[int] = frozenset()
+        if n_docs < self.prune_min_docs or not len(self.weights):
+            return
+        # bounds need weights of at least 0 (an idf can be 0), and a weight is recomputed
+        # from the table by the build's formula (a positive norm: no 0/0)
+        if not (float(self.weights.min()) >= 0 and float(norm.min()) > 0):
+            return
+        df = np.diff(ptr)
+        common = df >= max(n_docs // self.dense_share, 1)
+        # a term with a frequency above 255 somewhere stays sparse (uint8 table)
+        too_many = np.zeros(len(df), dtype=bool)
+        too_many[terms[tf > 255]] = True
+        dense = np.flatnonzero(common & ~too_many)
+        # at most a quarter of the postings' own memory (12 bytes each): the most common terms
+        most = 3 * len(self.weights) // n_docs
+        dense = dense[np.argsort(-df[dense], kind="stable")[:most]]
+        if not len(dense):
+            return
+        # one row per document, the most common terms first: a candidate's frequencies of
+        # the common terms most queries have share a few cache lines
+        table = np.zeros((n_docs, len(dense)), dtype=np.uint8)
+        for col, t in enumerate(dense):
+            s, e = ptr[t], ptr[t + 1]
+            table[self.indices[s:e], col] = tf[s:e]
+        self._dense_tf = table
+        self._dense_slot = {int(t): col for col, t in enumerate(dense)}
+        self._max_weight = np.maximum.reduceat(self.weights, ptr[:-1]).tolist()
+        self._ptr = ptr.tolist()
+        self._zero_idf = frozenset(np.flatnonzero(self.idf == 0).tolist())
 
     def term_idf(self, term: str) -> float | None:
         """The term's idf, or ``None`` when no document contains it."""
@@ -109,7 +170,7 @@ class BM25Index:
     @property
     def max_idf(self) -> float:
         """The largest idf in the index (an unseen term is at least this informative)."""
-        return float(self.idf.max()) if len(self.idf) else 0.0
+        return self._max_idf
 
     def contains(self, doc_id: int, term: str) -> bool:
         """True when document *doc_id* contains *term* (binary search in its posting list)."""
@@ -157,11 +218,22 @@ class BM25Index:
 
         Ties are broken by document order (also at the cut-off), so results are deterministic.
         """
+        return self.top_matching(query, limit, ())[0]
+
+    def top_matching(
+        self, query: Sequence[str], limit: int, terms: Sequence[str]
+    ) -> tuple[list[tuple[int, float]], list[list[bool]]]:
+        """:meth:`top` and, for each of those documents, whether it contains each of *terms*
+        (one row per document: ``contains_each(docs, terms)`` transposed)."""
         if limit <= 0 or self.n_docs == 0:
-            return []
+            return [], []
         cols, counts = self._columns(query)
         if not cols:
-            return []
+            return [], []
+        if self._dense_slot:
+            pruned = self._pruned(cols, counts, limit, terms)
+            if pruned is not None:
+                return pruned
         scores = self._scores_for(cols, counts)
         if scores.shape[0] > limit:
             kth = scores[np.argpartition(-scores, limit - 1)[limit - 1]]
@@ -172,7 +244,102 @@ class BM25Index:
         keep = cand_scores > 0
         cand, cand_scores = cand[keep], cand_scores[keep]
         order = np.lexsort((cand, -cand_scores))[:limit]
-        return [(int(cand[j]), float(cand_scores[j])) for j in order]
+        ranked = [(int(cand[j]), float(cand_scores[j])) for j in order]
+        if not terms:
+            return ranked, [[] for _ in ranked]
+        found = self.contains_each([d for d, _ in ranked], terms)
+        return ranked, [list(row) for row in zip(*found, strict=True)]
+
+    def _pruned(
+        self, cols: list[int], counts: list[int], limit: int, terms: Sequence[str]
+    ) -> tuple[list[tuple[int, float]], list[list[bool]]] | None:
+        """:meth:`top_matching` scoring only the documents that can reach the top (see the
+        class); ``None`` when the rare terms' postings cannot rule the others out."""
+        slot, max_weight, ptr = self._dense_slot, self._max_weight, self._ptr
+        sparse: list[int] = []  # positions in the query of the rare terms
+        dense: list[int] = []  # ... and of the common ones
+        for pos, i in enumerate(cols):
+            (dense if i in slot else sparse).append(pos)
+        idx, w, n_docs = self.indices, self.weights, self.n_docs
+        for attempt in (0, 1):
+            # what the common terms can add to any document, at most
+            bound = 0.0
+            for p in dense:
+                bound += counts[p] * max_weight[cols[p]]
+            if not sparse:
+                return None
+            spans = [(ptr[cols[p]], ptr[cols[p] + 1]) for p in sparse]
+            ids = np.concatenate([idx[s:e] for s, e in spans])
+            wts = np.concatenate(
+                [
+                    w[s:e] if counts[p] == 1 else counts[p] * w[s:e]
+                    for p, (s, e) in zip(sparse, spans, strict=True)
+                ]
+            )
+            # the rare terms' sums: at most a rounding below each document's score
+            part = np.bincount(ids, weights=wts, minlength=n_docs)
+            # the documents a rare term adds to (any other one scores at most `bound`)
+            full = part
+            docs = (full > 0).nonzero()[0]
+            if docs.shape[0] < limit:
+                return None
+            part = full[docs]
+            theta = float(np.partition(part, part.shape[0] - limit)[part.shape[0] - limit])
+            theta *= 1 - _SLACK  # at most the limit-th best score
+            if bound * (1 + _SLACK) < theta:
+                break
+            if attempt:
+                return None  # a document without rare terms could still make the top
+            # add up the postings of the common terms that weigh most too, until the
+            # others cannot lift a document that has no rare term to the top
+            for p in sorted(dense, key=lambda p: -counts[p] * max_weight[cols[p]]):
+                if bound * (1 + _SLACK) < theta:
+                    break
+                bound -= counts[p] * max_weight[cols[p]]  # an estimate: recounted above
+                dense.remove(p)
+                sparse.append(p)
+            sparse.sort()
+        cand = docs[(part + bound) * (1 + _SLACK) >= theta]
+        n = cand.shape[0]
+        # every term's contribution to every candidate, rows in query order (0: absent);
+        # a last row of zeros (for the terms of no document) and a last column where the
+        # postings of the documents that are not candidates go
+        contrib = np.zeros((len(cols) + 1, n + 1), dtype=np.float64)
+        # each rare posting's column, using the rare terms' sums (no longer needed) as the
+        # map from documents to columns
+        full[ids] = n
+        full[cand] = np.arange(n)
+        rows = np.repeat(np.asarray(sparse) * (n + 1), [e - s for s, e in spans])
+        rows += full[ids].astype(np.intp)
+        contrib.ravel()[rows] = wts
+        if dense:
+            dcols = [cols[p] for p in dense]
+            at = np.asarray([slot[i] for i in dcols])
+            table = self._dense_tf
+            tfs = table.ravel()[at[:, None] + cand * table.shape[1]].astype(np.float64)
+            # the build's formula, operation for operation: the same floats as the postings
+            weights = self.idf[dcols][:, None] * (tfs * self._k1p1 / (tfs + self._norm[cand]))
+            dcounts = [counts[p] for p in dense]
+            if any(c != 1 for c in dcounts):
+                weights *= np.asarray(dcounts, dtype=np.float64)[:, None]
+            contrib[dense, :n] = weights
+        # each candidate's terms added one by one in query order, as _scores_for adds them
+        scores = np.bincount(np.tile(np.arange(n + 1), len(cols) + 1), weights=contrib.ravel())
+        scores = scores[:n]
+        order = np.lexsort((cand, -scores))[:limit]
+        top = cand[order].tolist()
+        ranked = list(zip(top, scores[order].tolist(), strict=True))
+        if not terms:
+            return ranked, [[] for _ in ranked]
+        row_of = {c: r for r, c in enumerate(cols)}
+        vocab = self.vocab
+        which = [row_of.get(vocab.get(t, -1), -1) for t in terms]
+        present = contrib[which][:, order] > 0
+        for r, term in enumerate(terms):
+            if which[r] >= 0 and cols[which[r]] in self._zero_idf:
+                # a term of weight 0 everywhere: look its postings up
+                present[r] = [self.contains(d, term) for d in top]
+        return ranked, present.T.tolist()
 
     def _scores_for(self, cols: list[int], counts: list[int]) -> npt.NDArray[np.float64]:
         # One C pass: concatenate the query terms' postings and let bincount add them up.

@@ -130,3 +130,82 @@ def test_top_equals_a_full_sort_on_random_corpora() -> None:
             rows = index.contains_each(got, terms)
             for k, d in enumerate(got):
                 assert [row[k] for row in rows] == [t in docs[d] for t in terms]
+
+
+class Pruning(BM25Index):
+    """The pruned search on small corpora: every index prunes, common terms at 1/8."""
+
+    prune_min_docs = 1
+    dense_share = 8
+
+
+@pytest.fixture(scope="module")
+def pruned_copies(real: KnowledgeBase) -> KnowledgeBase:
+    """The copies again, their index pruning (as at 10,000 entries)."""
+    from knowledge.schema import Entry
+
+    rng = random.Random(6)
+    words = sorted({w for e in real.entries for w in e.keywords if len(w) >= 2})
+    entries = list(real.entries)
+    for k in range(1, 6):
+        for e in real.entries:
+            data = {**e.model_dump(), "id": f"{e.id}-p{k}"}
+            data["title"] = f"{e.title}{rng.choice(words)}"[:80]
+            data["questions"] = [f"{q}{rng.choice(words)}" for q in e.questions]
+            entries.append(Entry.model_validate(data))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("knowledge.base.BM25Index", Pruning)
+        kb = KnowledgeBase(tuple(entries), real.settings, real.tokenizer)
+    assert isinstance(kb.index, Pruning) and kb.index._dense_slot
+    return kb
+
+
+@pytest.mark.parametrize("limit", [10, 3, 1, 40])
+def test_pruned_search_equals_the_reference(pruned_copies: KnowledgeBase, limit: int) -> None:
+    kb = pruned_copies
+    texts = questions(kb)
+    sample = random.Random(limit).sample(texts[: -len(ODD)], 300) + ODD
+    pruned = 0
+    for text in sample:
+        cols, counts = kb.index._columns(kb.tokenizer.analyze(text).tokens)
+        pruned += bool(cols) and kb.index._pruned(cols, counts, limit, ()) is not None
+        assert fast(kb.search(text, limit)) == reference_search(kb, text, limit), text
+    assert pruned > len(sample) // (3 if limit <= 10 else 10)  # the pruned path was tested
+
+
+def _full_sort(index: BM25Index, query: list[str], limit: int) -> list[tuple[int, float]]:
+    scores = index.get_scores(query)
+    order = [int(d) for d in np.argsort(-scores, kind="stable") if scores[d] > 0]
+    return [(d, float(scores[d])) for d in order[:limit]]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_pruned_top_equals_a_full_sort(seed: int) -> None:
+    rng = random.Random(seed)
+    vocab = [f"t{i}" for i in range(400)]
+    weights = [1 / (i + 1) ** 0.8 for i in range(len(vocab))]
+    docs = [rng.choices(vocab, weights, k=rng.randint(1, 50)) for _ in range(1500)]
+    docs += [list(d) for d in docs[:300]]  # equal documents: ties, also at the cut-off
+    docs.append(["t0"] * 300 + ["t1"])  # a frequency the dense table cannot hold
+    index = Pruning(docs)
+    plain = BM25Index(docs)
+    assert not plain._dense_slot and index._dense_slot
+    common = [t for t in vocab if index.vocab.get(t) in index._dense_slot]
+    rare = [t for t in vocab if t in index.vocab and index.vocab[t] not in index._dense_slot]
+    queries = [rng.choices(vocab, weights, k=rng.randint(1, 30)) for _ in range(200)]
+    queries += [rng.choices(common, k=rng.randint(1, 8)) for _ in range(30)]  # all common
+    queries += [rng.choices(rare, k=rng.randint(1, 8)) for _ in range(30)]  # all rare
+    queries += [[*rng.choices(rare, k=2), *rng.choices(common, k=12)] for _ in range(30)]
+    queries += [["t0", "t1", "t399", "t399"], ["unseen", "t200"], [rare[-1]], []]
+    pruned = 0
+    for query in queries:
+        cols, counts = index._columns(query)
+        for limit in (1, 2, 10, 50, 5000):
+            want = _full_sort(plain, query, limit)
+            assert plain.top(query, limit) == want
+            got, rows = index.top_matching(query, limit, [*query[:4], "unseen"])
+            assert got == want, (query, limit)
+            pruned += bool(cols) and index._pruned(cols, counts, limit, ()) is not None
+            for (d, _), row in zip(got, rows, strict=True):
+                assert row == [t in docs[d] for t in [*query[:4], "unseen"]]
+    assert pruned > len(queries)  # most (query, limit) pairs took the pruned path

@@ -79,6 +79,10 @@ QUESTIONS = (
 CONFIGS = {"sqlite": ("sqlite", 1), "pg1": ("postgresql", 1), "pg2": ("postgresql", 2)}
 
 
+KEEP_ALIVE_REUSE = 4.0
+"""Seconds an idle open-loop connection is reused for (uvicorn closes them after 5)."""
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -103,6 +107,7 @@ class _Connection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
+        self.used = time.perf_counter()
 
     @classmethod
     async def open(cls, port: int) -> _Connection:
@@ -129,6 +134,7 @@ class _Connection:
             if name.strip().lower() == "content-length":
                 length = int(value.strip())
         data = await self.reader.readexactly(length) if length else b""
+        self.used = time.perf_counter()
         return status, data
 
     def close(self) -> None:
@@ -222,6 +228,10 @@ async def _open_loop(
 
     async def one(due: float) -> None:
         nonlocal inflight
+        # a client does not reuse a connection the server is about to close: uvicorn ends
+        # keep-alive connections idle for 5 s (those at the bottom of the idle stack)
+        while idle and time.perf_counter() - idle[0].used > KEEP_ALIVE_REUSE:
+            idle.pop(0).close()
         conn = idle.pop() if idle else await _Connection.open(port)
         try:
             if await _send(conn, msgs, tally, due):

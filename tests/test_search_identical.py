@@ -209,3 +209,38 @@ def test_pruned_top_equals_a_full_sort(seed: int) -> None:
             for (d, _), row in zip(got, rows, strict=True):
                 assert row == [t in docs[d] for t in [*query[:4], "unseen"]]
     assert pruned > len(queries)  # most (query, limit) pairs took the pruned path
+
+
+def test_pruned_search_in_many_threads_at_once(pruned_copies: KnowledgeBase) -> None:
+    """Searches on the pruned path at once, from many threads, give the same results."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    kb = pruned_copies
+    texts = random.Random(11).sample(questions(kb)[: -len(ODD)], 120)
+    want = {t: fast(kb.search(t, 10)) for t in texts}
+
+    def run(seed: int) -> bool:
+        order = random.Random(seed).sample(texts, len(texts))
+        ok = all(fast(kb.search(t, 10)) == want[t] for t in order for _ in range(3))
+        # a smaller pruned index in between
+        small = Pruning([["a", "b"], ["a"], ["b", "c"], ["a", "c", "c"]] * 3)
+        return ok and small.top(["a", "c"], 2) == _full_sort(small, ["a", "c"], 2)
+
+    with ThreadPoolExecutor(8) as pool:
+        assert all(pool.map(run, range(16)))
+
+
+def test_question_coverage_of_partly_matched_questions(real: KnowledgeBase) -> None:
+    """Queries made of some words of an entry's questions (one, two, three or more, in
+    another order, plus unseen words): partial question coverage sums in question order."""
+    rng = random.Random(12)
+    texts = []
+    for e in rng.sample(real.entries, 60):
+        for q in e.questions[:2]:
+            words = list(real.tokenizer.analyze(q).words)
+            for k in (1, 2, 3, 5):
+                if len(words) >= k:
+                    texts.append("".join(rng.sample(words, k)))
+                    texts.append(" ".join([*rng.sample(words, k), "霓虹灯"]))
+    for text in texts:
+        assert fast(real.search(text, 10)) == reference_search(real, text, 10), text

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from typing import Any
 
 import numpy as np
 import pytest
@@ -81,17 +82,25 @@ def real() -> KnowledgeBase:
 def copies(real: KnowledgeBase) -> KnowledgeBase:
     """The real entries ten times over (a title word changed per copy): many documents
     share every term, so the search takes its candidate path rather than adding postings."""
+    return KnowledgeBase(_copied(real, 9, seed=5), real.settings, real.tokenizer)
+
+
+def _copied(real: KnowledgeBase, times: int, *, seed: int, questions_too: bool = False) -> Any:
+    """The real entries and *times* copies of each, a drawn keyword added to each copy's
+    title (and, with *questions_too*, to each of its questions)."""
     from knowledge.schema import Entry
 
-    rng = random.Random(5)
+    rng = random.Random(seed)
     words = sorted({w for e in real.entries for w in e.keywords if len(w) >= 2})
     entries = list(real.entries)
-    for k in range(1, 10):
+    for k in range(1, times + 1):
         for e in real.entries:
-            data = {**e.model_dump(), "id": f"{e.id}-c{k}"}
+            data = {**e.model_dump(), "id": f"{e.id}-{'p' if questions_too else 'c'}{k}"}
             data["title"] = f"{e.title}{rng.choice(words)}"[:80]
+            if questions_too:
+                data["questions"] = [f"{q}{rng.choice(words)}" for q in e.questions]
             entries.append(Entry.model_validate(data))
-    return KnowledgeBase(tuple(entries), real.settings, real.tokenizer)
+    return tuple(entries)
 
 
 def questions(kb: KnowledgeBase) -> list[str]:
@@ -142,17 +151,7 @@ class Pruning(BM25Index):
 @pytest.fixture(scope="module")
 def pruned_copies(real: KnowledgeBase) -> KnowledgeBase:
     """The copies again, their index pruning (as at 10,000 entries)."""
-    from knowledge.schema import Entry
-
-    rng = random.Random(6)
-    words = sorted({w for e in real.entries for w in e.keywords if len(w) >= 2})
-    entries = list(real.entries)
-    for k in range(1, 6):
-        for e in real.entries:
-            data = {**e.model_dump(), "id": f"{e.id}-p{k}"}
-            data["title"] = f"{e.title}{rng.choice(words)}"[:80]
-            data["questions"] = [f"{q}{rng.choice(words)}" for q in e.questions]
-            entries.append(Entry.model_validate(data))
+    entries = _copied(real, 5, seed=6, questions_too=True)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr("knowledge.base.BM25Index", Pruning)
         kb = KnowledgeBase(tuple(entries), real.settings, real.tokenizer)

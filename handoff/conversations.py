@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import enum
+import functools
 import weakref
 from datetime import datetime
 from typing import Any, cast
@@ -301,15 +302,15 @@ def new_conversation(identity: ChannelIdentity, now: datetime) -> Conversation:
     return Conversation(channel_identity_id=identity.id, state="idle", data={}, updated_at=now)
 
 
-_INSERT_CONVERSATION = insert(cast(Table, Conversation.__table__)).returning(
-    cast(Table, Conversation.__table__).c.id
-)  # built once: its cache key is computed once
+_CONVERSATIONS = cast(Table, Conversation.__table__)
+_INSERT_CONVERSATION = insert(_CONVERSATIONS).returning(_CONVERSATIONS.c.id)
+"""Built once: its cache key is computed once."""
 
 
 def save_conversation(session: Session, conv: Conversation) -> None:
     """Write *conv* (from :func:`load_conversation` or :func:`new_conversation`) back: an
     ``INSERT`` when new, else an ``UPDATE`` of what changed (nothing when nothing did)."""
-    table = cast(Table, Conversation.__table__)
+    table = _CONVERSATIONS
     values = {c: getattr(conv, c) for c in _CONVERSATION_COLUMNS}
     before = _loaded.get(conv)
     conn = session.connection()
@@ -354,9 +355,7 @@ def write_turn(session: Session, log: DialogueTurn) -> int:
     return log.id
 
 
-_INSERT_LINES: dict[int, TextClause] = {}
-
-
+@functools.lru_cache(maxsize=16)
 def _insert_lines(n: int) -> TextClause:
     """``INSERT`` of *n* transcript lines in one statement, with the columns' types.
 
@@ -388,12 +387,7 @@ def record_transcript_lines(
     statements together."""
     if not lines:
         return
-    n = len(lines)
-    statement = _INSERT_LINES.get(n)
-    if statement is None:
-        statement = _insert_lines(n)
-        if n <= 16:
-            _INSERT_LINES[n] = statement
+    statement = _insert_lines(len(lines))
     params: dict[str, Any] = {"who": identity_id, "at": at}
     for i, (direction, line) in enumerate(lines):
         params[f"d{i}"], params[f"t{i}"] = direction, line[:4000]

@@ -191,10 +191,10 @@ class KnowledgeBase:
             for words in prepared.asked:
                 terms = dict.fromkeys(words)
                 weighted = tuple((t, max(self.index.term_idf(t) or 0.0, 0.0)) for t in terms)
-                if sum(w for _, w in weighted) > 0:
-                    total = 0.0
-                    for _, weight in weighted:
-                        total += weight
+                total = 0.0
+                for _, weight in weighted:
+                    total += weight
+                if total > 0:
                     asked.append((weighted, total))
             self._questions.append(asked)
 

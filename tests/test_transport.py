@@ -45,12 +45,11 @@ def test_the_premise_an_accepted_socket_of_protocol_0_keeps_nagle_on() -> None:
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
-        with socket.create_connection(listener.getsockname()) as client:
+        with socket.create_connection(listener.getsockname()):
             accepted, _ = listener.accept()
             with accepted:
                 assert accepted.proto == 0
                 assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0
-                assert client.fileno() > 0
 
 
 def test_serve_runs_uvicorn_with_the_protocol(monkeypatch: Any, db_url: str, backend: str) -> None:

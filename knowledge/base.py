@@ -18,6 +18,9 @@ from dataclasses import dataclass, field
 from itertools import compress
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
+
 from knowledge.index import BM25Index, BM25Params
 from knowledge.lint import LintIssue, check_entries
 from knowledge.schema import Entry
@@ -197,6 +200,34 @@ class KnowledgeBase:
                 if total > 0:
                     asked.append((weighted, total))
             self._questions.append(asked)
+        self._flat_questions = None
+        if self.index.compiled:
+            self._flat_questions = self._flatten_questions()
+            self._question_coverage([0], {})  # compiled now, not at the first question
+
+    def _flatten_questions(self) -> tuple[npt.NDArray[np.int64], ...]:
+        """The questions as flat arrays for :func:`knowledge.kernels.question_coverage`:
+        per entry its questions' range, per question its terms' range and idf sum, per term
+        its index id and idf (a term of no entry weighs 0 and is left out)."""
+        vocab = self.index.vocab
+        q_ptr, t_ptr, t_ids, t_weights, q_total = [0], [0], [], [], []
+        for asked in self._questions:
+            for weighted, total in asked:
+                for term, weight in weighted:
+                    i = vocab.get(term)
+                    if i is not None:
+                        t_ids.append(i)
+                        t_weights.append(weight)
+                t_ptr.append(len(t_ids))
+                q_total.append(total)
+            q_ptr.append(len(q_total))
+        return (
+            np.asarray(q_ptr, dtype=np.int64),
+            np.asarray(t_ptr, dtype=np.int64),
+            np.asarray(t_ids, dtype=np.int64),
+            np.asarray(t_weights, dtype=np.float64),
+            np.asarray(q_total, dtype=np.float64),
+        )
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -232,12 +263,30 @@ class KnowledgeBase:
         total = sum(weights.values()) or 1.0
         weight = weights.__getitem__
         entries = self.entries
-        questions = self._questions
+        best_of = self._question_coverage([d for d, _ in ranked], weights)
         hits = []
-        for (doc_id, score), row in zip(ranked, present, strict=True):
+        for (doc_id, score), row, best in zip(ranked, present, best_of, strict=True):
             matched = tuple(compress(terms, row))
-            coverage = sum(map(weight, matched)) / total
-            # question coverage (inline: this loop is most of a search's Python time)
+            hits.append(
+                Hit(entries[doc_id], score, matched, sum(map(weight, matched)) / total, best)
+            )
+        return hits
+
+    def _question_coverage(self, doc_ids: list[int], weights: dict[str, float]) -> list[float]:
+        """Each document's question coverage (see :class:`Hit`) for a query's term weights."""
+        if self._flat_questions is not None:
+            from knowledge.kernels import question_coverage
+
+            vocab = self.index.vocab
+            return question_coverage(
+                np.asarray(doc_ids, dtype=np.int64),
+                np.asarray([vocab.get(t, -1) for t in weights], dtype=np.int64),
+                *self._flat_questions,
+            ).tolist()
+        out = []
+        questions = self._questions
+        for doc_id in doc_ids:
+            # inline: this loop is most of a small base's search time in Python
             best = 0.0
             for weighted, asked in questions[doc_id]:
                 got = 0.0
@@ -248,8 +297,8 @@ class KnowledgeBase:
                     got /= asked
                     if got > best:
                         best = got
-            hits.append(Hit(entries[doc_id], score, matched, coverage, best))
-        return hits
+            out.append(best)
+        return out
 
     def search(self, text: str, limit: int = 10) -> list[Hit]:
         """Entries ranked best first for *text* (no decision, no input checks)."""

@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import chain
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -32,11 +32,6 @@ class BM25Params:
     k1: float = 1.5
     b: float = 0.75
     epsilon: float = 0.25
-
-
-# Relative slack on score bounds: far above the rounding error of any float sum of positive
-# terms here (a few ulps per term), far below any gap that decides a ranking.
-_SLACK = 1e-9
 
 
 class BM25Index:
@@ -130,9 +125,8 @@ class BM25Index:
         self._k1p1 = self.params.k1 + 1
         self._dense_slot: dict[int, int] = {}
         self._dense_tf = np.zeros((n_docs, 0), dtype=np.uint8)
-        self._max_weight: list[float] = []
-        self._ptr: list[int] = []
-        self._zero_idf: frozenset[int] = frozenset()
+        self._slot = np.zeros(0, dtype=np.int64)
+        self._max_weight = np.zeros(0, dtype=np.float64)
         if n_docs < self.prune_min_docs or not len(self.weights):
             return
         # bounds need weights of at least 0 (an idf can be 0), and a weight is recomputed
@@ -158,9 +152,22 @@ class BM25Index:
             table[self.indices[s:e], col] = tf[s:e]
         self._dense_tf = table
         self._dense_slot = {int(t): col for col, t in enumerate(dense)}
-        self._max_weight = np.maximum.reduceat(self.weights, ptr[:-1]).tolist()
-        self._ptr = ptr.tolist()
-        self._zero_idf = frozenset(np.flatnonzero(self.idf == 0).tolist())
+        slot = np.full(len(df), -1, dtype=np.int64)
+        slot[dense] = np.arange(len(dense))
+        self._slot = slot
+        # every term has a posting (a term of the vocabulary occurs somewhere)
+        self._max_weight = np.maximum.reduceat(self.weights, ptr[:-1])
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Compile (or load from numba's cache) the search kernel now, while the index is
+        built off the request path, rather than at the first question."""
+        self._pruned([0], [1], 1, [])
+
+    @property
+    def compiled(self) -> bool:
+        """True when :meth:`top` takes the pruned, compiled path (a large index)."""
+        return bool(self._dense_slot)
 
     def term_idf(self, term: str) -> float | None:
         """The term's idf, or ``None`` when no document contains it."""
@@ -230,10 +237,8 @@ class BM25Index:
         cols, counts = self._columns(query)
         if not cols:
             return [], []
-        if self._dense_slot:
-            pruned = self._pruned(cols, counts, limit, terms)
-            if pruned is not None:
-                return pruned
+        if self.compiled:
+            return self._pruned(cols, counts, limit, terms)
         scores = self._scores_for(cols, counts)
         if scores.shape[0] > limit:
             kth = scores[np.argpartition(-scores, limit - 1)[limit - 1]]
@@ -252,94 +257,32 @@ class BM25Index:
 
     def _pruned(
         self, cols: list[int], counts: list[int], limit: int, terms: Sequence[str]
-    ) -> tuple[list[tuple[int, float]], list[list[bool]]] | None:
+    ) -> tuple[list[tuple[int, float]], list[list[bool]]]:
         """:meth:`top_matching` scoring only the documents that can reach the top (see the
-        class); ``None`` when the rare terms' postings cannot rule the others out."""
-        slot, max_weight, ptr = self._dense_slot, self._max_weight, self._ptr
-        sparse: list[int] = []  # positions in the query of the rare terms
-        dense: list[int] = []  # ... and of the common ones
-        for pos, i in enumerate(cols):
-            (dense if i in slot else sparse).append(pos)
-        idx, w, n_docs = self.indices, self.weights, self.n_docs
-        for attempt in (0, 1):
-            # what the common terms can add to any document, at most
-            bound = 0.0
-            for p in dense:
-                bound += counts[p] * max_weight[cols[p]]
-            if not sparse:
-                return None
-            spans = [(ptr[cols[p]], ptr[cols[p] + 1]) for p in sparse]
-            ids = np.concatenate([idx[s:e] for s, e in spans])
-            wts = np.concatenate(
-                [
-                    w[s:e] if counts[p] == 1 else counts[p] * w[s:e]
-                    for p, (s, e) in zip(sparse, spans, strict=True)
-                ]
-            )
-            # the rare terms' sums: at most a rounding below each document's score
-            part = np.bincount(ids, weights=wts, minlength=n_docs)
-            # the documents a rare term adds to (any other one scores at most `bound`)
-            full = part
-            docs = (full > 0).nonzero()[0]
-            if docs.shape[0] < limit:
-                return None
-            part = full[docs]
-            theta = float(np.partition(part, part.shape[0] - limit)[part.shape[0] - limit])
-            theta *= 1 - _SLACK  # at most the limit-th best score
-            if bound * (1 + _SLACK) < theta:
-                break
-            if attempt:
-                return None  # a document without rare terms could still make the top
-            # add up the postings of the common terms that weigh most too, until the
-            # others cannot lift a document that has no rare term to the top
-            for p in sorted(dense, key=lambda p: -counts[p] * max_weight[cols[p]]):
-                if bound * (1 + _SLACK) < theta:
-                    break
-                bound -= counts[p] * max_weight[cols[p]]  # an estimate: recounted above
-                dense.remove(p)
-                sparse.append(p)
-            sparse.sort()
-        cand = docs[(part + bound) * (1 + _SLACK) >= theta]
-        n = cand.shape[0]
-        # every term's contribution to every candidate, rows in query order (0: absent);
-        # a last row of zeros (for the terms of no document) and a last column where the
-        # postings of the documents that are not candidates go
-        contrib = np.zeros((len(cols) + 1, n + 1), dtype=np.float64)
-        # each rare posting's column, using the rare terms' sums (no longer needed) as the
-        # map from documents to columns
-        full[ids] = n
-        full[cand] = np.arange(n)
-        rows = np.repeat(np.asarray(sparse) * (n + 1), [e - s for s, e in spans])
-        rows += full[ids].astype(np.intp)
-        contrib.ravel()[rows] = wts
-        if dense:
-            dcols = [cols[p] for p in dense]
-            at = np.asarray([slot[i] for i in dcols])
-            table = self._dense_tf
-            tfs = table.ravel()[at[:, None] + cand * table.shape[1]].astype(np.float64)
-            # the build's formula, operation for operation: the same floats as the postings
-            weights = self.idf[dcols][:, None] * (tfs * self._k1p1 / (tfs + self._norm[cand]))
-            dcounts = [counts[p] for p in dense]
-            if any(c != 1 for c in dcounts):
-                weights *= np.asarray(dcounts, dtype=np.float64)[:, None]
-            contrib[dense, :n] = weights
-        # each candidate's terms added one by one in query order, as _scores_for adds them
-        scores = np.bincount(np.tile(np.arange(n + 1), len(cols) + 1), weights=contrib.ravel())
-        scores = scores[:n]
-        order = np.lexsort((cand, -scores))[:limit]
-        top = cand[order].tolist()
-        ranked = list(zip(top, scores[order].tolist(), strict=True))
-        if not terms:
-            return ranked, [[] for _ in ranked]
-        row_of = {c: r for r, c in enumerate(cols)}
+        class), in one compiled call (:func:`knowledge.kernels.top_pruned`)."""
+        top, scores, present, _ = self._kernel(cols, counts, limit, terms)
+        ranked = list(zip(top.tolist(), scores.tolist(), strict=True))
+        return ranked, present.tolist()
+
+    def _kernel(self, cols: list[int], counts: list[int], limit: int, terms: Sequence[str]) -> Any:
+        from knowledge.kernels import top_pruned
+
         vocab = self.vocab
-        which = [row_of.get(vocab.get(t, -1), -1) for t in terms]
-        present = contrib[which][:, order] > 0
-        for r, term in enumerate(terms):
-            if which[r] >= 0 and cols[which[r]] in self._zero_idf:
-                # a term of weight 0 everywhere: look its postings up
-                present[r] = [self.contains(d, term) for d in top]
-        return ranked, present.T.tolist()
+        return top_pruned(
+            self.indptr,
+            self.indices,
+            self.weights,
+            self._max_weight,
+            self._slot,
+            self._dense_tf,
+            self.idf,
+            self._norm,
+            self._k1p1,
+            np.asarray(cols, dtype=np.int64),
+            np.asarray(counts, dtype=np.int64),
+            limit,
+            np.asarray([vocab.get(t, -1) for t in terms], dtype=np.int64),
+        )
 
     def _scores_for(self, cols: list[int], counts: list[int]) -> npt.NDArray[np.float64]:
         # One C pass: concatenate the query terms' postings and let bincount add them up.

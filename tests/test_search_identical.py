@@ -155,8 +155,14 @@ def pruned_copies(real: KnowledgeBase) -> KnowledgeBase:
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr("knowledge.base.BM25Index", Pruning)
         kb = KnowledgeBase(tuple(entries), real.settings, real.tokenizer)
-    assert isinstance(kb.index, Pruning) and kb.index._dense_slot
+    assert isinstance(kb.index, Pruning) and kb.index.compiled
     return kb
+
+
+def _pruned(index: BM25Index, query: Any, limit: int) -> bool:
+    """True when the compiled search left common terms out (pruned) for *query*."""
+    cols, counts = index._columns(query)
+    return bool(cols) and index._kernel(cols, counts, limit, ())[3] > 0
 
 
 @pytest.mark.parametrize("limit", [10, 3, 1, 40])
@@ -166,8 +172,7 @@ def test_pruned_search_equals_the_reference(pruned_copies: KnowledgeBase, limit:
     sample = random.Random(limit).sample(texts[: -len(ODD)], 300) + ODD
     pruned = 0
     for text in sample:
-        cols, counts = kb.index._columns(kb.tokenizer.analyze(text).tokens)
-        pruned += bool(cols) and kb.index._pruned(cols, counts, limit, ()) is not None
+        pruned += _pruned(kb.index, kb.tokenizer.analyze(text).tokens, limit)
         assert fast(kb.search(text, limit)) == reference_search(kb, text, limit), text
     assert pruned > len(sample) // (3 if limit <= 10 else 10)  # the pruned path was tested
 
@@ -188,7 +193,7 @@ def test_pruned_top_equals_a_full_sort(seed: int) -> None:
     docs.append(["t0"] * 300 + ["t1"])  # a frequency the dense table cannot hold
     index = Pruning(docs)
     plain = BM25Index(docs)
-    assert not plain._dense_slot and index._dense_slot
+    assert not plain.compiled and index.compiled
     common = [t for t in vocab if index.vocab.get(t) in index._dense_slot]
     rare = [t for t in vocab if t in index.vocab and index.vocab[t] not in index._dense_slot]
     queries = [rng.choices(vocab, weights, k=rng.randint(1, 30)) for _ in range(200)]
@@ -196,18 +201,19 @@ def test_pruned_top_equals_a_full_sort(seed: int) -> None:
     queries += [rng.choices(rare, k=rng.randint(1, 8)) for _ in range(30)]  # all rare
     queries += [[*rng.choices(rare, k=2), *rng.choices(common, k=12)] for _ in range(30)]
     queries += [["t0", "t1", "t399", "t399"], ["unseen", "t200"], [rare[-1]], []]
-    pruned = 0
+    pruned = full = 0
     for query in queries:
-        cols, counts = index._columns(query)
         for limit in (1, 2, 10, 50, 5000):
             want = _full_sort(plain, query, limit)
             assert plain.top(query, limit) == want
             got, rows = index.top_matching(query, limit, [*query[:4], "unseen"])
             assert got == want, (query, limit)
-            pruned += bool(cols) and index._pruned(cols, counts, limit, ()) is not None
+            pruned += _pruned(index, query, limit)
+            full += bool(query) and not _pruned(index, query, limit)
             for (d, _), row in zip(got, rows, strict=True):
                 assert row == [t in docs[d] for t in [*query[:4], "unseen"]]
-    assert pruned > len(queries)  # most (query, limit) pairs took the pruned path
+    assert pruned > len(queries)  # most (query, limit) pairs left common terms out
+    assert full > 10  # and some needed every term added up (large limits, all common)
 
 
 def test_pruned_search_in_many_threads_at_once(pruned_copies: KnowledgeBase) -> None:
@@ -243,3 +249,19 @@ def test_question_coverage_of_partly_matched_questions(real: KnowledgeBase) -> N
                     texts.append(" ".join([*rng.sample(words, k), "霓虹灯"]))
     for text in texts:
         assert fast(real.search(text, 10)) == reference_search(real, text, 10), text
+
+
+def test_a_small_base_never_imports_the_compiled_kernels() -> None:
+    """The shipped knowledge base searches in numpy: a cold ``yxby ask`` pays no numba."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, knowledge\n"
+        "kb = knowledge.load()\n"
+        "assert not kb.index.compiled\n"
+        "assert kb.search('营业执照丢了怎么补办')\n"
+        "assert 'numba' not in sys.modules and 'knowledge.kernels' not in sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

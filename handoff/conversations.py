@@ -32,7 +32,7 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
+from sqlalchemy.orm import Mapped, Session, make_transient_to_detached, mapped_column, relationship
 
 from handoff.models import (
     Base,
@@ -223,8 +223,9 @@ def identity_of(
     dialect = session.get_bind().dialect.name
     create = _CREATE_IDENTITY.get(dialect)
     if create is None:
+        table = cast(Table, ChannelIdentity.__table__)
         create = _CREATE_IDENTITY[dialect] = (
-            _insert_new(session, ChannelIdentity)
+            _insert_new(session, table)
             .values(
                 channel=bindparam("channel"),
                 user_key=bindparam("user"),
@@ -233,16 +234,21 @@ def identity_of(
                 display_name=bindparam("display_name"),
             )
             .on_conflict_do_nothing(index_elements=["channel", "user_key"])
-            .returning(ChannelIdentity)
+            .returning(*table.c)
         )
     first = {
         "subscribed": subscribed,
         "last_inbound_at": last_inbound_at,
         "display_name": display_name,
     }
-    identity = session.scalars(create, key | first).one_or_none()
-    if identity is None:
+    row = session.execute(create, key | first).one_or_none()
+    if row is None:
         return session.scalars(_IDENTITY, key).one(), False
+    # the row as written, made the session's object without the ORM's insert machinery
+    # (a quarter of a new user's turn in Python): every column is loaded, nothing changed
+    identity = ChannelIdentity(**row._asdict())
+    make_transient_to_detached(identity)
+    session.add(identity)
     return identity, True
 
 

@@ -19,10 +19,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from pydantic import Field
-from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy import Table, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session, aliased, selectinload
 
 from handoff.models import (
@@ -366,20 +366,25 @@ def mark_held(session: Session, message_id: int, reason: str) -> None:
         row.next_attempt_at = None
 
 
-_HELD = select(OutboxMessage).where(
-    OutboxMessage.status == OutboxStatus.HELD,
-    OutboxMessage.channel == bindparam("channel"),
-    OutboxMessage.recipient == bindparam("recipient"),
-)  # built once: it runs for every message a user writes
+_OUTBOX = cast(Table, OutboxMessage.__table__)
+_RELEASE_HELD = (
+    update(_OUTBOX)
+    .where(
+        _OUTBOX.c.status == OutboxStatus.HELD,
+        _OUTBOX.c.channel == bindparam("held_channel"),
+        _OUTBOX.c.recipient == bindparam("held_recipient"),
+    )
+    .values(status=OutboxStatus.PENDING, next_attempt_at=None)
+)  # built once and without the ORM: it runs for every message a user writes
 
 
 def release_held(session: Session, channel: str, recipient: str) -> int:
-    """The recipient wrote again: their held messages go back to pending. Returns how many."""
-    rows = session.scalars(_HELD, {"channel": channel, "recipient": recipient}).all()
-    for row in rows:
-        row.status = OutboxStatus.PENDING
-        row.next_attempt_at = None
-    return len(rows)
+    """The recipient wrote again: their held messages go back to pending. Returns how many.
+
+    One UPDATE of the table (messages of the recipient already loaded in *session* are not
+    refreshed: the dialogue turn that calls this holds none)."""
+    done = session.execute(_RELEASE_HELD, {"held_channel": channel, "held_recipient": recipient})
+    return int(done.rowcount)  # type: ignore[attr-defined]
 
 
 def problems(session: Session, limit: int = 100) -> list[OutboxMessage]:

@@ -44,6 +44,8 @@ class BM25Index:
     they can add, so only the few documents that can still reach the top are scored in full,
     reading the common terms' frequencies from the table. Those full scores are summed in
     the same order as :meth:`get_scores` sums them, so results are bit-for-bit the same.
+    That search runs as one compiled call (:mod:`knowledge.kernels`, numba); smaller
+    indexes stay in numpy and never import numba.
     """
 
     prune_min_docs: ClassVar[int] = 4096

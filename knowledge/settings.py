@@ -42,6 +42,9 @@ class DecisionSettings(StrictModel):
     sure_margin: float = Field(1.1, ge=1)
     suggest_confidence: float = Field(0.2, ge=0, le=1)
     suggest_limit: int = Field(3, ge=1, le=9)
+    missing_word_share: float = Field(0.35, gt=0, le=1.01)
+    """No confident answer when the best hit lacks a word of the query that carries at least
+    this share of the query's idf weight (``Hit.missing_share``); 1.01 turns it off."""
 
     @model_validator(mode="after")
     def _ordered(self) -> DecisionSettings:

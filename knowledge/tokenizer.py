@@ -32,6 +32,7 @@ LEXICON_DIR = Path(__file__).resolve().parent / "lexicon"
 _MEANINGFUL = re.compile(r"[\u3400-\u9fff\uf900-\ufaffA-Za-z0-9]")
 _SPACES = re.compile(r"\s+")
 _CJK_RUN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]+")
+_CJK_WORD = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]{2,}")
 
 
 def normalize(text: str) -> str:
@@ -110,10 +111,18 @@ def load_lexicon(lexicon_dir: Path | None = None, departments_file: Path | None 
 
 @dataclass(frozen=True)
 class Analysis:
-    """Tokens of a text: all of them (with search-mode sub-words) and the whole words only."""
+    """Tokens of a text: all of them (with search-mode sub-words) and the whole words only.
+
+    ``parts`` has, for each of ``words`` (same order), the search-mode sub-words it yielded
+    (资金周转 → 资金, 周转); ``guessed`` are the Chinese words neither jieba's dictionary nor
+    the lexicon knows (jieba's HMM joined unknown characters: 哪报, 想查) — often a cut in the
+    wrong place rather than a word.
+    """
 
     tokens: tuple[str, ...]
     words: tuple[str, ...]
+    parts: tuple[tuple[str, ...], ...] = ()
+    guessed: frozenset[str] = frozenset()
 
 
 _JIEBA_LOCK = threading.Lock()
@@ -205,10 +214,13 @@ class Tokenizer:
         norm = normalize(text)
         tokens: list[str] = []
         words: list[str] = []
+        parts: list[tuple[str, ...]] = []
+        guessed: set[str] = set()
         if not norm:
             return Analysis((), ())
         freq = self._tk.FREQ
         for raw in self._tk.cut(norm):
+            subs: list[str] = []
             if self.search_mode and len(raw) > 2:
                 for n in (2, 3):
                     if len(raw) > n:
@@ -217,11 +229,15 @@ class Tokenizer:
                             if freq.get(gram):
                                 sub = self._keep(gram)
                                 if sub is not None:
-                                    tokens.append(sub)
+                                    subs.append(sub)
+                tokens.extend(subs)
             tok = self._keep(raw)
             if tok is not None:
                 tokens.append(tok)
                 words.append(tok)
+                parts.append(tuple(subs))
+                if not freq.get(raw) and _CJK_WORD.fullmatch(raw):
+                    guessed.add(tok)
         if self.char_unigrams or self.char_bigrams:
             # characters of the text help where jieba cut a phrase differently in the
             # question and in the entry; they count for ranking, not for coverage
@@ -232,7 +248,7 @@ class Tokenizer:
                 if self.char_bigrams:
                     grams = (run[i : i + 2] for i in range(len(run) - 1))
                     tokens.extend(g for g in grams if g not in stop)
-        return Analysis(tuple(tokens), tuple(words))
+        return Analysis(tuple(tokens), tuple(words), tuple(parts), frozenset(guessed))
 
     def tokenize(self, text: str) -> list[str]:
         """Tokens of *text* in order (duplicates kept: they count for BM25)."""

@@ -69,7 +69,8 @@ class Score:
         return (
             f"answer_confidence={d.answer_confidence:.2f} answer_margin={d.answer_margin:.2f} "
             f"answer_gap={d.answer_gap:.2f} suggest_confidence={d.suggest_confidence:.2f} "
-            f"sure={d.sure_confidence:.2f}/{d.sure_margin:.2f}: "
+            f"sure={d.sure_confidence:.2f}/{d.sure_margin:.2f} "
+            f"missing_word_share={d.missing_word_share:.2f}: "
             f"right answers {self.right_answers}/{self.answer_cases}, "
             f"wrong answers {self.wrong_answers}, "
             f"vague→choices {self.good_suggest}/{self.suggest_cases}, "

@@ -131,6 +131,8 @@ def kb_test(text: tuple[str, ...], limit: int, as_json: bool) -> None:
                 **h.as_dict(),
                 "coverage": round(h.coverage, 3),
                 "matched_terms": list(h.matched_terms),
+                "missing_term": h.missing_term or None,
+                "missing_share": round(h.missing_share, 3),
             }
             for h in decision.hits
         ]
@@ -142,7 +144,8 @@ def kb_test(text: tuple[str, ...], limit: int, as_json: bool) -> None:
         click.echo(
             f"{rank:>2}. {h.score:7.3f}  覆盖 {h.coverage:.2f}  {h.entry.id}  {h.entry.title}"
         )
-        click.echo(f"      命中：{'、'.join(h.matched_terms)}")
+        lacking = f"  缺少：{h.missing_term}（{h.missing_share:.0%}）" if h.missing_term else ""
+        click.echo(f"      命中：{'、'.join(h.matched_terms)}{lacking}")
 
 
 @kb_group.command("eval")

@@ -58,6 +58,30 @@ def _search(indices: Any, s: int, e: int, doc: int) -> int:
 
 
 @_jit
+def _add_postings(
+    indptr: Any,
+    indices: Any,
+    weights: Any,
+    c: int,
+    k: int,
+    part: Any,
+    seen: Any,
+    touched: Any,
+    nt: int,
+) -> int:
+    """Add column *c*'s postings (*k* times) to the sums *part*, noting each document seen
+    for the first time in ``touched[nt:]``; the new number of touched documents."""
+    for p in range(indptr[c], indptr[c + 1]):
+        d = indices[p]
+        if not seen[d]:
+            seen[d] = True
+            touched[nt] = d
+            nt += 1
+        part[d] += weights[p] if k == 1 else k * weights[p]
+    return nt
+
+
+@_jit
 def top_pruned(
     indptr: Any,
     indices: Any,
@@ -98,14 +122,7 @@ def top_pruned(
     for j in range(nq):
         if deferred[j]:
             continue
-        c, k = cols[j], counts[j]
-        for p in range(indptr[c], indptr[c + 1]):
-            d = indices[p]
-            if not seen[d]:
-                seen[d] = True
-                touched[nt] = d
-                nt += 1
-            part[d] += weights[p] if k == 1 else k * weights[p]
+        nt = _add_postings(indptr, indices, weights, cols[j], counts[j], part, seen, touched, nt)
     best = np.empty(limit)
     while True:
         bound = 0.0  # what the common terms left out can add to any document, at most
@@ -137,14 +154,9 @@ def top_pruned(
             if bound * (1 + _SLACK) < theta:
                 break
         deferred[heaviest] = False
-        c, k = cols[heaviest], counts[heaviest]
-        for p in range(indptr[c], indptr[c + 1]):
-            d = indices[p]
-            if not seen[d]:
-                seen[d] = True
-                touched[nt] = d
-                nt += 1
-            part[d] += weights[p] if k == 1 else k * weights[p]
+        nt = _add_postings(
+            indptr, indices, weights, cols[heaviest], counts[heaviest], part, seen, touched, nt
+        )
     # the candidates (``seen`` now marks them), their sums started again
     cand = np.empty(nt, np.int64)
     n = 0

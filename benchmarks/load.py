@@ -440,6 +440,7 @@ def _run_config(
     warmup: int,
     keep: Path | None = None,
     log_level: str = "warning",
+    threads: int | None = None,
 ) -> dict[str, Any]:
     sys.path.insert(0, str(PROJECT_ROOT))
     from tests.fakes.wechat_api import FakeWeChatApi
@@ -462,6 +463,8 @@ def _run_config(
             "YXBY_WECHAT_SECRET": SECRET,
             "YXBY_WECHAT_API_BASE": api.base_url,
         }
+        if threads is not None:
+            env["YXBY_THREADS"] = str(threads)
         subprocess.run(
             [*_yxby(root), "db", "upgrade"], cwd=root, env=env, check=True, capture_output=True
         )
@@ -520,6 +523,7 @@ def run(
     root: Path = PROJECT_ROOT,
     keep: Path | None = None,
     log_level: str = "warning",
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Run the chosen configurations; a dict of their figures.
 
@@ -530,6 +534,7 @@ def run(
         "concurrency": concurrency,
         "rate": rate,
         "root": str(root),
+        "threads": threads,
         "configs": {},
     }
     for name in configs:
@@ -548,6 +553,7 @@ def run(
                 warmup=warmup,
                 keep=keep,
                 log_level=log_level,
+                threads=threads,
             )
         except Exception as exc:  # keep the other configurations' figures
             out["configs"][name] = {"failed": repr(exc)[:2000]}
@@ -596,6 +602,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, help="write the figures as JSON here")
     parser.add_argument("--keep", type=Path, help="copy each server's log (and SQLite file) here")
     parser.add_argument("--log-level", default="warning", help="the server's; %(default)s")
+    parser.add_argument("--threads", type=int, help="the server's YXBY_THREADS (else its default)")
     args = parser.parse_args(argv)
     chosen = [c.strip() for c in args.configs.split(",") if c.strip()]
     unknown = [c for c in chosen if c not in CONFIGS]
@@ -609,6 +616,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         root=args.root.resolve(),
         keep=args.keep.resolve() if args.keep else None,
         log_level=args.log_level,
+        threads=args.threads,
     )
     print(report(result))
     if args.output:

@@ -28,8 +28,8 @@ import logging
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
@@ -45,7 +45,7 @@ from bot.delivery import OutboxWorker, Sender
 from bot.metrics import MetricsMiddleware, metrics_endpoint
 from handoff.db import NOT_AT_HEAD, current_revision, head_revision, sqlite_write_lock_free
 from handoff.models import OutboxMessage
-from yxby.errors import DatabaseError, YxbyError
+from yxby.errors import ConfigError, DatabaseError, YxbyError
 
 __all__ = [
     "HEALTH_DB_TIMEOUT",
@@ -61,8 +61,20 @@ __all__ = [
 
 HEALTH_DB_TIMEOUT = 0.8
 """Seconds ``/healthz`` waits for its database check before it reports the database slow."""
-THREADS = 24
-"""Threads per server process for blocking work (see :attr:`ServerOptions.threads`)."""
+THREADS = 8
+"""Threads per server process for blocking work (see :attr:`ServerOptions.threads`);
+``YXBY_THREADS`` overrides it."""
+THREADS_ENV = "YXBY_THREADS"
+
+
+def threads_from_env(environ: Mapping[str, str] | None = None) -> int:
+    """The thread count of ``YXBY_THREADS`` (1–256), else :data:`THREADS`."""
+    raw = (os.environ if environ is None else environ).get(THREADS_ENV, "").strip()
+    if not raw:
+        return THREADS
+    if not raw.isdigit() or not 1 <= int(raw) <= 256:
+        raise ConfigError("expected a whole number of threads from 1 to 256", key=THREADS_ENV)
+    return int(raw)
 
 log = logging.getLogger("yxby.server")
 
@@ -154,10 +166,11 @@ class ServerOptions:
     close_app: bool = False
     """Close the app's connections when the server stops (a worker built by
     :func:`asgi_from_env` owns its app)."""
-    threads: int = THREADS
-    """Threads for the blocking work (dialogue turns, database calls): most of their time
-    is spent waiting for the database, so more than cores (the database pool has as many
-    connections)."""
+    threads: int = field(default_factory=threads_from_env)
+    """Threads for the blocking work (dialogue turns, database calls, pushes). More than
+    cores, since much of their time is spent waiting for the database or a chat API — but
+    not many more: every thread that wakes up competes for the GIL, and on two cores 24
+    threads carried about a third fewer messages per second than 8 (docs/load.md)."""
 
 
 class _Supervisor:

@@ -71,6 +71,9 @@ def serve(
     config/knowledge.yaml is served within seconds, `kill -HUP <pid>` reloads at once, and a
     broken edit keeps the last good version serving (the error shows in /healthz).
     """
+    from bot.server import threads_from_env
+
+    threads_from_env()  # a bad YXBY_THREADS is refused here, not in every worker
     if workers > 1:
         _serve_workers(host, port, workers, telegram_polling, log_level, log_format, watch)
         return

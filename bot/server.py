@@ -76,6 +76,7 @@ def threads_from_env(environ: Mapping[str, str] | None = None) -> int:
         raise ConfigError("expected a whole number of threads from 1 to 256", key=THREADS_ENV)
     return int(raw)
 
+
 log = logging.getLogger("yxby.server")
 
 

@@ -26,10 +26,13 @@ from sqlalchemy import (
     Text,
     TextClause,
     UniqueConstraint,
+    and_,
     bindparam,
     insert,
+    literal,
     select,
     text,
+    true,
     update,
 )
 from sqlalchemy.orm import Mapped, Session, make_transient_to_detached, mapped_column, relationship
@@ -38,6 +41,7 @@ from handoff.models import (
     Base,
     ChannelIdentity,
     Commissioner,
+    CommissionerBinding,
     Direction,
     Ticket,
     TranscriptLine,
@@ -52,6 +56,8 @@ __all__ = [
     "LiveHandoffState",
     "ProcessedMessage",
     "TurnOutcome",
+    "bound_staff_id",
+    "first_look",
     "get_or_create_identity",
     "identity_of",
     "load_conversation",
@@ -194,10 +200,78 @@ def get_or_create_identity(session: Session, channel: str, user_key: str) -> Cha
     return identity_of(session, channel, user_key)[0]
 
 
-_IDENTITY = select(ChannelIdentity).where(
-    ChannelIdentity.channel == bindparam("channel"), ChannelIdentity.user_key == bindparam("user")
+_IDENTITIES = cast(Table, ChannelIdentity.__table__)
+_IDENTITY = select(_IDENTITIES).where(
+    _IDENTITIES.c.channel == bindparam("channel"), _IDENTITIES.c.user_key == bindparam("user")
 )
 _CREATE_IDENTITY: dict[str, Any] = {}  # dialect name → its INSERT … ON CONFLICT DO NOTHING
+
+_BOUND_STAFF = (
+    select(CommissionerBinding.commissioner_id)
+    .join(Commissioner, Commissioner.id == CommissionerBinding.commissioner_id)
+    .where(
+        CommissionerBinding.channel == bindparam("channel"),
+        CommissionerBinding.user_key == bindparam("user"),
+        Commissioner.active.is_(true()),
+    )
+    .scalar_subquery()
+)
+_ONE = select(literal(1).label("one")).subquery("one")
+_FIRST_LOOK = select(_BOUND_STAFF.label("yxby_staff_id"), *_IDENTITIES.c).select_from(
+    _ONE.outerjoin(
+        _IDENTITIES,
+        and_(
+            _IDENTITIES.c.channel == bindparam("channel"),
+            _IDENTITIES.c.user_key == bindparam("user"),
+        ),
+    )
+)
+"""Every message's first statement (built once): always one row, the active commissioner
+bound to the chat account (or NULL) beside the account's identity columns (NULL if new)."""
+
+
+class Unknown(enum.Enum):
+    """The identity was not looked up yet (the default of :func:`identity_of`)."""
+
+    TOKEN = 0
+
+
+_STAFF_ONLY = select(_BOUND_STAFF)
+
+
+def bound_staff_id(session: Session, channel: str, user_key: str) -> int | None:
+    """The id of the active commissioner this chat account is bound to, or ``None``."""
+    found = session.execute(_STAFF_ONLY, {"channel": channel, "user": user_key}).scalar()
+    return cast(int | None, found)
+
+
+def first_look(
+    session: Session, channel: str, user_key: str
+) -> tuple[int | None, ChannelIdentity | None]:
+    """Who is writing, in one statement: the id of the active commissioner this chat
+    account is bound to (``None`` for an enterprise user), and the account's identity
+    (``None`` the first time it writes)."""
+    row = session.connection().execute(_FIRST_LOOK, {"channel": channel, "user": user_key}).one()
+    staff_id = row.yxby_staff_id
+    if row.id is None:
+        return staff_id, None
+    values = row._asdict()
+    del values["yxby_staff_id"]
+    return staff_id, _attached(session, values)
+
+
+def _attached(session: Session, values: dict[str, Any]) -> ChannelIdentity:
+    """The session's identity object for a row read with Core: the one it holds already,
+    else one made from *values* without the ORM's loading machinery (every column is
+    loaded, nothing changed) — a quarter of a new user's turn in Python, that machinery."""
+    key = session.identity_key(ChannelIdentity, (values["id"],))
+    held = session.identity_map.get(key)
+    if held is not None:
+        return cast(ChannelIdentity, held)
+    identity = ChannelIdentity(**values)
+    make_transient_to_detached(identity)
+    session.add(identity)
+    return identity
 
 
 def identity_of(
@@ -208,22 +282,28 @@ def identity_of(
     subscribed: bool = True,
     last_inbound_at: datetime | None = None,
     display_name: str | None = None,
+    found: ChannelIdentity | Unknown | None = Unknown.TOKEN,
 ) -> tuple[ChannelIdentity, bool]:
     """The identity for (*channel*, *user_key*) and whether this transaction created it
-    (then with *subscribed*, *last_inbound_at* and *display_name*).
+    (then with *subscribed*, *last_inbound_at* and *display_name*). *found* is what
+    :func:`first_look` read in this transaction, when it was called: then it is not read again.
 
     A new identity is one ``INSERT … ON CONFLICT DO NOTHING RETURNING`` (no savepoint): a
     first message of the same user handled concurrently makes it return nothing, and the
     row the other one wrote is read instead. Both statements are built once.
     """
     key = {"channel": channel, "user": user_key}
-    identity = session.scalars(_IDENTITY, key).one_or_none()
-    if identity is not None:
-        return identity, False
+    if found is Unknown.TOKEN:
+        if session.new:  # what the ORM would flush before its query
+            session.flush()
+        row = session.connection().execute(_IDENTITY, key).one_or_none()
+        found = None if row is None else _attached(session, row._asdict())
+    if found is not None:
+        return found, False
     dialect = session.get_bind().dialect.name
     create = _CREATE_IDENTITY.get(dialect)
     if create is None:
-        table = cast(Table, ChannelIdentity.__table__)
+        table = _IDENTITIES
         create = _CREATE_IDENTITY[dialect] = (
             _insert_new(session, table)
             .values(
@@ -242,14 +322,10 @@ def identity_of(
         "display_name": display_name,
     }
     row = session.execute(create, key | first).one_or_none()
-    if row is None:
-        return session.scalars(_IDENTITY, key).one(), False
-    # the row as written, made the session's object without the ORM's insert machinery
-    # (a quarter of a new user's turn in Python): every column is loaded, nothing changed
-    identity = ChannelIdentity(**row._asdict())
-    make_transient_to_detached(identity)
-    session.add(identity)
-    return identity, True
+    if row is None:  # written by a concurrent first message of the same user
+        theirs = session.connection().execute(_IDENTITY, key).one()
+        return _attached(session, theirs._asdict()), False
+    return _attached(session, row._asdict()), True
 
 
 def _insert_new(session: Session, model: type[Base] | Table) -> Any:

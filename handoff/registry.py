@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
@@ -469,18 +469,12 @@ def register_from_channel(
     return enterprise
 
 
-_BINDING_OF = select(CommissionerBinding).where(
-    CommissionerBinding.channel == bindparam("channel"),
-    CommissionerBinding.user_key == bindparam("user"),
-)  # every message's first statement: built once, so its cache key is computed once
-
-
 def commissioner_of(session: Session, channel: str, user_key: str) -> Commissioner | None:
     """The active commissioner whose chat account this is, or ``None``."""
-    binding = session.scalars(_BINDING_OF, {"channel": channel, "user": user_key}).one_or_none()
-    if binding is None or not binding.commissioner.active:
-        return None
-    return binding.commissioner
+    from handoff.conversations import bound_staff_id
+
+    staff_id = bound_staff_id(session, channel, user_key)
+    return None if staff_id is None else session.get(Commissioner, staff_id)
 
 
 def bind_identity(session: Session, identity: ChannelIdentity, uscc: str) -> Enterprise | None:

@@ -82,12 +82,12 @@ def test_one_message_is_one_read_and_one_write_transaction_on_sqlite(
         # identity (INSERT … ON CONFLICT DO NOTHING RETURNING, no savepoint), its
         # conversation, the turn log, the transcript lines (one executemany) and the
         # processed message with its replies; it reads the commissioner binding and the
-        # identity once, and releases the pushes held for the user in one UPDATE (of no
-        # row here). It used to take 22 statements on SQLite (two savepoints, three
-        # UPDATEs of rows it had just inserted).
+        # identity in one statement, and releases the pushes held for the user in one
+        # UPDATE (of no row here). It used to take 22 statements on SQLite (two
+        # savepoints, three UPDATEs of rows it had just inserted).
         assert per.get("SAVEPOINT", 0) == 0
         assert per["UPDATE"] == 1  # the held pushes
-        assert per["SELECT"] == 3  # the read above, binding, identity
+        assert per["SELECT"] == 2  # the read above; binding and identity together
         assert per["INSERT"] == 5
         # PostgreSQL records how it was answered for every process: one statement in
         # autocommit (it was a transaction of five round trips: BEGIN, SET LOCAL, INSERT,
@@ -95,7 +95,7 @@ def test_one_message_is_one_read_and_one_write_transaction_on_sqlite(
         assert per.get("WITH", 0) == (0 if backend == "sqlite" else 1)
         assert per.get("SET", 0) == 0
         statements = sum(v for k, v in per.items() if k.split()[0].isupper())
-        assert statements == (11 if backend == "sqlite" else 10)
+        assert statements == (10 if backend == "sqlite" else 9)
 
         # a retry of a MsgId this process answered: no database work at all
         xml = message_xml("text", created=wechat.now(), user=users[0], msg_id=900,

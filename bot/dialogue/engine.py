@@ -39,6 +39,7 @@ from handoff.conversations import (
     Conversation,
     DialogueTurn,
     TurnOutcome,
+    first_look,
     identity_of,
     load_conversation,
     new_conversation,
@@ -48,8 +49,7 @@ from handoff.conversations import (
 )
 from handoff.inbox import Inbox
 from handoff.live import LiveHandoffs
-from handoff.models import Direction
-from handoff.registry import commissioner_of
+from handoff.models import ChannelIdentity, Commissioner, Direction
 from handoff.sla import SlaSettings
 from handoff.tickets import TicketService
 from knowledge import KnowledgeBase
@@ -132,14 +132,15 @@ class Dialogue:
         try:
             with self.sessions.begin() as s:
                 self.svc.live.expire(s)  # requests nobody took in time become tickets
-                staff = commissioner_of(s, msg.channel, msg.user_key)
+                staff_id, identity = first_look(s, msg.channel, msg.user_key)
+                staff = None if staff_id is None else s.get(Commissioner, staff_id)
                 if staff is not None:
                     # a commissioner writing opens the channel's reply window too
                     self.inbox.user_wrote(msg.channel, msg.user_key, session=s)
                     text = _text_of(msg).strip()
                     replies = staff_turn(self.svc, s, staff, msg, now, text)
                 else:
-                    replies = self._enterprise_turn(s, msg, now)
+                    replies = self._enterprise_turn(s, msg, now, identity)
                 if msg.msg_id:
                     # last, with its replies: a concurrent handler of the same id fails here
                     # (or waits here for the first to commit) and answers as it was answered
@@ -156,12 +157,14 @@ class Dialogue:
 
     # ------------------------------------------------------------------ enterprise side
 
-    def _enterprise_turn(self, s: Session, msg: Incoming, now: datetime) -> list[Reply]:
+    def _enterprise_turn(
+        self, s: Session, msg: Incoming, now: datetime, found: ChannelIdentity | None
+    ) -> list[Reply]:
         subscribed = msg.kind is not MessageKind.UNSUBSCRIBE
         name = msg.display_name[:100] if msg.display_name else None
         identity, created = identity_of(
             s, msg.channel, msg.user_key,
-            subscribed=subscribed, last_inbound_at=now, display_name=name or None,
+            subscribed=subscribed, last_inbound_at=now, display_name=name or None, found=found,
         )  # fmt: skip
         if identity.subscribed is not subscribed:
             identity.subscribed = subscribed

@@ -22,6 +22,7 @@ from defusedxml.ElementTree import ParseError, fromstring
 from wechatpy import parse_message
 from wechatpy.crypto import WeChatCrypto
 from wechatpy.exceptions import InvalidAppIdException, InvalidSignatureException
+from wechatpy.messages import MESSAGE_TYPES, UnknownMessage
 
 from bot.channels.wechat.config import CHANNEL, DEFAULT_MENU
 from bot.types import Incoming, MessageKind
@@ -91,11 +92,32 @@ def parse_body(body: bytes, query: Mapping[str, str], crypto: WeChatCrypto | Non
     else:
         data = body
     try:
-        message = parse_message(data.decode())
+        message = _plain_message(root)
+        if message is None:
+            message = parse_message(data.decode())
         _ = (message.source, message.time, message.id)  # typed fields parse lazily
     except Exception as exc:  # wechatpy raises KeyError/TypeError/ValueError on odd XML
         raise _BadRequest(f"unparseable message: {type(exc).__name__}") from exc
     return _Parsed(message, root, aes and crypto is not None)
+
+
+def _plain_message(root: Element) -> Any | None:
+    """The wechatpy message of a flat, non-event *root* — what ``parse_message`` makes of it,
+    from the tree already parsed (not the XML parsed a second time) — else ``None``.
+
+    Flat: unique child elements without attributes or children, whose text (stripped, as
+    xmltodict gives it; empty is ``None``) is all there is. Events and anything else go
+    through ``parse_message``.
+    """
+    fields: dict[str, str | None] = {}
+    for child in root:
+        if len(child) or child.attrib or child.tag in fields:
+            return None
+        fields[child.tag] = (child.text or "").strip() or None
+    kind = (fields.get("MsgType") or "").lower()
+    if not kind or kind == "event" or kind.startswith("device_") or root.attrib:
+        return None
+    return MESSAGE_TYPES.get(kind, UnknownMessage)(fields)
 
 
 def incoming_of(parsed: _Parsed, menu: Mapping[str, str]) -> Incoming | None:

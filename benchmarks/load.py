@@ -560,6 +560,30 @@ def run(
     return out
 
 
+FILED_PG1 = (74.0, 98.0)
+"""Closed-loop msg/s of one process on PostgreSQL when the throughput target was set (the
+code of ``f06e7c0^``, on the machine of that day)."""
+TARGET_PG2 = 300.0
+"""The target then: closed-loop msg/s of two processes on PostgreSQL, on that machine."""
+
+
+def baseline_ratio(result: dict[str, Any], baseline: dict[str, Any]) -> dict[str, float] | None:
+    """The target as a ratio, machine-independent: this run's PG ×2 closed-loop throughput
+    over the baseline code's PG ×1 in the same run, beside the ratio the target asked for
+    (300 msg/s over the 74–98 measured when it was set; ≥ 4.05 at the slow end)."""
+    mine = result["configs"].get("pg2", {}).get("closed")
+    theirs = baseline["configs"].get("pg1", {}).get("closed")
+    if not mine or not theirs or not theirs["throughput"]:
+        return None
+    return {
+        "pg2_msg_s": mine["throughput"],
+        "baseline_pg1_msg_s": theirs["throughput"],
+        "ratio": round(mine["throughput"] / theirs["throughput"], 2),
+        "target_ratio": round(TARGET_PG2 / FILED_PG1[0], 2),
+        "target_ratio_mid": round(TARGET_PG2 / (sum(FILED_PG1) / 2), 2),
+    }
+
+
 def report(result: dict[str, Any]) -> str:
     """The figures as a table."""
     rows: list[list[object]] = []
@@ -588,6 +612,14 @@ def report(result: dict[str, Any]) -> str:
                 f"{name}: token fetches {figures['token_fetches']}, "
                 f"server log errors {figures['server_errors_logged']}"
             )
+    ratio = result.get("baseline_ratio")
+    if ratio:
+        met = "met" if ratio["ratio"] >= ratio["target_ratio"] else "NOT met"
+        notes.append(
+            f"pg2 closed {ratio['pg2_msg_s']} msg/s = {ratio['ratio']}× the baseline's pg1 "
+            f"({ratio['baseline_pg1_msg_s']} msg/s); the 300 msg/s target asked "
+            f"{ratio['target_ratio_mid']}–{ratio['target_ratio']}×: {met}"
+        )
     return table(headers, rows) + "\n" + "\n".join(notes) + f"\n(duration {result['duration_s']} s)"
 
 
@@ -603,11 +635,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--keep", type=Path, help="copy each server's log (and SQLite file) here")
     parser.add_argument("--log-level", default="warning", help="the server's; %(default)s")
     parser.add_argument("--threads", type=int, help="the server's YXBY_THREADS (else its default)")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="also run PG ×1 of this checkout first (the code of f06e7c0^, when the target "
+        "was set) and give PG ×2 as a ratio of it",
+    )
     args = parser.parse_args(argv)
     chosen = [c.strip() for c in args.configs.split(",") if c.strip()]
     unknown = [c for c in chosen if c not in CONFIGS]
     if unknown:
         parser.error(f"unknown configuration(s) {unknown}; choose from {list(CONFIGS)}")
+    baseline = None
+    if args.baseline:
+        print(f"baseline {args.baseline}:", flush=True)
+        baseline = run(
+            configs=["pg1"],
+            duration=args.duration,
+            concurrency=args.concurrency,
+            rate=args.rate,
+            root=args.baseline.resolve(),
+            log_level=args.log_level,
+        )
+        print(report(baseline))
     result = run(
         configs=chosen,
         duration=args.duration,
@@ -618,6 +668,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         log_level=args.log_level,
         threads=args.threads,
     )
+    if baseline is not None:
+        result["baseline"] = baseline
+        result["baseline_ratio"] = baseline_ratio(result, baseline)
     print(report(result))
     if args.output:
         args.output.write_text(json.dumps(result, ensure_ascii=False, indent=2), "utf-8")

@@ -56,7 +56,6 @@ __all__ = [
     "LiveHandoffState",
     "ProcessedMessage",
     "TurnOutcome",
-    "bound_staff_id",
     "first_look",
     "get_or_create_identity",
     "identity_of",
@@ -201,9 +200,10 @@ def get_or_create_identity(session: Session, channel: str, user_key: str) -> Cha
 
 
 _IDENTITIES = cast(Table, ChannelIdentity.__table__)
-_IDENTITY = select(_IDENTITIES).where(
+_THE_ACCOUNT = and_(
     _IDENTITIES.c.channel == bindparam("channel"), _IDENTITIES.c.user_key == bindparam("user")
 )
+_IDENTITY = select(_IDENTITIES).where(_THE_ACCOUNT)
 _CREATE_IDENTITY: dict[str, Any] = {}  # dialect name → its INSERT … ON CONFLICT DO NOTHING
 
 _BOUND_STAFF = (
@@ -218,13 +218,7 @@ _BOUND_STAFF = (
 )
 _ONE = select(literal(1).label("one")).subquery("one")
 _FIRST_LOOK = select(_BOUND_STAFF.label("yxby_staff_id"), *_IDENTITIES.c).select_from(
-    _ONE.outerjoin(
-        _IDENTITIES,
-        and_(
-            _IDENTITIES.c.channel == bindparam("channel"),
-            _IDENTITIES.c.user_key == bindparam("user"),
-        ),
-    )
+    _ONE.outerjoin(_IDENTITIES, _THE_ACCOUNT)
 )
 """Every message's first statement (built once): always one row, the active commissioner
 bound to the chat account (or NULL) beside the account's identity columns (NULL if new)."""
@@ -236,28 +230,20 @@ class Unknown(enum.Enum):
     TOKEN = 0
 
 
-_STAFF_ONLY = select(_BOUND_STAFF)
-
-
-def bound_staff_id(session: Session, channel: str, user_key: str) -> int | None:
-    """The id of the active commissioner this chat account is bound to, or ``None``."""
-    found = session.execute(_STAFF_ONLY, {"channel": channel, "user": user_key}).scalar()
-    return cast(int | None, found)
-
-
 def first_look(
     session: Session, channel: str, user_key: str
-) -> tuple[int | None, ChannelIdentity | None]:
-    """Who is writing, in one statement: the id of the active commissioner this chat
-    account is bound to (``None`` for an enterprise user), and the account's identity
-    (``None`` the first time it writes)."""
+) -> tuple[Commissioner | None, ChannelIdentity | None]:
+    """Who is writing, in one statement: the active commissioner this chat account is bound
+    to (``None`` for an enterprise user; loaded by a second statement only for staff), and
+    the account's identity (``None`` the first time it writes)."""
     row = session.connection().execute(_FIRST_LOOK, {"channel": channel, "user": user_key}).one()
     staff_id = row.yxby_staff_id
+    staff = None if staff_id is None else session.get(Commissioner, staff_id)
     if row.id is None:
-        return staff_id, None
+        return staff, None
     values = row._asdict()
     del values["yxby_staff_id"]
-    return staff_id, _attached(session, values)
+    return staff, _attached(session, values)
 
 
 def _attached(session: Session, values: dict[str, Any]) -> ChannelIdentity:

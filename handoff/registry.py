@@ -471,10 +471,9 @@ def register_from_channel(
 
 def commissioner_of(session: Session, channel: str, user_key: str) -> Commissioner | None:
     """The active commissioner whose chat account this is, or ``None``."""
-    from handoff.conversations import bound_staff_id
+    from handoff.conversations import first_look
 
-    staff_id = bound_staff_id(session, channel, user_key)
-    return None if staff_id is None else session.get(Commissioner, staff_id)
+    return first_look(session, channel, user_key)[0]
 
 
 def bind_identity(session: Session, identity: ChannelIdentity, uscc: str) -> Enterprise | None:

@@ -68,7 +68,9 @@ def test_staff_are_recognised_only_while_active(
 ) -> None:
     staff = make_commissioner("张三", "市场监管局", bindings=(("wechat", "oStaff"),))
     with db.begin() as s:
-        assert first_look(s, "wechat", "oStaff") == (staff.id, None)
+        found_staff, identity = first_look(s, "wechat", "oStaff")
+        assert found_staff is not None and identity is None
+        assert (found_staff.id, found_staff.name) == (staff.id, "张三")
         assert first_look(s, "telegram", "oStaff") == (None, None)  # another channel
         found = commissioner_of(s, "wechat", "oStaff")
         assert found is not None and found.name == "张三"

@@ -49,7 +49,7 @@ from handoff.conversations import (
 )
 from handoff.inbox import Inbox
 from handoff.live import LiveHandoffs
-from handoff.models import ChannelIdentity, Commissioner, Direction
+from handoff.models import ChannelIdentity, Direction
 from handoff.sla import SlaSettings
 from handoff.tickets import TicketService
 from knowledge import KnowledgeBase
@@ -132,8 +132,7 @@ class Dialogue:
         try:
             with self.sessions.begin() as s:
                 self.svc.live.expire(s)  # requests nobody took in time become tickets
-                staff_id, identity = first_look(s, msg.channel, msg.user_key)
-                staff = None if staff_id is None else s.get(Commissioner, staff_id)
+                staff, identity = first_look(s, msg.channel, msg.user_key)
                 if staff is not None:
                     # a commissioner writing opens the channel's reply window too
                     self.inbox.user_wrote(msg.channel, msg.user_key, session=s)

@@ -109,13 +109,15 @@ def _plain_message(root: Element) -> Any | None:
     xmltodict gives it; empty is ``None``) is all there is. Events and anything else go
     through ``parse_message``.
     """
+    if root.attrib:
+        return None
     fields: dict[str, str | None] = {}
     for child in root:
         if len(child) or child.attrib or child.tag in fields:
             return None
         fields[child.tag] = (child.text or "").strip() or None
     kind = (fields.get("MsgType") or "").lower()
-    if not kind or kind == "event" or kind.startswith("device_") or root.attrib:
+    if not kind or kind == "event" or kind.startswith("device_"):
         return None
     return MESSAGE_TYPES.get(kind, UnknownMessage)(fields)
 
